@@ -1,0 +1,25 @@
+"""The one place that sets Numba's options for the whole package.
+
+* ``FASTMATH``: an explicit flag set, not ``fastmath=True``.  ``True`` would include the
+  ``nnan``/``ninf`` flags, and with them ``np.isnan`` on a NaN sum returns False; the
+  trainer must stop on NaN, so those two flags stay off.  ``reassoc`` lets sums be reordered,
+  so compiled sums can differ from NumPy in the last bits (tests compare with a tolerance).
+* ``cache=True``: compiled code is kept on disk next to the sources, or (when the package
+  is installed read-only) in Numba's user-wide cache directory; ``NUMBA_CACHE_DIR`` overrides.
+* ``parallel``: only kernels created with ``jit(parallel=True)`` use Numba's thread pool.
+  BLAS has its own threads, so element-wise work between BLAS calls stays serial unless a
+  kernel is measured to gain from ``prange``.
+"""
+
+import numba
+
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+CACHE = True
+
+
+def jit(fn=None, *, parallel=False):
+    """``numba.njit`` with the package's options; use as ``@jit`` or ``@jit(parallel=True)``."""
+    options = dict(fastmath=set(FASTMATH), cache=CACHE, nogil=True, parallel=parallel)
+    if fn is None:
+        return numba.njit(**options)
+    return numba.njit(**options)(fn)

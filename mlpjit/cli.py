@@ -1,0 +1,411 @@
+"""The ``mlpjit`` command line: train, evaluate, predict, gradcheck, config.
+
+A user mistake (bad config, missing file, wrong value) ends with one line on stderr,
+``error: ...``, and exit code 2; a diverged run exits 3; an interrupted one 130.
+"""
+
+import datetime as _dt
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import __version__
+from .errors import ConfigError, DataError, MlpjitError
+
+EXIT_USER, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
+
+def _fail(message, code=EXIT_USER):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlpjit")
+def cli():
+    """mlpjit: multilayer perceptrons with hand-derived gradients, compiled with Numba.
+
+    \b
+    Examples:
+      mlpjit train configs/mnist_mlp.yaml
+      mlpjit train configs/xor.yaml --set optimizer.lr=0.5 --epochs 200
+      mlpjit train --resume runs/mnist_mlp-20261123-120000
+      mlpjit evaluate runs/mnist_mlp-20261123-120000
+      mlpjit gradcheck configs/spirals.yaml
+    """
+
+
+def main(argv=None):
+    """Entry point: runs the click group and turns mlpjit errors into one line."""
+    try:
+        cli.main(args=argv, prog_name="mlpjit", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except MlpjitError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(0)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def _load(config_path, overrides=()):
+    from .config import load_config, resolved_dict
+    return resolved_dict(load_config(config_path, overrides))
+
+
+def _new_run_dir(name, out):
+    if out is not None:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ConfigError(f"--out {path}: already exists and is not empty "
+                              f"(use --resume {path} to continue it, or another --out)")
+        return path
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / f"{name}-{stamp}"
+    k = 2
+    while path.exists():
+        path = Path("runs") / f"{name}-{stamp}-{k}"
+        k += 1
+    return path
+
+
+def _report(summary, run_dir, echo):
+    final = summary["final"]
+    figures = "  ".join(f"{k} {100 * v:.2f}%" if k.endswith("accuracy") else f"{k} {v:.4f}"
+                        for k, v in final.items())
+    echo(f"done: {summary['epochs']} epochs in {summary['train_seconds']:.1f}s training "
+         f"({summary['total_seconds']:.1f}s total)  {figures}")
+    echo(f"run folder: {run_dir}")
+
+
+# --- train -------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<name>-<timestamp>).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a config key, e.g. --set optimizer.lr=0.1 (repeatable).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Number of epochs (total, also with --resume).")
+@click.option("--seed", type=click.IntRange(min=0), help="Random seed (overrides the config's).")
+@click.option("--resume", "resume", type=click.Path(file_okay=False), help="Continue the run in this folder.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+def train(config, out, overrides, epochs, seed, resume, quiet):
+    """Train a model from a YAML CONFIG and keep a run folder.
+
+    \b
+    The run folder holds config.yaml (resolved), metrics.jsonl (one line per
+    epoch), checkpoint.npz, model.npz and summary.json.
+    Ctrl-C stops after the current batch and writes a checkpoint.
+
+    \b
+    Examples:
+      mlpjit train configs/mnist_mlp.yaml
+      mlpjit train configs/mnist_mlp.yaml --set optimizer.lr=0.1 --set model.layers.0.units=512
+      mlpjit train configs/xor.yaml --epochs 500 --seed 3 --out runs/xor
+      mlpjit train --resume runs/xor --epochs 1000
+    """
+    from .config import dump_yaml, load_config, resolved_dict
+    from .errors import TrainingDiverged
+    from .io import atomic_write_text
+    from .trainer import Interrupted, Trainer
+
+    echo = (lambda *a, **k: None) if quiet else click.echo
+    if resume:
+        if config or overrides or seed is not None or out:
+            raise ConfigError("--resume takes only the run folder (and --epochs); "
+                              "CONFIG, --set, --seed and --out come from the run")
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml)")
+        if not (run_dir / "checkpoint.npz").is_file():
+            raise ConfigError(f"--resume {run_dir}: no checkpoint.npz to resume from")
+        cfg_obj = load_config(run_dir / "config.yaml",
+                              [f"train.epochs={epochs}"] if epochs else [])
+        cfg = resolved_dict(cfg_obj)
+        trainer = Trainer(cfg, run_dir, log=echo, progress=not quiet)
+        trainer.load_checkpoint()
+        if trainer.epoch >= cfg["train"]["epochs"] and trainer.batch == 0:
+            click.echo(f"{run_dir}: already trained for {trainer.epoch} epochs; "
+                       f"pass --epochs N (N > {trainer.epoch}) to train further")
+            return
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg_obj))
+        echo(f"resuming {run_dir} at epoch {trainer.epoch + 1}"
+             + (f", batch {trainer.batch + 1}" if trainer.batch else ""))
+    else:
+        if not config:
+            raise ConfigError("give a CONFIG file, or --resume RUN_DIR (see mlpjit train --help)")
+        extra = list(overrides)
+        if epochs:
+            extra.append(f"train.epochs={epochs}")
+        if seed is not None:
+            extra.append(f"seed={seed}")
+        cfg_obj = load_config(config, extra)
+        cfg = resolved_dict(cfg_obj)
+        run_dir = _new_run_dir(cfg["name"], out)
+        # everything that can fail on bad input happens before the run folder exists
+        trainer = Trainer(cfg, run_dir, log=echo, progress=not quiet)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg_obj))
+        echo(f"run folder: {run_dir}")
+        echo(repr(trainer.model))
+    try:
+        summary = trainer.fit(cfg["train"]["epochs"])
+    except Interrupted as e:
+        click.echo(f"{e}; resume with: mlpjit train --resume {run_dir}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except TrainingDiverged as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_DIVERGED)
+    _report(summary, run_dir, click.echo)
+
+
+# --- evaluate ----------------------------------------------------------------------------
+
+def _load_model_and_cfg(target, data):
+    from .model import Sequential
+    target = Path(target)
+    if target.is_dir():
+        model_path = target / "model.npz"
+        if not model_path.is_file():
+            raise ConfigError(f"{target}: no model.npz in this folder (has the run finished?)")
+        cfg = _load(target / "config.yaml") if (target / "config.yaml").is_file() else None
+    else:
+        model_path, cfg = target, None
+    model = Sequential.load(model_path)
+    if data is not None:
+        if Path(data).suffix in (".yaml", ".yml") or Path(data).is_file():
+            cfg = _load(data)
+        else:
+            from .config import config_from_dict, resolved_dict
+            cfg = resolved_dict(config_from_dict(
+                {"data": _data_spec(data), "model": model.get_config_for_training()
+                 if hasattr(model, "get_config_for_training") else {"layers": [{"type": "dense", "units": 1}]},
+                 "loss": model.metadata.get("loss", "cross_entropy")}, source="--data"))
+    if cfg is None:
+        raise ConfigError(f"{target}: a model file alone does not say which data to use; "
+                          f"pass --data CONFIG.yaml or --data mnist")
+    return model, cfg
+
+
+def _data_spec(text):
+    """'mnist' or 'spirals,classes=4,noise=0.1' → a data dict."""
+    parts = [p for p in text.split(",") if p]
+    spec = {"name": parts[0]}
+    import yaml
+    for item in parts[1:]:
+        if "=" not in item:
+            raise ConfigError(f"--data {text}: expected NAME[,key=value...], got '{item}'")
+        k, v = item.split("=", 1)
+        spec[k] = yaml.safe_load(v)
+    return spec
+
+
+@cli.command()
+@click.argument("target", type=click.Path(exists=False))
+@click.option("--data", help="Data to evaluate on: a config file, or a source spec such as "
+                             "'mnist' or 'spirals,classes=3' (default: the run's config).")
+def evaluate(target, data):
+    """Print loss and accuracy of a trained model.
+
+    TARGET is a run folder or a MODEL.npz file (then --data is needed).
+
+    \b
+    Examples:
+      mlpjit evaluate runs/mnist_mlp-20261123-120000
+      mlpjit evaluate model.npz --data configs/mnist_mlp.yaml
+      mlpjit evaluate model.npz --data mnist
+    """
+    from . import losses
+    from .data import load_dataset
+    from .trainer import evaluate as _evaluate
+
+    model, cfg = _load_model_and_cfg(target, data)
+    ds = load_dataset(dict(cfg["data"]), cfg["seed"])
+    loss = losses.get(model.metadata.get("loss") or cfg["loss"])
+    width = model.layers[-1].out_features if hasattr(model.layers[-1], "out_features") else None
+    if model.in_features is not None and model.in_features != ds.n_features:
+        raise DataError(f"the model takes {model.in_features} inputs but data "
+                        f"'{cfg['data']['name']}' has {ds.n_features} features")
+    classification = ds.task == "classification"
+    printed = False
+    for split in ("train", "val", "test"):
+        X, y = getattr(ds, f"X_{split}"), getattr(ds, f"y_{split}")
+        if X is None or len(X) == 0 or (split == "train" and ds.X_test is not None):
+            continue
+        try:
+            value, acc = _evaluate(model, loss, X, y, ds.x_scale, 1000, classification)
+        except ValueError as e:
+            raise DataError(f"model and data do not fit: {e}") from None
+        line = f"{split}_loss {value:.4f}"
+        if acc is not None:
+            line += f"  {split}_accuracy {100 * acc:.2f}%"
+        click.echo(f"{line}  ({len(X)} examples)")
+        printed = True
+    if not printed:
+        raise DataError("no examples to evaluate")
+    _ = width
+
+
+# --- predict -----------------------------------------------------------------------------
+
+def _read_input(path):
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.suffix == ".npy":
+        try:
+            X = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise DataError(f"{path}: not a readable .npy file ({e})") from None
+    elif path.suffix == ".csv":
+        try:
+            X = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+        except ValueError:
+            try:
+                X = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+            except ValueError as e:
+                raise DataError(f"{path}: not a numeric CSV ({e})") from None
+    else:
+        raise DataError(f"{path}: input must be a .npy or .csv file")
+    if X.dtype.kind not in "fiub":
+        raise DataError(f"{path}: input must be numeric, got dtype {X.dtype}")
+    if X.ndim == 1:
+        X = X.reshape(1, -1)
+    X = X.reshape(X.shape[0], -1)
+    if not np.isfinite(X).all():
+        raise DataError(f"{path}: input contains NaN or Inf")
+    return X
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL.npz", type=click.Path())
+@click.argument("input_path", metavar="INPUT", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), help="Write predictions to this .csv or .npy file.")
+def predict(model_path, input_path, out):
+    """Predict with a trained model on INPUT (.npy or .csv, one example per row).
+
+    Inputs are in the units of the training data (raw 0-255 pixels for MNIST); the model file
+    records the scaling.  Classifiers give the class and its probabilities.
+
+    \b
+    Examples:
+      mlpjit predict runs/xor/model.npz points.csv
+      mlpjit predict runs/mnist/model.npz digits.npy --out predictions.csv
+    """
+    from . import losses
+    from .io import atomic_write, atomic_write_text
+    from .model import Sequential
+
+    model = Sequential.load(model_path)
+    X = _read_input(input_path)
+    if model.in_features is not None and X.shape[1] != model.in_features:
+        raise DataError(f"{input_path}: rows have {X.shape[1]} values but the model takes {model.in_features}")
+    meta = model.metadata
+    out_raw = model.predict(X * meta.get("x_scale", 1.0))
+    if meta.get("task") == "classification":
+        loss = losses.get(meta.get("loss", "cross_entropy"))
+        probs = loss.transform(out_raw)
+        classes = loss.predict_classes(out_raw)
+        if probs.shape[1] == 1:
+            probs = np.hstack([1 - probs, probs])
+        names = meta.get("class_names")
+        labels = [names[c] for c in classes] if names else list(classes)
+        header = ["class"] + [f"p_{names[j] if names else j}" for j in range(probs.shape[1])]
+        rows = [[str(lbl)] + [f"{p:.6g}" for p in prow] for lbl, prow in zip(labels, probs)]
+        table = np.column_stack([classes, probs])
+    else:
+        header = [f"y{j}" for j in range(out_raw.shape[1])]
+        rows = [[f"{v:.6g}" for v in r] for r in out_raw]
+        table = out_raw
+    text = ",".join(header) + "\n" + "".join(",".join(r) + "\n" for r in rows)
+    if out is None:
+        click.echo(text, nl=False)
+    elif str(out).endswith(".npy"):
+        atomic_write(out, lambda f: np.save(f, table))
+    else:
+        atomic_write_text(out, text)
+
+
+# --- gradcheck -----------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Examples in the batch.")
+@click.option("--max-checks", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Elements checked per parameter (chosen at random).")
+@click.option("--tolerance", default=1e-5, show_default=True, type=float, help="Largest error that passes.")
+def gradcheck(config, overrides, batch, max_checks, tolerance):
+    """Finite-difference check of the configured model on a small batch of its data.
+
+    Prints the worst relative error per parameter (float64 central differences)
+    and exits 1 if any exceeds the tolerance.
+
+    \b
+    Example:
+      mlpjit gradcheck configs/mnist_mlp.yaml
+    """
+    from .data import load_dataset
+    from .gradcheck import gradcheck as _gradcheck
+    from .trainer import build_model
+
+    cfg = _load(config, overrides)
+    cfg["dtype"] = "float64"
+    ds = load_dataset(dict(cfg["data"]), cfg["seed"])
+    model, loss = build_model(cfg, ds.n_features, ds.n_outputs, ds.task)
+    n = min(batch, ds.n_train)
+    X = ds.scaled(ds.X_train[:n])
+    y = ds.y_train[:n]
+    errors = _gradcheck(model, loss, X, y, max_checks=max_checks, training=True)
+    worst = max(errors.values())
+    for name, err in errors.items():
+        flag = "" if err <= tolerance else "   <-- above tolerance"
+        click.echo(f"{name:>10}  {err:.2e}{flag}")
+    click.echo(f"worst relative error {worst:.2e} ({'OK' if worst <= tolerance else 'FAILED'}, "
+               f"tolerance {tolerance:g}, batch {n}, float64 central differences)")
+    if worst > tolerance:
+        sys.exit(1)
+
+
+# --- config ----------------------------------------------------------------------------
+
+@cli.group()
+def config():
+    """Show or check a config file."""
+
+
+@config.command("show")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
+def config_show(config_path, overrides):
+    """Print the resolved config with every default filled in."""
+    from .config import dump_yaml, load_config
+    click.echo(dump_yaml(load_config(config_path, overrides)), nl=False)
+
+
+@config.command("check")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
+def config_check(config_path, overrides):
+    """Validate a config (keys, values, data files, model against data) without training."""
+    from .data import load_dataset
+    from .trainer import build_model
+
+    cfg = _load(config_path, overrides)
+    ds = load_dataset(dict(cfg["data"]), cfg["seed"])
+    model, _ = build_model(cfg, ds.n_features, ds.n_outputs, ds.task)
+    click.echo(f"{config_path}: OK ({ds.n_train} training examples, {model.n_params:,} parameters)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

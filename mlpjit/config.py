@@ -1,0 +1,1114 @@
+"""YAML run configs: schema, loading, ``--set`` overrides and one-line error messages.
+
+A config is a YAML mapping validated by the pydantic models below (every model
+forbids unknown keys; ints reject floats, strings and booleans; floats accept
+ints; booleans accept only ``true``/``false``).  Every user mistake raises
+:class:`~mlpjit.errors.ConfigError` with a single line naming the file (or the
+``--set`` item), the key path and the offending value, e.g.::
+
+    configs/x.yaml: optimizer.lr: must be > 0 (got -0.1)
+    configs/x.yaml: unknown key 'optimizr' (did you mean 'optimizer'?)
+    --set optimizer.lrr=0.1: no such key 'lrr' under 'optimizer' (did you mean 'lr'?)
+
+Public API: :class:`Config`, :func:`load_config`, :func:`config_from_dict`,
+:func:`resolved_dict`, :func:`dump_yaml`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Sequence, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from .errors import ConfigError
+
+__all__ = [
+    "ACTIVATIONS",
+    "ACTIVATION_ALIASES",
+    "INITIALIZERS",
+    "INIT_ALIASES",
+    "LOSSES",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "LAYER_TYPES",
+    "DATA_SOURCES",
+    "ActivationSpec",
+    "InitSpec",
+    "MnistData",
+    "XorData",
+    "SpiralsData",
+    "SineData",
+    "CsvData",
+    "NpzData",
+    "DenseLayer",
+    "DropoutLayer",
+    "ActivationLayer",
+    "SoftmaxLayer",
+    "ModelConfig",
+    "SGDConfig",
+    "AdamConfig",
+    "ConstantSchedule",
+    "StepSchedule",
+    "ExponentialSchedule",
+    "CosineSchedule",
+    "ClipConfig",
+    "EarlyStoppingConfig",
+    "TrainConfig",
+    "Config",
+    "load_config",
+    "config_from_dict",
+    "resolved_dict",
+    "dump_yaml",
+]
+
+# ---------------------------------------------------------------------------
+# Names.  Kept in one place so they can later be replaced by imports from the
+# library modules that implement them.
+# ---------------------------------------------------------------------------
+
+ACTIVATIONS: tuple[str, ...] = (
+    "identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "arctan",
+    "softsign", "elu", "swish", "gelu", "tanh_linear",
+)
+ACTIVATION_ALIASES: dict[str, str] = {"linear": "identity", "silu": "swish", "logistic": "sigmoid"}
+# activation -> (parameter name, default); activations not listed take no parameter
+ACTIVATION_PARAMS: dict[str, tuple[str, float]] = {
+    "leaky_relu": ("alpha", 0.01),
+    "elu": ("alpha", 1.0),
+    "tanh_linear": ("a", 0.1),
+}
+INITIALIZERS: tuple[str, ...] = (
+    "normal", "uniform", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal",
+    "zeros", "constant",
+)
+INIT_ALIASES: dict[str, str] = {
+    "glorot_uniform": "xavier_uniform", "glorot_normal": "xavier_normal",
+    "kaiming_uniform": "he_uniform", "kaiming_normal": "he_normal",
+}
+# initializer -> (parameter name, default); initializers not listed take no parameter
+INIT_PARAMS: dict[str, tuple[str, float]] = {
+    "normal": ("std", 0.01),
+    "uniform": ("scale", 0.05),
+    "constant": ("value", 0.0),
+}
+LOSSES: tuple[str, ...] = (
+    "cross_entropy", "binary_cross_entropy", "mse", "sum_squares", "smape", "soft_f1",
+)
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+SCHEDULES: tuple[str, ...] = ("constant", "step", "exponential", "cosine")
+LAYER_TYPES: tuple[str, ...] = ("dense", "dropout", "activation", "softmax")
+DATA_SOURCES: tuple[str, ...] = ("mnist", "xor", "spirals", "sine", "csv", "npz")
+DTYPES: tuple[str, ...] = ("float32", "float64")
+TASKS: tuple[str, ...] = ("auto", "classification", "regression")
+XOR_FUNCTIONS: tuple[str, ...] = ("xor", "and", "or", "nand", "nor", "xnor")
+EARLY_STOPPING_METRICS: tuple[str, ...] = (
+    "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
+)
+
+# ---------------------------------------------------------------------------
+# Message helpers
+# ---------------------------------------------------------------------------
+
+
+def _fmt(value: Any, limit: int = 80) -> str:
+    """Show a value as it would be written in YAML, on one line."""
+    if isinstance(value, str):
+        text = repr(value)
+    elif value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float)):
+        text = repr(value)
+    else:
+        try:
+            text = json.dumps(value, default=repr)
+        except (TypeError, ValueError):
+            text = repr(value)
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def _suggest(word: Any, options: Sequence[str]) -> list[str]:
+    return difflib.get_close_matches(str(word), list(options), n=3, cutoff=0.6)
+
+
+def _unknown_name(kind: str, value: Any, options: Sequence[str]) -> str:
+    """``unknown activation 'rleu' (did you mean 'relu'? valid: arctan, elu, ...)``."""
+    close = _suggest(value, options)
+    valid = "valid: " + ", ".join(sorted(options))
+    if close:
+        return f"unknown {kind} {_fmt(value)} (did you mean {_fmt(close[0])}? {valid})"
+    return f"unknown {kind} {_fmt(value)} ({valid})"
+
+
+def _unknown_key(key: Any, options: Sequence[str]) -> str:
+    """``unknown key 'optimizr' (did you mean 'optimizer'?)``."""
+    close = _suggest(key, options)
+    if close:
+        return f"unknown key {_fmt(key)} (did you mean {_fmt(close[0])}?)"
+    return f"unknown key {_fmt(key)} (valid keys: {', '.join(options)})"
+
+
+class _Issue(ValueError):
+    """A validation problem raised by our validators.
+
+    ``message`` is complete (it names the value); ``key`` is an optional path
+    (``"nesterov"`` or ``"train.early_stopping.metric"``) relative to the place
+    pydantic reports, appended to the key path in the final message.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.key = key
+
+
+# ---------------------------------------------------------------------------
+# Field types
+# ---------------------------------------------------------------------------
+
+# PyYAML (YAML 1.1) reads ``1e-3`` (no dot) as a *string*; accept exactly that form.
+_EXP_FLOAT = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+$")
+
+
+def _coerce_float(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    if isinstance(value, str) and _EXP_FLOAT.match(value.strip()):
+        return float(value)
+    return value
+
+
+Float = Annotated[float, BeforeValidator(_coerce_float), Field(strict=True)]
+Int = StrictInt
+Bool = StrictBool
+Str = StrictStr
+
+
+def _choice(kind: str, options: Sequence[str]):
+    """A before-validator giving ``unknown <kind> 'x' (valid: ...)`` for bad names."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and value not in options:
+            raise _Issue(_unknown_name(kind, value, options))
+        return value
+
+    return BeforeValidator(check)
+
+
+DType = Annotated[Literal["float32", "float64"], _choice("dtype", DTYPES)]
+Task = Annotated[Literal["auto", "classification", "regression"], _choice("task", TASKS)]
+XorFunction = Annotated[
+    Literal["xor", "and", "or", "nand", "nor", "xnor"], _choice("function", XOR_FUNCTIONS)
+]
+LossName = Annotated[
+    Literal["cross_entropy", "binary_cross_entropy", "mse", "sum_squares", "smape", "soft_f1"],
+    _choice("loss", LOSSES),
+]
+MetricName = Annotated[
+    Literal["train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"],
+    _choice("metric", EARLY_STOPPING_METRICS),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# ---------------------------------------------------------------------------
+# Activation / initializer specs: a name, or {name: ..., <param>: ...}
+# ---------------------------------------------------------------------------
+
+
+def _named_spec_before(
+    value: Any, kind: str, names: Sequence[str], aliases: dict[str, str],
+    params: dict[str, tuple[str, float]], all_params: Sequence[str],
+) -> Any:
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise _Issue(
+            f"must be an {kind} name or a mapping with 'name' (got {_fmt(value)})"
+        )
+    name = value.get("name")
+    if not isinstance(name, str):
+        return value  # missing / wrong type: reported by field validation
+    name = aliases.get(name, name)
+    if name not in names:
+        raise _Issue(_unknown_name(kind, name, tuple(names) + tuple(aliases)))
+    out = dict(value)
+    out["name"] = name
+    allowed = params.get(name)
+    for p in all_params:
+        if p in out and out[p] is not None and (allowed is None or allowed[0] != p):
+            if allowed is None:
+                raise _Issue(f"{kind} {name!r} takes no parameters (got {_fmt(out[p])})", p)
+            raise _Issue(
+                f"{kind} {name!r} takes {allowed[0]!r}, not {p!r} (got {_fmt(out[p])})", p
+            )
+    if allowed is not None and out.get(allowed[0]) is None:
+        out[allowed[0]] = allowed[1]
+    return out
+
+
+def _named_spec_dump(spec: BaseModel, params: Sequence[str]) -> Any:
+    values = {p: getattr(spec, p) for p in params if getattr(spec, p) is not None}
+    if not values:
+        return spec.name
+    return {"name": spec.name, **values}
+
+
+class ActivationSpec(_Model):
+    """An activation: ``relu`` or ``{name: leaky_relu, alpha: 0.2}``.
+
+    ``name`` is canonical (aliases resolved); ``alpha`` is set (default filled in)
+    for leaky_relu and elu, ``a`` for tanh_linear, otherwise both are None.
+    Serialized as a plain string when it has no parameter.
+    """
+
+    name: Str
+    alpha: Optional[Float] = None
+    a: Optional[Float] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _before(cls, value: Any) -> Any:
+        return _named_spec_before(
+            value, "activation", ACTIVATIONS, ACTIVATION_ALIASES, ACTIVATION_PARAMS, ("alpha", "a")
+        )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "ActivationSpec":
+        if self.name == "leaky_relu" and not (0.0 <= self.alpha <= 1.0):
+            raise _Issue(f"must be in [0, 1] for leaky_relu (got {_fmt(self.alpha)})", "alpha")
+        if self.name == "elu" and not self.alpha > 0:
+            raise _Issue(f"must be > 0 for elu (got {_fmt(self.alpha)})", "alpha")
+        return self
+
+    @model_serializer(mode="plain")
+    def _dump(self) -> Any:
+        return _named_spec_dump(self, ("alpha", "a"))
+
+
+class InitSpec(_Model):
+    """A weight initializer: ``he_normal`` or ``{name: normal, std: 0.02}``.
+
+    ``std`` is set for normal, ``scale`` for uniform (U(-scale, scale)), ``value``
+    for constant (defaults filled in); the others are None.
+    """
+
+    name: Str
+    std: Optional[Float] = None
+    scale: Optional[Float] = None
+    value: Optional[Float] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _before(cls, value: Any) -> Any:
+        return _named_spec_before(
+            value, "initializer", INITIALIZERS, INIT_ALIASES, INIT_PARAMS, ("std", "scale", "value")
+        )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "InitSpec":
+        for p in ("std", "scale"):
+            v = getattr(self, p)
+            if v is not None and not v > 0:
+                raise _Issue(f"must be > 0 (got {_fmt(v)})", p)
+        return self
+
+    @model_serializer(mode="plain")
+    def _dump(self) -> Any:
+        return _named_spec_dump(self, ("std", "scale", "value"))
+
+
+# ---------------------------------------------------------------------------
+# Data sources (discriminated by ``name``)
+# ---------------------------------------------------------------------------
+
+Validation = Annotated[Int, Field(ge=0)]
+
+
+class MnistData(_Model):
+    name: Literal["mnist"]
+    path: Optional[Str] = None
+    validation: Validation = 0
+    subset: Optional[Annotated[Int, Field(ge=1)]] = None
+    test_subset: Optional[Annotated[Int, Field(ge=1)]] = None
+
+
+class XorData(_Model):
+    name: Literal["xor"]
+    function: XorFunction = "xor"
+    validation: Validation = 0
+
+
+class SpiralsData(_Model):
+    name: Literal["spirals"]
+    classes: Annotated[Int, Field(ge=2)] = 3
+    points: Annotated[Int, Field(ge=1)] = 3000
+    test_points: Annotated[Int, Field(ge=0)] = 1000
+    noise: Annotated[Float, Field(ge=0)] = 0.2
+    validation: Validation = 0
+
+
+class SineData(_Model):
+    name: Literal["sine"]
+    points: Annotated[Int, Field(ge=1)] = 1000
+    test_points: Annotated[Int, Field(ge=0)] = 200
+    a: Annotated[list[Float], Field(min_length=4, max_length=4)] = Field(
+        default_factory=lambda: [1.0, 0.0, 1.0, 0.0]
+    )
+    noise: Annotated[Float, Field(ge=0)] = 0.1
+    x_min: Float = -3.0
+    x_max: Float = 3.0
+    validation: Validation = 0
+
+    @model_validator(mode="after")
+    def _range(self) -> "SineData":
+        if not self.x_min < self.x_max:
+            raise _Issue(
+                f"must be greater than x_min (got x_min={_fmt(self.x_min)}, x_max={_fmt(self.x_max)})",
+                "x_max",
+            )
+        return self
+
+
+class CsvData(_Model):
+    name: Literal["csv"]
+    train: Str
+    test: Optional[Str] = None
+    target: Str
+    task: Task = "auto"
+    validation: Validation = 0
+
+
+class NpzData(_Model):
+    name: Literal["npz"]
+    path: Str
+    task: Task = "auto"
+    validation: Validation = 0
+
+
+DataConfig = Annotated[
+    Union[MnistData, XorData, SpiralsData, SineData, CsvData, NpzData],
+    Field(discriminator="name"),
+]
+
+# ---------------------------------------------------------------------------
+# Layers (discriminated by ``type``)
+# ---------------------------------------------------------------------------
+
+
+class DenseLayer(_Model):
+    type: Literal["dense"]
+    units: Annotated[Int, Field(ge=1)]
+    activation: ActivationSpec = Field(default_factory=lambda: ActivationSpec(name="identity"))
+    init: InitSpec = Field(default_factory=lambda: InitSpec(name="xavier_uniform"))
+    bias_init: Float = 0.0
+
+
+class DropoutLayer(_Model):
+    type: Literal["dropout"]
+    p: Annotated[Float, Field(ge=0, lt=1)]
+
+
+class ActivationLayer(_Model):
+    type: Literal["activation"]
+    activation: ActivationSpec
+
+
+class SoftmaxLayer(_Model):
+    type: Literal["softmax"]
+
+
+LayerConfig = Annotated[
+    Union[DenseLayer, DropoutLayer, ActivationLayer, SoftmaxLayer],
+    Field(discriminator="type"),
+]
+
+
+class ModelConfig(_Model):
+    layers: Annotated[list[LayerConfig], Field(min_length=1)]
+
+
+# ---------------------------------------------------------------------------
+# Optimizers, schedules, clipping, training loop
+# ---------------------------------------------------------------------------
+
+Unit = Annotated[Float, Field(ge=0, lt=1)]  # [0, 1)
+
+
+class SGDConfig(_Model):
+    type: Literal["sgd"]
+    lr: Annotated[Float, Field(gt=0)] = 0.01
+    momentum: Unit = 0.0
+    nesterov: Bool = False
+    weight_decay: Annotated[Float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _nesterov(self) -> "SGDConfig":
+        if self.nesterov and self.momentum == 0:
+            raise _Issue(
+                f"true requires momentum > 0 (got momentum={_fmt(self.momentum)})",
+                "nesterov",
+            )
+        return self
+
+
+class AdamConfig(_Model):
+    type: Literal["adam"]
+    lr: Annotated[Float, Field(gt=0)] = 0.001
+    beta1: Unit = 0.9
+    beta2: Unit = 0.999
+    eps: Annotated[Float, Field(gt=0)] = 1e-8
+    weight_decay: Annotated[Float, Field(ge=0)] = 0.0
+
+
+OptimizerConfig = Annotated[Union[SGDConfig, AdamConfig], Field(discriminator="type")]
+
+
+class ConstantSchedule(_Model):
+    type: Literal["constant"]
+
+
+class StepSchedule(_Model):
+    type: Literal["step"]
+    every: Annotated[Int, Field(ge=1)] = 10
+    gamma: Annotated[Float, Field(gt=0, le=1)] = 0.1
+
+
+class ExponentialSchedule(_Model):
+    type: Literal["exponential"]
+    gamma: Annotated[Float, Field(gt=0, le=1)] = 0.95
+
+
+class CosineSchedule(_Model):
+    type: Literal["cosine"]
+    min_lr: Annotated[Float, Field(ge=0)] = 0.0
+
+
+ScheduleConfig = Annotated[
+    Union[ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule],
+    Field(discriminator="type"),
+]
+
+
+class ClipConfig(_Model):
+    """Gradient clipping: exactly one of ``norm`` (global L2 norm) or ``value`` (elementwise)."""
+
+    norm: Optional[Annotated[Float, Field(gt=0)]] = None
+    value: Optional[Annotated[Float, Field(gt=0)]] = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "ClipConfig":
+        given = {k: v for k, v in (("norm", self.norm), ("value", self.value)) if v is not None}
+        if len(given) != 1:
+            raise _Issue(f"set exactly one of 'norm' or 'value' (got {_fmt(given)})")
+        return self
+
+    @model_serializer(mode="plain")
+    def _dump(self) -> Any:
+        return {"norm": self.norm} if self.norm is not None else {"value": self.value}
+
+
+class EarlyStoppingConfig(_Model):
+    patience: Annotated[Int, Field(ge=1)] = 5
+    metric: MetricName = "val_loss"
+    min_delta: Annotated[Float, Field(ge=0)] = 0.0
+
+
+def _batch_size(value: Any) -> Any:
+    if value == "full" and isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value >= 1:
+            return value
+        raise _Issue(f"must be >= 1 or 'full' (got {_fmt(value)})")
+    raise _Issue(f"must be an integer >= 1 or 'full' (got {_fmt(value)})")
+
+
+class TrainConfig(_Model):
+    epochs: Annotated[Int, Field(ge=1)] = 10
+    batch_size: Annotated[Union[int, Literal["full"]], BeforeValidator(_batch_size)] = 32
+    shuffle: Bool = True
+    eval_batch_size: Annotated[Int, Field(ge=1)] = 1000
+    early_stopping: Optional[EarlyStoppingConfig] = None
+
+
+def _shorthand_type(value: Any) -> Any:
+    """``optimizer: adam`` / ``schedule: cosine`` mean ``{type: adam}`` / ``{type: cosine}``."""
+    return {"type": value} if isinstance(value, str) else value
+
+
+class Config(_Model):
+    """A whole run config (the root of the YAML file)."""
+
+    name: Annotated[Str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "run"
+    seed: Annotated[Int, Field(ge=0, le=2**32 - 1)] = 0  # numba's np.random.seed takes uint32
+    dtype: DType = "float32"
+    data: DataConfig
+    model: ModelConfig
+    loss: LossName
+    optimizer: Annotated[OptimizerConfig, BeforeValidator(_shorthand_type)] = Field(
+        default_factory=lambda: SGDConfig(type="sgd")
+    )
+    schedule: Annotated[ScheduleConfig, BeforeValidator(_shorthand_type)] = Field(
+        default_factory=lambda: ConstantSchedule(type="constant")
+    )
+    clip: Optional[ClipConfig] = None
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, value: str) -> str:
+        if set(value) == {"."}:
+            raise _Issue(f"must not be only dots (got {_fmt(value)})")
+        return value
+
+
+# ---------------------------------------------------------------------------
+# Schema walking (for clean key paths and the valid keys at a place)
+# ---------------------------------------------------------------------------
+
+# tagged unions: frozenset(member classes) -> (label, discriminator key, {tag: class})
+_TAGGED: dict[frozenset, tuple[str, str, dict[str, type[BaseModel]]]] = {}
+
+
+def _register(label: str, key: str, *classes: type[BaseModel]) -> None:
+    variants = {}
+    for c in classes:
+        (tag,) = typing.get_args(c.model_fields[key].annotation)
+        variants[tag] = c
+    _TAGGED[frozenset(classes)] = (label, key, variants)
+
+
+_register("data source", "name", MnistData, XorData, SpiralsData, SineData, CsvData, NpzData)
+_register("layer type", "type", DenseLayer, DropoutLayer, ActivationLayer, SoftmaxLayer)
+_register("optimizer", "type", SGDConfig, AdamConfig)
+_register("schedule", "type", ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule)
+
+assert tuple(_TAGGED[frozenset((MnistData, XorData, SpiralsData, SineData, CsvData, NpzData))][2]) == DATA_SOURCES
+assert tuple(_TAGGED[frozenset((DenseLayer, DropoutLayer, ActivationLayer, SoftmaxLayer))][2]) == LAYER_TYPES
+assert tuple(_TAGGED[frozenset((SGDConfig, AdamConfig))][2]) == OPTIMIZERS
+assert tuple(
+    _TAGGED[frozenset((ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule))][2]
+) == SCHEDULES
+
+
+def _unwrap(ann: Any):
+    """Strip Annotated / Optional.  Returns (annotation, tagged-union info or None)."""
+    while True:
+        origin = typing.get_origin(ann)
+        if origin is Annotated:
+            ann = typing.get_args(ann)[0]
+            continue
+        if origin in (Union, types.UnionType):
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if len(args) == 1:
+                ann = args[0]
+                continue
+            inner = [_unwrap(a)[0] for a in args]
+            try:
+                return ann, _TAGGED.get(frozenset(inner))
+            except TypeError:
+                return ann, None
+        return ann, None
+
+
+def _is_model(ann: Any) -> bool:
+    return isinstance(ann, type) and issubclass(ann, BaseModel)
+
+
+def _walk_loc(loc: Sequence[Any]):
+    """Turn a pydantic error location into a clean key path.
+
+    Drops the tags pydantic inserts for discriminated unions and the member
+    labels of other unions.  Returns (path, model class owning the last key or
+    None, tagged-union info of that owner or None).
+    """
+    schema: Any = Config
+    path: list[str] = []
+    owner = None
+    owner_union = None
+    current_union = None
+    for item in loc:
+        ann, tagged = _unwrap(schema) if schema is not None else (None, None)
+        if tagged is not None:
+            if isinstance(item, str) and item in tagged[2]:
+                schema = tagged[2][item]
+                current_union = tagged
+                continue
+            schema = None
+            ann = None
+        if _is_model(ann):
+            owner, owner_union = ann, current_union
+            current_union = None
+            path.append(str(item))
+            field = ann.model_fields.get(item) if isinstance(item, str) else None
+            schema = field.annotation if field is not None else None
+        elif typing.get_origin(ann) is list:
+            owner, owner_union, current_union = None, None, None
+            path.append(str(item))
+            schema = typing.get_args(ann)[0]
+        else:
+            # a scalar / non-tagged union: pydantic's member labels ('int', "literal['full']")
+            schema = None
+            if isinstance(item, int):
+                path.append(str(item))
+    return path, owner, owner_union
+
+
+def _model_at(schema: Any, node: Any):
+    """The model class that describes ``node`` (a dict) at ``schema``, and its union info."""
+    ann, tagged = _unwrap(schema)
+    if tagged is not None:
+        if isinstance(node, dict):
+            return tagged[2].get(node.get(tagged[1])), tagged
+        return None, tagged
+    if _is_model(ann):
+        return ann, None
+    return None, None
+
+
+# ---------------------------------------------------------------------------
+# Error translation
+# ---------------------------------------------------------------------------
+
+_TYPE_MESSAGES = {
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+}
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def _describe_error(err: dict) -> tuple[list[str], str]:
+    """One pydantic error -> (key path, message that names the value)."""
+    etype = err["type"]
+    loc = err.get("loc", ())
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    path, owner, owner_union = _walk_loc(loc)
+    got = f"(got {_fmt(value)})"
+
+    if etype == "extra_forbidden":
+        key = path.pop() if path else str(loc[-1])
+        valid = list(owner.model_fields) if owner is not None else []
+        msg = _unknown_key(key, valid)
+        if owner_union is not None and not _suggest(key, valid):
+            label, tag_key, variants = owner_union
+            others = [t for t, c in variants.items() if key in c.model_fields and c is not owner]
+            if others:
+                msg += f"; {key!r} is only for {tag_key}: {', '.join(others)}"
+        return path, msg
+    if etype == "invalid_key":
+        key = path.pop() if path else loc[-1]
+        return path, f"keys must be strings (got key {_fmt(key)})"
+    if etype == "missing":
+        key = path.pop() if path else str(loc[-1])
+        return path, f"missing required key {key!r}"
+    if etype in ("union_tag_invalid", "union_tag_not_found"):
+        # loc points at the union itself; find which union from the schema
+        schema: Any = Config
+        for item in path:
+            ann, _ = _unwrap(schema)
+            if _is_model(ann) and item in ann.model_fields:
+                schema = ann.model_fields[item].annotation
+            elif typing.get_origin(ann) is list:
+                schema = typing.get_args(ann)[0]
+            else:
+                schema = None
+                break
+        tagged = _unwrap(schema)[1] if schema is not None else None
+        if tagged is None:  # pragma: no cover - every tagged union is registered
+            return path, f"{err.get('msg', 'invalid value')} {got}"
+        label, tag_key, variants = tagged
+        if etype == "union_tag_not_found":
+            return path, f"missing required key {tag_key!r} (the {label}: {', '.join(variants)})"
+        tag = value.get(tag_key) if isinstance(value, dict) else ctx.get("tag")
+        return path + [tag_key], _unknown_name(label, tag, tuple(variants))
+    if etype in ("value_error", "assertion_error") and isinstance(ctx.get("error"), _Issue):
+        issue = ctx["error"]
+        if issue.key:
+            path = path + issue.key.split(".")
+        return path, issue.message
+    if etype in _TYPE_MESSAGES:
+        return path, f"{_TYPE_MESSAGES[etype]} {got}"
+    if etype in _BOUNDS:
+        bound = next(iter(ctx.values())) if ctx else "?"
+        return path, f"must be {_BOUNDS[etype]} {_fmt(bound)} {got}"
+    if etype in ("too_short", "too_long"):
+        lo = ctx.get("min_length")
+        n = ctx.get("actual_length", len(value) if hasattr(value, "__len__") else "?")
+        if owner is SineData and path and path[-1] == "a":
+            return path, f"must have exactly 4 items (got {n}: {_fmt(value)})"
+        if etype == "too_short":
+            return path, f"must have at least {lo} item{'s' if lo != 1 else ''} (got {n})"
+        return path, f"must have at most {ctx.get('max_length')} items (got {n})"
+    if etype == "literal_error":
+        expected = ctx.get("expected", "")
+        return path, f"must be one of {expected} {got}"
+    if etype == "string_pattern_mismatch":
+        pattern = ctx.get("pattern", "").strip("^$")
+        return path, f"must match {pattern} (letters, digits, '_', '.', '-') {got}"
+    msg = str(err.get("msg", "invalid value"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    return path, f"{msg} {got}"
+
+
+def _first_error(exc: ValidationError) -> tuple[list[str], str]:
+    errors = exc.errors(include_url=False)
+    if not errors:  # pragma: no cover - pydantic always reports at least one
+        return [], "invalid config"
+    path, msg = _describe_error(errors[0])
+    if len(errors) > 1:
+        n = len(errors) - 1
+        msg += f" (and {n} more error{'s' if n != 1 else ''})"
+    return path, msg
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(prefix: str, path: Sequence[str], msg: str) -> ConfigError:
+    where = ".".join(str(p) for p in path)
+    text = f"{prefix}: {where}: {msg}" if where else f"{prefix}: {msg}"
+    return ConfigError(_one_line(text))
+
+
+def _validate(data: Any, prefix: str) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(
+            _one_line(f"{prefix}: top level must be a mapping of keys (got {_kind(data)})")
+        )
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        path, msg = _first_error(exc)
+        raise _fail(prefix, path, msg) from None
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return f"a list: {_fmt(value, 40)}"
+    if isinstance(value, str):
+        return f"a string: {_fmt(value, 40)}"
+    return f"{type(value).__name__} {_fmt(value, 40)}"
+
+
+# ---------------------------------------------------------------------------
+# YAML reading
+# ---------------------------------------------------------------------------
+
+_TAG_RE = re.compile(r"tag '([^']*)'")
+
+
+def _tag_name(tag: str) -> str:
+    return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+def _check_duplicate_keys(text: str, source: str) -> None:
+    """Refuse a key given twice in one mapping (``safe_load`` silently keeps the last)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return  # reported by safe_load
+    stack = [(root, [])]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                if key is not None:
+                    if key in seen:
+                        where = ".".join(path + [key])
+                        raise ConfigError(
+                            _one_line(
+                                f"{source}: {where}: key given twice "
+                                f"(line {key_node.start_mark.line + 1})"
+                            )
+                        )
+                    seen.add(key)
+                stack.append((value_node, path + [str(key)]))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                stack.append((item, path + [str(i)]))
+
+
+def _read_yaml(path: str | Path) -> Any:
+    source = str(path)
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a directory, not a config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not a UTF-8 text file") from None
+    except OSError as exc:
+        raise ConfigError(_one_line(f"{source}: cannot read ({exc.strerror or exc})")) from None
+    if not text.strip():
+        raise ConfigError(f"{source}: file is empty")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        line = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark is not None else ""
+        m = _TAG_RE.search(exc.problem or "")
+        if m:
+            raise ConfigError(
+                _one_line(f"{source}: YAML tag {_tag_name(m.group(1))!r} is not allowed{line}")
+            ) from None
+        raise ConfigError(_one_line(f"{source}: invalid YAML{line}: {exc.problem}")) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+        raise ConfigError(_one_line(f"{source}: invalid YAML{where}: {problem}")) from None
+    if data is None:
+        raise ConfigError(f"{source}: file is empty (only comments)")
+    _check_duplicate_keys(text, source)
+    return data
+
+
+# ---------------------------------------------------------------------------
+# --set overrides
+# ---------------------------------------------------------------------------
+
+
+def _field_default(cls: type[BaseModel], key: str) -> Any:
+    field = cls.model_fields[key]
+    if field.is_required():
+        return _NO_DEFAULT
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, BaseModel):
+        return default.model_dump(mode="json")
+    return default
+
+
+_NO_DEFAULT = object()
+
+
+def _apply_override(tree: dict, item: str) -> list[str]:
+    """Apply one ``key.path=value`` to the resolved dict ``tree`` in place.
+
+    Returns the key path (list of parts).
+    """
+    prefix = f"--set {item}"
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(_one_line(f"{prefix}: expected key.path=value"))
+    parts = key.split(".")
+    if any(not p.strip() for p in parts):
+        raise ConfigError(_one_line(f"{prefix}: empty key in {key!r} (expected key.path=value)"))
+    parts = [p.strip() for p in parts]
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        m = _TAG_RE.search(problem)
+        if m:
+            problem = f"YAML tag {_tag_name(m.group(1))!r} is not allowed"
+        raise ConfigError(_one_line(f"{prefix}: invalid value: {problem}")) from None
+
+    node: Any = tree
+    schema: Any = Config
+    done: list[str] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        here = ".".join(done) or "top level"
+        if isinstance(node, list):
+            try:
+                idx = int(part)
+            except ValueError:
+                raise ConfigError(
+                    _one_line(f"{prefix}: {here} is a list; {part!r} is not an index")
+                ) from None
+            if not 0 <= idx < len(node):
+                raise ConfigError(
+                    _one_line(
+                        f"{prefix}: index {idx} out of range ({here} has {len(node)} "
+                        f"item{'s' if len(node) != 1 else ''})"
+                    )
+                )
+            ann, _ = _unwrap(schema)
+            child_schema = typing.get_args(ann)[0] if typing.get_origin(ann) is list else None
+            if last:
+                node[idx] = value
+                break
+            child = _prepare_child(node[idx], child_schema, prefix, done + [part])
+            node[idx] = child
+            node, schema = child, child_schema
+        elif isinstance(node, dict):
+            cls, tagged = _model_at(schema, node)
+            fields = list(cls.model_fields) if cls is not None else []
+            if part not in node and part not in fields:
+                options = list(dict.fromkeys(list(node) + fields))
+                where = f"under {here!r}" if done else "at the top level"
+                close = _suggest(part, options)
+                hint = (
+                    f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(options)}"
+                )
+                raise ConfigError(_one_line(f"{prefix}: no such key {part!r} {where} ({hint})"))
+            if last:
+                if tagged is not None and part == tagged[1] and cls is not None:
+                    _switch_variant(node, tagged, cls, value)
+                if cls is ClipConfig and value is not None:
+                    # clip.norm=... replaces a clip.value from the file, and vice versa
+                    node.update({k: None for k in ("norm", "value") if k != part})
+                node[part] = value
+                break
+            child_schema = cls.model_fields[part].annotation if part in fields else None
+            child = _prepare_child(node.get(part), child_schema, prefix, done + [part])
+            node[part] = child
+            node, schema = child, child_schema
+        else:
+            raise ConfigError(
+                _one_line(f"{prefix}: {here} is {_fmt(node)}, not a mapping; cannot set {part!r}")
+            )
+        done.append(part)
+    return parts
+
+
+def _prepare_child(child: Any, schema: Any, prefix: str, path: list[str]) -> Any:
+    """Make a None / shorthand-string child descendable when the schema has a model there."""
+    if schema is None:
+        return child
+    ann, tagged = _unwrap(schema)
+    if child is None and (tagged is not None or _is_model(ann)):
+        return {}
+    if isinstance(child, str) and tagged is not None:
+        return {tagged[1]: child}  # optimizer=adam / schedule=cosine shorthand
+    if isinstance(child, str) and _is_model(ann) and "name" in ann.model_fields:
+        return {"name": child}  # activation / init given as a bare name
+    return child
+
+
+def _switch_variant(node: dict, tagged, old_cls: type[BaseModel], new_tag: Any) -> None:
+    """Changing ``data.name`` / ``layers.N.type`` / ``optimizer.type``: drop keys that
+    the new variant lacks and keys still at the old variant's default."""
+    label, tag_key, variants = tagged
+    new_cls = variants.get(new_tag) if isinstance(new_tag, str) else None
+    if new_cls is None or new_cls is old_cls:
+        return
+    kept = {}
+    for k, v in node.items():
+        if k == tag_key or k not in new_cls.model_fields:
+            continue
+        if k in old_cls.model_fields and _field_default(old_cls, k) == v:
+            continue
+        kept[k] = v
+    node.clear()
+    node[tag_key] = new_tag
+    node.update(kept)
+
+
+def _common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if str(x) != str(y):
+            break
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------
+
+
+def config_from_dict(d: dict, source: str = "<config>") -> Config:
+    """Validate a plain dict (as read from YAML) into a :class:`Config`.
+
+    Raises :class:`ConfigError` (one line, starting with ``source``) on any mistake.
+    """
+    return _validate(d, source)
+
+
+def resolved_dict(config: Config) -> dict:
+    """A plain JSON/YAML-safe dict with every default filled in."""
+    return config.model_dump(mode="json")
+
+
+def dump_yaml(config: Config) -> str:
+    """The resolved config as YAML (keys in schema order)."""
+    return yaml.safe_dump(resolved_dict(config), sort_keys=False)
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config file, validate it, then apply ``--set key.path=value`` overrides.
+
+    Each override's value is parsed as YAML (``0.1`` -> float, ``true`` -> bool,
+    ``full`` -> str, ``[1, 2]`` -> list).  Overrides act on the resolved config
+    (defaults filled in), so any key the schema knows at that place can be set even
+    when the file omits it; a null section (``clip``, ``train.early_stopping``) may
+    be given children (``clip.norm=5``).  Setting a discriminator (``data.name``,
+    ``model.layers.N.type``, ``optimizer.type``, ``schedule.type``) drops the keys
+    the new variant does not have and those left at the old variant's defaults.
+    """
+    if isinstance(overrides, str):  # a single "k=v" passed by mistake
+        overrides = (overrides,)
+    source = str(path)
+    config = _validate(_read_yaml(path), source)
+    if not overrides:
+        return config
+    tree = copy.deepcopy(resolved_dict(config))
+    applied: list[tuple[str, list[str]]] = []
+    for item in overrides:
+        applied.append((item, _apply_override(tree, str(item))))
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        err_path, msg = _first_error(exc)
+    # blame the override closest to the error's key path (the last one on ties)
+    best, best_n = None, 0
+    for item, parts in applied:
+        n = _common_prefix(parts, err_path)
+        if n >= best_n and n > 0:
+            best, best_n = item, n
+    if best is None:
+        prefix = ", ".join(f"--set {item}" for item, _ in applied)
+    else:
+        prefix = f"--set {best}"
+    raise _fail(prefix, err_path, msg)

@@ -1,0 +1,82 @@
+"""Atomic file writes and checked ``.npz`` reads.
+
+Every file mlpjit writes goes to a temporary file in the same folder first and is then
+renamed over the target (``os.replace`` is atomic on POSIX and Windows), so a process killed
+at any instant leaves either the old file or the new one, never half of one.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelFileError
+
+
+def atomic_write(path, write):
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, rename over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path, text):
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _write_npz(f, arrays):
+    # Like np.savez, but every member gets the same fixed timestamp, so that equal arrays
+    # give byte-identical files (np.savez stamps the current time).
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
+def atomic_write_npz(path, arrays):
+    """Write ``arrays`` (a dict) as an ``.npz`` file at ``path``, atomically and reproducibly."""
+    atomic_write(path, lambda f: _write_npz(f, arrays))
+
+
+def json_array(obj):
+    """A JSON document as a 0-d unicode array (loadable with ``allow_pickle=False``)."""
+    return np.array(json.dumps(obj))
+
+
+def read_npz(path, kind="mlpjit model"):
+    """All arrays of an ``.npz`` file as a dict, or a ModelFileError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such file")
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):       # a .npy file: one bare array
+            raise ModelFileError(f"{path}: not an {kind} (a single .npy array, not an .npz archive)")
+        with z:
+            return {name: z[name] for name in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise ModelFileError(f"{path}: not a readable {kind} (truncated or corrupted .npz: {e})") from None
+
+
+def read_json_array(arrays, key, path, kind="mlpjit model"):
+    if key not in arrays:
+        raise ModelFileError(f"{path}: not an {kind} (no '{key}' entry)")
+    try:
+        return json.loads(str(arrays[key]))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise ModelFileError(f"{path}: corrupted '{key}' entry ({e})") from None

@@ -1,0 +1,100 @@
+"""Matrix-product and dense-layer kernels (math.md §1).
+
+Forward ``S = X·A + b``; backward ``dA = Xᵀ·dS``, ``db = Σ_rows dS``, ``dX = dS·Aᵀ``.
+
+Products go through BLAS (Numba's ``np.dot`` calls SciPy's BLAS) when they are large, and
+through plain loops when they are so small that a BLAS call's fixed cost would dominate
+(``SMALL`` multiply-adds).  Both paths compute the same sums; the loop order keeps the
+innermost loop contiguous.
+"""
+
+import numpy as np
+
+from .._jit import jit
+
+SMALL = 4096  # multiply-adds below which loops beat a BLAS call
+
+
+# (X: float[:, :] (n, k), A: float[:, :] (k, m), out: float[:, :] (n, m)) -> None
+@jit
+def gemm_nn(X, A, out):
+    """out = X·A."""
+    n, k = X.shape
+    m = A.shape[1]
+    if n * k * m > SMALL:
+        np.dot(X, A, out)
+        return
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = 0.0
+        for p in range(k):
+            x = X[i, p]
+            for j in range(m):
+                out[i, j] += x * A[p, j]
+
+
+# (X: float[:, :] (n, k), G: float[:, :] (n, m), out: float[:, :] (k, m)) -> None
+@jit
+def gemm_tn(X, G, out):
+    """out = Xᵀ·G."""
+    n, k = X.shape
+    m = G.shape[1]
+    if n * k * m > SMALL:
+        np.dot(X.T, G, out)
+        return
+    for p in range(k):
+        for j in range(m):
+            out[p, j] = 0.0
+    for i in range(n):
+        for p in range(k):
+            x = X[i, p]
+            for j in range(m):
+                out[p, j] += x * G[i, j]
+
+
+# (G: float[:, :] (n, m), A: float[:, :] (k, m), out: float[:, :] (n, k)) -> None
+@jit
+def gemm_nt(G, A, out):
+    """out = G·Aᵀ."""
+    n, m = G.shape
+    k = A.shape[0]
+    if n * k * m > SMALL:
+        np.dot(G, A.T, out)
+        return
+    for i in range(n):
+        for p in range(k):
+            acc = 0.0
+            for j in range(m):
+                acc += G[i, j] * A[p, j]
+            out[i, p] = acc
+
+
+# (X: (n, k), A: (k, m), b: (m,), S: (n, m)) -> None
+@jit
+def dense_forward(X, A, b, S):
+    """S = X·A + b  (M = X·A, S = M + b)."""
+    gemm_nn(X, A, S)
+    n, m = S.shape
+    for i in range(n):
+        for j in range(m):
+            S[i, j] += b[j]
+
+
+# (X: (n, k), dS: (n, m), dA: (k, m), db: (m,)) -> None
+@jit
+def dense_backward_params(X, dS, dA, db):
+    """dA = Xᵀ·dM and db = Σ_rows dS, with dM = dS."""
+    gemm_tn(X, dS, dA)
+    n, m = dS.shape
+    for j in range(m):
+        db[j] = 0.0
+    for i in range(n):
+        for j in range(m):
+            db[j] += dS[i, j]
+
+
+# (dS: (n, m), A: (k, m), dX: (n, k)) -> None
+@jit
+def dense_backward_input(dS, A, dX):
+    """dX = dM·Aᵀ, with dM = dS."""
+    gemm_nt(dS, A, dX)

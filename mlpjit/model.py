@@ -1,0 +1,163 @@
+"""``Sequential``: a stack of layers, run forward in order and backward in reverse (math.md §1, §5)."""
+
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import ModelFileError
+from .io import atomic_write_npz, json_array, read_json_array, read_npz
+from .layers import DTYPES, Layer, layer_from_config
+
+FORMAT = "mlpjit-model/1"
+
+
+class Sequential:
+    """Layers applied one after the other: X₁ = X, X_{i+1} = layerᵢ(Xᵢ).
+
+    Backward runs the layers in reverse, each layer's dX being the previous layer's dY
+    (backpropagation, math.md §5).  ``parameters()`` lists ``("0.A", A, dA), ("0.b", b, db),
+    ("1.A", ...)`` in a stable order; ``predict`` runs in prediction mode (dropout off).
+
+    >>> import numpy as np, mlpjit
+    >>> model = mlpjit.Sequential([mlpjit.Dense(2, 8, activation="tanh", seed=0),
+    ...                            mlpjit.Dense(8, 1, activation="sigmoid", seed=1)])
+    >>> model.predict(np.zeros((3, 2))).shape
+    (3, 1)
+    """
+
+    def __init__(self, layers):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("Sequential needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {i} is not an mlpjit Layer: {layer!r}")
+        width = None
+        for i, layer in enumerate(layers):
+            n_in = getattr(layer, "in_features", None)
+            if n_in is not None and width is not None and n_in != width:
+                raise ValueError(f"layer {i} ({layer!r}) expects {n_in} inputs but the layer "
+                                 f"before it gives {width}")
+            width = getattr(layer, "out_features", width)
+        self.layers = layers
+        self.metadata = {}
+
+    def forward(self, X, training=False):
+        """Output of the last layer (its buffer: copy it to keep it)."""
+        for layer in self.layers:
+            X = layer.forward(X, training=training)
+        return X
+
+    __call__ = forward
+
+    def backward(self, dY, need_dX=True):
+        """Fill every layer's gradients; return dX, the derivative with respect to the input
+        (None when ``need_dX`` is False, which saves the first layer's dX product)."""
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
+            dY = self.layers[i].backward(dY, need_dX=need_dX or i > 0)
+        return dY
+
+    def parameters(self):
+        """``[(name, param, grad), ...]``: ``"<layer index>.<name>"``, the array, its gradient."""
+        return [(f"{i}.{name}", p, g) for i, layer in enumerate(self.layers)
+                for name, p, g in layer.parameters()]
+
+    @property
+    def n_params(self):
+        return sum(p.size for _, p, _ in self.parameters())
+
+    @property
+    def dtype(self):
+        for _, p, _ in self.parameters():
+            return p.dtype
+        return np.dtype(np.float32)
+
+    @property
+    def in_features(self):
+        return getattr(self.layers[0], "in_features", None)
+
+    def predict(self, X, batch_size=1024):
+        """Outputs for X in prediction mode, computed in batches, as a new array."""
+        X = np.asarray(X)
+        if X.ndim < 1 or X.shape[0] == 0:
+            raise ValueError(f"predict needs a non-empty batch, got shape {X.shape}")
+        out = []
+        for start in range(0, X.shape[0], batch_size):
+            out.append(np.array(self.forward(X[start:start + batch_size], training=False)))
+        return np.concatenate(out) if len(out) > 1 else out[0]
+
+    def freeze_randomness(self, frozen=True):
+        for layer in self.layers:
+            layer.freeze_randomness(frozen)
+
+    # --- structure and files -----------------------------------------------------------
+    def get_config(self):
+        return {"layers": [layer.get_config() for layer in self.layers],
+                "dtype": np.dtype(self.dtype).name}
+
+    @classmethod
+    def from_config(cls, config, dtype=None, seed=None):
+        """Build the stack described by ``get_config()`` (new weights drawn from ``seed``)."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("model config must be a dict with a 'layers' list")
+        dtype = np.dtype(dtype or DTYPES.get(config.get("dtype", "float32"), np.float32))
+        seeds = np.random.SeedSequence(seed).spawn(len(config["layers"]))
+        layers = []
+        for c, s in zip(config["layers"], seeds):
+            layers.append(layer_from_config(c, dtype=dtype, seed=np.random.default_rng(s)
+                                            if seed is not None else None))
+        return cls(layers)
+
+    def astype(self, dtype):
+        """A copy computing in ``dtype`` (e.g. float64 for gradient checks)."""
+        return Sequential([layer.astype(dtype) for layer in self.layers])
+
+    def state_arrays(self):
+        """The parameters by name, as copies."""
+        return {name: np.array(p) for name, p, _ in self.parameters()}
+
+    def load_state_arrays(self, arrays, source="<arrays>"):
+        for name, p, _ in self.parameters():
+            if name not in arrays:
+                raise ModelFileError(f"{source}: parameter '{name}' is missing")
+            if arrays[name].shape != p.shape:
+                raise ModelFileError(f"{source}: parameter '{name}' has shape {arrays[name].shape}, "
+                                     f"the model needs {p.shape}")
+            p[...] = arrays[name]
+
+    def to_arrays(self):
+        """Everything ``save`` writes: structure (as JSON), ``metadata`` and parameters."""
+        arrays = {"__format__": np.array(FORMAT), "__version__": np.array(__version__),
+                  "__config__": json_array(self.get_config()),
+                  "__metadata__": json_array(getattr(self, "metadata", None) or {})}
+        arrays.update(self.state_arrays())
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays, source="<arrays>"):
+        if str(arrays.get("__format__", "")) != FORMAT:
+            raise ModelFileError(f"{source}: not an mlpjit model (no '{FORMAT}' marker)")
+        config = read_json_array(arrays, "__config__", source)
+        try:
+            model = cls.from_config(config)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ModelFileError(f"{source}: invalid model structure ({e})") from None
+        model.load_state_arrays(arrays, source)
+        model.metadata = read_json_array(arrays, "__metadata__", source) if "__metadata__" in arrays else {}
+        return model
+
+    def save(self, path):
+        """Write structure, weights and the ``metadata`` dict (how the trainer used the model:
+        loss, task, input scaling, class names) to one ``.npz`` file, atomically."""
+        atomic_write_npz(path, self.to_arrays())
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by ``save`` (with ``allow_pickle=False``)."""
+        return cls.from_arrays(read_npz(path), source=str(Path(path)))
+
+    def __repr__(self):
+        lines = [f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers)]
+        return "Sequential(\n" + "\n".join(lines) + f"\n)  # {self.n_params:,} parameters"

@@ -1,0 +1,439 @@
+"""The training loop: layers, loss, SGD and clipping stitched into epochs (math.md §5).
+
+``train(cfg, run_dir)`` runs a resolved config (a plain dict, see :mod:`mlpjit.config`) and
+keeps the run folder up to date:
+
+* ``config.yaml``    the resolved config (every default filled in);
+* ``metrics.jsonl``  one JSON object per finished epoch;
+* ``checkpoint.npz`` weights, optimizer state, every random state, the epoch (and, after an
+  interrupt, the position inside the epoch) and the early-stopping state;
+* ``model.npz``      the final model (``Sequential.load``);
+* ``summary.json``   the final figures, times, seed and versions.
+
+Every file is written atomically (temporary file, then rename).  The order at the end of an
+epoch is metrics, then checkpoint: a process killed between the two leaves a metrics line the
+checkpoint does not cover, and ``--resume`` drops it and redoes that epoch, so no epoch is lost
+or counted twice.
+"""
+
+import json
+import math
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from . import losses as _losses
+from .data import load_dataset
+from .errors import ConfigError, ModelFileError, TrainingDiverged
+from .io import atomic_write_npz, atomic_write_text, json_array, read_json_array, read_npz
+from .kernels import misc as KM
+from .layers import Activation, Dense, Dropout, Softmax
+from .model import Sequential
+from .optim import clip_grad_norm, clip_grad_value, global_norm, make_optimizer, scheduled_lr
+
+CHECKPOINT_FORMAT = "mlpjit-checkpoint/1"
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+# --- building the model ------------------------------------------------------------------
+
+def _seeds(seed):
+    """Independent generators for initialization, shuffling and dropout masks."""
+    init, shuffle, dropout = np.random.SeedSequence(seed).spawn(3)
+    return init, shuffle, dropout
+
+
+def build_model(cfg, n_features, n_outputs, task):
+    """The Sequential of ``cfg["model"]["layers"]`` for ``n_features`` inputs, checked against the
+    data (``n_outputs`` classes or targets) and the loss.  Errors name the config key."""
+    dtype = DTYPES[cfg["dtype"]]
+    init_ss, _, dropout_ss = _seeds(cfg["seed"])
+    specs = cfg["model"]["layers"]
+    init_seeds = init_ss.spawn(len(specs))
+    drop_seeds = dropout_ss.spawn(len(specs))
+    layers, width = [], n_features
+    for i, spec in enumerate(specs):
+        kind = spec["type"]
+        where = f"model.layers.{i}"
+        try:
+            if kind == "dense":
+                layer = Dense(width, spec["units"], activation=spec.get("activation", "identity"),
+                              init=spec.get("init", "xavier_uniform"), dtype=dtype,
+                              bias_init=spec.get("bias_init", 0.0),
+                              rng=np.random.default_rng(init_seeds[i]))
+                width = spec["units"]
+            elif kind == "dropout":
+                layer = Dropout(spec["p"], seed=np.random.default_rng(drop_seeds[i]))
+            elif kind == "activation":
+                layer = Activation(spec["activation"])
+            elif kind == "softmax":
+                layer = Softmax()
+            else:
+                raise ValueError(f"unknown layer type '{kind}'")
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{where}: {e}") from None
+        layers.append(layer)
+    if not any(isinstance(layer, Dense) for layer in layers):
+        raise ConfigError("model.layers: the model needs at least one dense layer")
+    last = len(specs) - 1
+    loss_name = cfg["loss"]
+    loss = _losses.get(loss_name)
+    if task == "classification":
+        if not loss.classification and loss_name not in ("mse", "sum_squares"):
+            raise ConfigError(f"loss: '{loss_name}' is a regression loss but data '{cfg['data']['name']}' "
+                              f"is a classification task (use cross_entropy)")
+        ok = width == n_outputs or (width == 1 and n_outputs == 2 and loss_name in (
+            "binary_cross_entropy", "soft_f1", "mse", "sum_squares"))
+        if not ok:
+            raise ConfigError(f"model.layers.{last}: the last layer gives {width} outputs but the data "
+                              f"has {n_outputs} classes (set its units to {n_outputs})")
+    else:
+        if loss.classification:
+            raise ConfigError(f"loss: '{loss_name}' needs class labels but data "
+                              f"'{cfg['data']['name']}' is a regression task (use mse)")
+        if width != n_outputs:
+            raise ConfigError(f"model.layers.{last}: the last layer gives {width} outputs but the data "
+                              f"has {n_outputs} target columns")
+    try:
+        loss.check_outputs(width)
+    except ValueError as e:
+        raise ConfigError(f"loss: {e}") from None
+    if loss_name in ("cross_entropy", "binary_cross_entropy", "soft_f1") and isinstance(layers[-1], Softmax):
+        raise ConfigError(f"model.layers.{last}: '{loss_name}' works on logits and applies softmax "
+                          f"itself; remove the final softmax layer")
+    return Sequential(layers), loss
+
+
+def make_optimizer_from(cfg, params):
+    opt = dict(cfg["optimizer"])
+    name = opt.pop("type")
+    return make_optimizer(name, params, **opt)
+
+
+# --- the run folder ------------------------------------------------------------------------
+
+def versions():
+    import numba
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "numba": numba.__version__, "mlpjit": __version__}
+
+
+def read_metrics(run_dir):
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn last line (never written by mlpjit, but be safe)
+    return rows
+
+
+def write_metrics(run_dir, rows):
+    atomic_write_text(Path(run_dir) / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _rng_state_json(rng):
+    return rng.bit_generator.state
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+def evaluate(model, loss, X, y, x_scale=1.0, batch_size=1000, classification=True):
+    """Mean loss and accuracy (None for regression) of ``model`` on (X, y), in prediction mode."""
+    n = X.shape[0]
+    total_loss, correct = 0.0, 0
+    dtype = model.dtype
+    buf = np.empty((min(batch_size, n), X.shape[1]), dtype)
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        xb = buf[: idx.size]
+        KM.gather_rows(X, idx, x_scale, xb)
+        out = model.forward(xb, training=False)
+        yb = y[start:start + idx.size]
+        total_loss += loss.forward(out, yb) * idx.size
+        if classification:
+            correct += int((loss.predict_classes(out) == yb).sum())
+    return total_loss / n, (correct / n if classification else None)
+
+
+# --- training ------------------------------------------------------------------------------
+
+class _Interrupt:
+    """SIGINT sets a flag; the loop stops after the current batch."""
+
+    def __init__(self):
+        self.flag = False
+        self._old = None
+
+    def __enter__(self):
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not in the main thread
+            self._old = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.flag:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT after a checkpoint was written (exit code 130)."""
+
+
+class Trainer:
+    """Runs epochs of a resolved config on a dataset and keeps the run folder."""
+
+    def __init__(self, cfg, run_dir, dataset=None, log=print, progress=True):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.log = log
+        self.progress = progress
+        self.data = dataset if dataset is not None else load_dataset(dict(cfg["data"]), cfg["seed"])
+        self.classification = self.data.task == "classification"
+        self.model, self.loss = build_model(cfg, self.data.n_features, self.data.n_outputs, self.data.task)
+        self.params = self.model.parameters()
+        self.model.metadata = {"loss": cfg["loss"], "task": self.data.task, "x_scale": self.data.x_scale,
+                               "n_classes": self.data.n_classes, "class_names": self.data.class_names,
+                               "data": cfg["data"]["name"]}
+        self.optimizer = make_optimizer_from(cfg, self.params)
+        _, shuffle_ss, _ = _seeds(cfg["seed"])
+        self.shuffle_rng = np.random.default_rng(shuffle_ss)
+        self.dropouts = [layer for layer in self.model.layers if isinstance(layer, Dropout)]
+        self.weight_names = [name for name, p, _ in self.params if name.endswith(".A")]
+        # position and state
+        self.epoch = 0                 # finished epochs
+        self.batch = 0                 # next batch inside epoch ``self.epoch`` (0: at a boundary)
+        self.perm = None               # the current epoch's order, while inside an epoch
+        self.acc = self._new_accumulators()
+        es = cfg["train"].get("early_stopping")
+        if es:
+            split = es["metric"].split("_")[0]
+            if split in ("val", "test") and getattr(self.data, f"X_{split}") is None:
+                raise ConfigError(f"train.early_stopping.metric: '{es['metric']}' needs a {split} split, "
+                                  f"but data '{cfg['data']['name']}' has none"
+                                  + (" (set data.validation)" if split == "val" else ""))
+        self.early = {"best": None, "best_epoch": 0, "wait": 0, "stopped": False} if es else None
+
+    # -- state --------------------------------------------------------------------------
+    def _new_accumulators(self):
+        return {"loss": 0.0, "correct": 0, "seen": 0, "grad_norm": 0.0, "batches": 0,
+                "layer_norms": {name: 0.0 for name in self.weight_names}, "seconds": 0.0}
+
+    def save_checkpoint(self):
+        state = {"epoch": self.epoch, "batch": self.batch, "acc": self.acc, "early": self.early,
+                 "shuffle_rng": _rng_state_json(self.shuffle_rng),
+                 "dropout_rngs": [_rng_state_json(d.rng) for d in self.dropouts]}
+        arrays = {"__format__": np.array(CHECKPOINT_FORMAT), "__state__": json_array(state)}
+        arrays.update({f"model/{k}": v for k, v in self.model.to_arrays().items()})
+        arrays.update({f"optimizer/{k}": v for k, v in self.optimizer.state_arrays().items()})
+        if self.perm is not None:
+            arrays["perm"] = self.perm
+        atomic_write_npz(self.run_dir / "checkpoint.npz", arrays)
+
+    def load_checkpoint(self):
+        path = self.run_dir / "checkpoint.npz"
+        arrays = read_npz(path, kind="mlpjit checkpoint")
+        if str(arrays.get("__format__", "")) != CHECKPOINT_FORMAT:
+            raise ModelFileError(f"{path}: not an mlpjit checkpoint")
+        state = read_json_array(arrays, "__state__", path, kind="mlpjit checkpoint")
+        try:
+            self.model.load_state_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("model/")},
+                                         source=str(path))
+            self.optimizer.load_state_arrays({k[10:]: v for k, v in arrays.items()
+                                              if k.startswith("optimizer/")})
+            self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
+            for d, s in zip(self.dropouts, state["dropout_rngs"]):
+                d.rng.bit_generator.state = s
+        except (KeyError, ValueError, TypeError) as e:
+            raise ModelFileError(f"{path}: does not match the run's config ({e})") from None
+        self.epoch, self.batch = state["epoch"], state["batch"]
+        self.acc, self.early = state["acc"], state["early"]
+        self.perm = arrays["perm"] if self.batch > 0 else None
+
+    # -- the loop -------------------------------------------------------------------------
+    def batch_size(self):
+        bs = self.cfg["train"]["batch_size"]
+        n = self.data.n_train
+        return n if bs == "full" else min(int(bs), n)
+
+    def fit(self, epochs=None):
+        """Train up to ``epochs`` finished epochs (default: the config's); returns the summary."""
+        cfg = self.cfg
+        epochs = epochs or cfg["train"]["epochs"]
+        metrics = [r for r in read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
+        write_metrics(self.run_dir, metrics)
+        start_time = time.perf_counter()
+        with _Interrupt() as interrupt:
+            while self.epoch < epochs and not (self.early and self.early["stopped"]):
+                row = self._run_epoch(epochs, interrupt)
+                metrics.append(row)
+                write_metrics(self.run_dir, metrics)
+                self.save_checkpoint()
+                self.log(self._epoch_line(row, epochs))
+        self.model.save(self.run_dir / "model.npz")
+        summary = self._summary(metrics, time.perf_counter() - start_time)
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    def _run_epoch(self, epochs, interrupt):
+        cfg, data = self.cfg, self.data
+        X, y = data.X_train, data.y_train
+        n, bs = data.n_train, self.batch_size()
+        n_batches = math.ceil(n / bs)
+        lr = scheduled_lr(cfg["optimizer"]["lr"], cfg["schedule"], self.epoch, epochs)
+        if self.batch == 0:
+            self.acc = self._new_accumulators()
+            self.perm = (self.shuffle_rng.permutation(n) if cfg["train"]["shuffle"]
+                         else np.arange(n))
+        perm = self.perm
+        dtype = self.model.dtype
+        xbuf = np.empty((bs, data.n_features), dtype)
+        ybuf = np.empty((bs,) + y.shape[1:], y.dtype)
+        clip = cfg.get("clip") or {}
+        acc = self.acc
+        bar = self._bar(n_batches, epochs)
+        t0 = time.perf_counter()
+        try:
+            while self.batch < n_batches:
+                b = self.batch
+                idx = perm[b * bs:(b + 1) * bs]
+                m = idx.size
+                xb, yb = xbuf[:m], ybuf[:m]
+                KM.gather_rows(X, idx, data.x_scale, xb)
+                np.take(y, idx, axis=0, out=yb)
+                out = self.model.forward(xb, training=True)
+                value = self.loss.forward(out, yb)
+                if self.classification:
+                    acc["correct"] += int((self.loss.predict_classes(out) == yb).sum())
+                self.model.backward(self.loss.backward(), need_dX=False)
+                norm = global_norm(self.params)
+                if not (math.isfinite(value) and math.isfinite(norm)):
+                    raise TrainingDiverged(self._diverged(value, norm, b + 1, lr))
+                if "norm" in clip and clip["norm"] is not None:
+                    clip_grad_norm(self.params, clip["norm"])
+                elif "value" in clip and clip["value"] is not None:
+                    clip_grad_value(self.params, clip["value"])
+                for name, p, g in self.params:
+                    if name in acc["layer_norms"]:
+                        acc["layer_norms"][name] += math.sqrt(KM.sum_squares(g.reshape(-1)))
+                self.optimizer.step(lr)
+                acc["loss"] += value * m
+                acc["seen"] += m
+                acc["grad_norm"] += norm
+                acc["batches"] += 1
+                self.batch += 1
+                if bar is not None:
+                    bar.update(1)
+                if interrupt.flag and self.batch < n_batches:
+                    acc["seconds"] += time.perf_counter() - t0
+                    self.save_checkpoint()
+                    raise Interrupted(f"interrupted in epoch {self.epoch + 1}, after batch {self.batch}"
+                                      f" of {n_batches}; checkpoint written")
+        finally:
+            if bar is not None:
+                bar.close()
+        acc["seconds"] += time.perf_counter() - t0
+        self.epoch += 1
+        self.batch = 0
+        self.perm = None
+        row = {"epoch": self.epoch, "train_loss": acc["loss"] / acc["seen"]}
+        if self.classification:
+            row["train_accuracy"] = acc["correct"] / acc["seen"]
+        row["lr"] = lr
+        row["grad_norm"] = acc["grad_norm"] / acc["batches"]
+        row["grad_norms"] = {k: v / acc["batches"] for k, v in acc["layer_norms"].items()}
+        row["epoch_seconds"] = acc["seconds"]
+        t1 = time.perf_counter()
+        for split in ("val", "test"):
+            Xs, ys = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
+            if Xs is not None and len(Xs):
+                loss, accuracy = evaluate(self.model, self.loss, Xs, ys, data.x_scale,
+                                          cfg["train"]["eval_batch_size"], self.classification)
+                row[f"{split}_loss"] = loss
+                if accuracy is not None:
+                    row[f"{split}_accuracy"] = accuracy
+        row["eval_seconds"] = time.perf_counter() - t1
+        self._early_stopping(row)
+        return row
+
+    def _early_stopping(self, row):
+        es = self.cfg["train"].get("early_stopping")
+        if not es:
+            return
+        metric = es["metric"]
+        if metric not in row:
+            raise ConfigError(f"train.early_stopping.metric: '{metric}' is not measured in this run "
+                              f"(measured: {', '.join(k for k in row if k.endswith(('loss', 'accuracy')))})")
+        value = row[metric]
+        higher = metric.endswith("accuracy")
+        best = self.early["best"]
+        improved = best is None or (value > best + es["min_delta"] if higher else value < best - es["min_delta"])
+        if improved:
+            self.early.update(best=value, best_epoch=row["epoch"], wait=0)
+        else:
+            self.early["wait"] += 1
+            if self.early["wait"] >= es["patience"]:
+                self.early["stopped"] = True
+                row["early_stop"] = True
+
+    def _diverged(self, value, norm, batch, lr):
+        what = "loss" if not math.isfinite(value) else "gradient norm"
+        shown = value if not math.isfinite(value) else norm
+        hint = "lower optimizer.lr" + ("" if self.cfg.get("clip") else " or add clip: {norm: 1.0}")
+        last = (f"; the last good checkpoint (epoch {self.epoch}) is kept"
+                if (self.run_dir / "checkpoint.npz").exists() else "")
+        return (f"training diverged in epoch {self.epoch + 1}, batch {batch}: {what} is {shown} "
+                f"(learning rate {lr:g}); {hint}{last}")
+
+    def _bar(self, total, epochs):
+        if not self.progress:
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:  # pragma: no cover
+            return None
+        if not sys.stderr.isatty():
+            return None
+        return tqdm(total=total, initial=self.batch, desc=f"epoch {self.epoch + 1}/{epochs}",
+                    unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True)
+
+    def _epoch_line(self, row, epochs):
+        parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}"]
+        if "train_accuracy" in row:
+            parts.append(f"acc {100 * row['train_accuracy']:.2f}%")
+        for split in ("val", "test"):
+            if f"{split}_loss" in row:
+                parts.append(f"{split}_loss {row[f'{split}_loss']:.4f}")
+            if f"{split}_accuracy" in row:
+                parts.append(f"{split}_acc {100 * row[f'{split}_accuracy']:.2f}%")
+        parts.append(f"lr {row['lr']:.4g}")
+        parts.append(f"{row['epoch_seconds']:.2f}s")
+        if row.get("early_stop"):
+            parts.append("(early stop)")
+        return "  ".join(parts)
+
+    def _summary(self, metrics, seconds):
+        last = metrics[-1] if metrics else {}
+        summary = {"name": self.cfg["name"], "epochs": self.epoch, "seed": self.cfg["seed"],
+                   "n_params": self.model.n_params,
+                   "final": {k: v for k, v in last.items() if k.endswith(("loss", "accuracy"))},
+                   "train_seconds": sum(r["epoch_seconds"] for r in metrics),
+                   "total_seconds": seconds, "versions": versions()}
+        if self.early:
+            summary["early_stopping"] = dict(self.early)
+        return summary
