@@ -558,6 +558,9 @@ class TrainConfig(_Model):
     shuffle: Bool = True
     eval_batch_size: Annotated[Int, Field(ge=1)] = 1000
     early_stopping: Optional[EarlyStoppingConfig] = None
+    # Run whole chunks of batches in one compiled loop (same numbers as the layer-by-layer
+    # path); false runs each layer from Python, as a custom layer always does.
+    compiled: Bool = True
 
 
 def _shorthand_type(value: Any) -> Any:

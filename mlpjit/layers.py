@@ -338,14 +338,14 @@ class Dropout(Layer):
         if not self._active:
             return X
         if X.shape != self._shape or X.dtype != self.Y.dtype:
-            self.U = np.empty(X.size, X.dtype)
+            self.U = np.empty(X.size, np.float64)  # float64 draws, as the compiled loop makes
             self.mask = np.empty_like(X)
             self.Y = np.empty_like(X)
             self.dX = np.empty_like(X)
             self._shape = X.shape
             self._frozen_valid = False
         if not (self._frozen and self._frozen_valid):
-            self.rng.random(out=self.U, dtype=X.dtype)
+            self.rng.random(out=self.U)
             self._frozen_valid = True
         KM.dropout_forward(X.reshape(-1), self.U, self.p, 1.0 / (1.0 - self.p),
                            self.Y.reshape(-1), self.mask.reshape(-1))

@@ -227,6 +227,14 @@ class Trainer:
                 raise ConfigError(f"train.early_stopping.metric: '{es['metric']}' needs a {split} split, "
                                   f"but data '{cfg['data']['name']}' has none"
                                   + (" (set data.validation)" if split == "val" else ""))
+        self.fast = None  # the compiled loop, built at the first epoch (see fastpath.py)
+        self.fast_reason = None
+        if cfg["train"].get("compiled", True):
+            from .fastpath import unsupported_reason
+            self.fast_reason = unsupported_reason(self.model, self.loss, self.optimizer,
+                                                  self.data.task, self.data.y_train)
+        else:
+            self.fast_reason = "train.compiled is false"
         self.early = {"best": None, "best_epoch": 0, "wait": 0, "stopped": False} if es else None
 
     # -- state --------------------------------------------------------------------------
@@ -308,7 +316,24 @@ class Trainer:
         acc = self.acc
         bar = self._bar(n_batches, epochs)
         t0 = time.perf_counter()
+        if self.fast_reason is None and self.fast is None:
+            from .fastpath import CompiledLoop
+            self.fast = CompiledLoop(self.model, self.loss, self.optimizer, X, y, data.x_scale,
+                                     data.task, bs, clip)
         try:
+            while self.fast is not None and self.batch < n_batches:
+                stop = min(self.batch + self.fast.chunk_batches, n_batches)
+                done, bad = self.fast.run(perm, self.batch, stop, lr, acc)
+                self.batch += done
+                if bad is not None:
+                    raise TrainingDiverged(self._diverged(bad[1], bad[2], bad[0], lr))
+                if bar is not None:
+                    bar.update(done)
+                if interrupt.flag and self.batch < n_batches:
+                    acc["seconds"] += time.perf_counter() - t0
+                    self.save_checkpoint()
+                    raise Interrupted(f"interrupted in epoch {self.epoch + 1}, after batch {self.batch}"
+                                      f" of {n_batches}; checkpoint written")
             while self.batch < n_batches:
                 b = self.batch
                 idx = perm[b * bs:(b + 1) * bs]

@@ -1,0 +1,178 @@
+"""A compiled training loop over a range of mini-batches (the fast path of the trainer).
+
+``train_batches`` runs, for each batch, exactly what the layer-by-layer path runs — gather,
+forward, loss, backward, gradient norms, clipping, optimizer step — by calling the same
+kernels the layers, losses and optimizers call (``dense_forward``, ``activation_backward``,
+``cross_entropy_labels_forward``, ``sgd_update``, ...), so the formulas live in one place and
+both paths give the same numbers.  What it removes is the Python between the kernels.
+
+The network is described by arrays (no objects cross into compiled code):
+``kinds[l]`` (DENSE, DROPOUT, ACTIVATION, SOFTMAX), ``acts[l]``/``alphas[l]`` (activation code
+and parameter), ``ps[l]`` (dropout probability); per-layer buffers come in typed lists.
+"""
+
+import math
+
+import numpy as np
+
+from .._jit import jit
+from .activations import IDENTITY, activation_backward, activation_forward
+from .linear import dense_backward_input, dense_backward_params, dense_forward
+from .misc import (adam_update, clip_value_inplace, dropout_forward, gather_rows, mul_into,
+                   scale_inplace, sgd_update, sum_squares)
+from .regression import mse_backward, mse_forward, sum_squares_backward, sum_squares_forward
+from .softmax import (binary_cross_entropy_backward, binary_cross_entropy_forward,
+                      cross_entropy_labels_backward, cross_entropy_labels_forward,
+                      softmax_backward, softmax_forward)
+
+DENSE, DROPOUT, ACTIVATION, SOFTMAX = 0, 1, 2, 3
+CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MSE, SUM_SQUARES = 0, 1, 2, 3
+PRED_NONE, PRED_ARGMAX, PRED_POSITIVE, PRED_HALF = 0, 1, 2, 3
+CLIP_NONE, CLIP_NORM, CLIP_VALUE = 0, 1, 2
+SGD, ADAM = 0, 1
+
+# acc (float64[:]): 0 loss·m summed, 1 correct, 2 examples seen, 3 grad norm summed, 4 batches,
+#                   5 the batch (1-based) where a NaN/Inf appeared, 6 the offending loss, 7 its norm
+ACC_SIZE = 8
+
+
+@jit
+def _count_correct(out, labels, pred):
+    m, k = out.shape
+    correct = 0
+    for i in range(m):
+        if pred == PRED_ARGMAX:
+            best = 0
+            for j in range(1, k):
+                if out[i, j] > out[i, best]:
+                    best = j
+            c = best
+        elif pred == PRED_POSITIVE:
+            c = 1 if out[i, 0] > 0 else 0
+        else:
+            c = 1 if out[i, 0] > 0.5 else 0
+        if c == labels[i]:
+            correct += 1
+    return correct
+
+
+@jit
+def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
+                  kinds, acts, alphas, ps, As, bs_, dAs, dbs,
+                  Xbuf, lbuf, tbuf, Ss, Ys, dSs, dXs, masks, Us,
+                  loss_code, pred, P, dOut,
+                  params, grads, weight_grad_index, slot1, slot2,
+                  opt_code, lr, momentum, nesterov, weight_decay, beta1, beta2, eps, step0,
+                  clip_code, clip_c, acc, layer_norms):
+    """Train on batches ``b_start ≤ b < b_stop`` of ``perm``; returns the number of batches done
+    (fewer when a NaN/Inf loss or gradient appeared: then ``acc[5]`` holds that batch)."""
+    n = perm.shape[0]
+    L = kinds.shape[0]
+    u_off = np.zeros(L, np.int64)
+    done = 0
+    for b in range(b_start, b_stop):
+        lo = b * bs
+        hi = min(lo + bs, n)
+        m = hi - lo
+        idx = perm[lo:hi]
+        xb = Xbuf[:m]
+        gather_rows(X, idx, x_scale, xb)
+        for r in range(m):
+            lbuf[r] = labels[idx[r]]
+            for j in range(tbuf.shape[1]):
+                tbuf[r, j] = targets[idx[r], j]
+        # forward
+        for l in range(L):
+            xin = xb if l == 0 else Ys[l - 1][:m]
+            kind = kinds[l]
+            if kind == DENSE:
+                S = Ss[l][:m]
+                dense_forward(xin, As[l], bs_[l], S)
+                if acts[l] != IDENTITY:
+                    activation_forward(acts[l], alphas[l], S.reshape(-1), Ys[l][:m].reshape(-1))
+            elif kind == DROPOUT:
+                size = xin.size
+                U = Us[l][u_off[l]:u_off[l] + size]
+                u_off[l] += size
+                p = ps[l]
+                dropout_forward(xin.reshape(-1), U, p, 1.0 / (1.0 - p), Ys[l][:m].reshape(-1),
+                                masks[l][:m].reshape(-1))
+            elif kind == ACTIVATION:
+                activation_forward(acts[l], alphas[l], xin.reshape(-1), Ys[l][:m].reshape(-1))
+            else:
+                softmax_forward(xin, Ys[l][:m])
+        out = Ys[L - 1][:m]
+        Pm = P[:m]
+        dO = dOut[:m]
+        lb = lbuf[:m]
+        tb = tbuf[:m]
+        if loss_code == CROSS_ENTROPY:
+            value = cross_entropy_labels_forward(out, lb, Pm)
+            cross_entropy_labels_backward(Pm, lb, dO)
+        elif loss_code == BINARY_CROSS_ENTROPY:
+            value = binary_cross_entropy_forward(out, tb)
+            binary_cross_entropy_backward(out, tb, dO)
+        elif loss_code == MSE:
+            value = mse_forward(out, tb)
+            mse_backward(out, tb, dO)
+        else:
+            value = sum_squares_forward(out, tb)
+            sum_squares_backward(out, tb, dO)
+        if pred != PRED_NONE:
+            acc[1] += _count_correct(out, lb, pred)
+        # backward
+        dY = dO
+        for l in range(L - 1, -1, -1):
+            xin = xb if l == 0 else Ys[l - 1][:m]
+            kind = kinds[l]
+            if kind == DENSE:
+                if acts[l] != IDENTITY:
+                    dS = dSs[l][:m]
+                    activation_backward(acts[l], alphas[l], Ss[l][:m].reshape(-1),
+                                        Ys[l][:m].reshape(-1), dY.reshape(-1), dS.reshape(-1))
+                else:
+                    dS = dY
+                dense_backward_params(xin, dS, dAs[l], dbs[l])
+                if l > 0:
+                    dense_backward_input(dS, As[l], dXs[l][:m])
+            elif kind == DROPOUT:
+                mul_into(dY.reshape(-1), masks[l][:m].reshape(-1), dXs[l][:m].reshape(-1))
+            elif kind == ACTIVATION:
+                activation_backward(acts[l], alphas[l], xin.reshape(-1), Ys[l][:m].reshape(-1),
+                                    dY.reshape(-1), dXs[l][:m].reshape(-1))
+            else:
+                softmax_backward(Ys[l][:m], dY, dXs[l][:m])
+            dY = dXs[l][:m]
+        # gradient norm (as optim.global_norm: per-parameter sums, added in order)
+        total = 0.0
+        for q in range(len(grads)):
+            total += sum_squares(grads[q])
+        norm = math.sqrt(total)
+        if not (math.isfinite(value) and math.isfinite(norm)):
+            acc[5] = b + 1
+            acc[6] = value
+            acc[7] = norm
+            return done
+        if clip_code == CLIP_NORM:
+            if norm > clip_c:
+                c = clip_c / norm
+                for q in range(len(grads)):
+                    scale_inplace(grads[q], c)
+        elif clip_code == CLIP_VALUE:
+            for q in range(len(grads)):
+                clip_value_inplace(grads[q], clip_c)
+        for w in range(weight_grad_index.shape[0]):
+            layer_norms[w] += math.sqrt(sum_squares(grads[weight_grad_index[w]]))
+        step = step0 + done + 1
+        for q in range(len(params)):
+            if opt_code == SGD:
+                sgd_update(params[q], grads[q], slot1[q], lr, momentum, weight_decay, nesterov)
+            else:
+                adam_update(params[q], grads[q], slot1[q], slot2[q], lr, beta1, beta2, eps,
+                            weight_decay, step)
+        acc[0] += value * m
+        acc[2] += m
+        acc[3] += norm
+        acc[4] += 1
+        done += 1
+    return done

@@ -1,0 +1,136 @@
+"""The compiled loop (fastpath.py) against the layer-by-layer path.
+
+Both paths call the same kernels in the same order, so they agree to the last bit; the issue
+asks for ≤ 1e-10 relative in float64 and ≤ 1e-5 in float32, and we assert exact equality
+where it holds and those tolerances on top.
+"""
+
+import numpy as np
+import pytest
+
+import mlpjit
+from mlpjit.fastpath import CompiledLoop, unsupported_reason
+from mlpjit.kernels import misc as KM
+from mlpjit.optim import Adam, SGD, clip_grad_norm, clip_grad_value, global_norm
+
+
+def _model(dtype, out, hidden_act="tanh", extra=()):
+    return mlpjit.Sequential([mlpjit.Dense(6, 9, activation=hidden_act, dtype=dtype, seed=1),
+                              mlpjit.Dropout(0.25, seed=7),
+                              *extra,
+                              mlpjit.Dense(9, 7, activation="relu", dtype=dtype, seed=2),
+                              mlpjit.Dense(7, out, dtype=dtype, seed=3)])
+
+
+def _layer_path(model, loss, opt, X, y, perm, bs, lr, clip):
+    """The trainer's Python loop, written out."""
+    acc = {"loss": 0.0, "correct": 0, "seen": 0, "grad_norm": 0.0, "batches": 0}
+    xb = np.empty((bs, X.shape[1]), model.dtype)
+    for b in range(-(-len(perm) // bs)):
+        idx = perm[b * bs:(b + 1) * bs]
+        x = xb[:idx.size]
+        KM.gather_rows(X, idx, 1.0, x)
+        value = loss.forward(model.forward(x, training=True), y[idx])
+        model.backward(loss.backward(), need_dX=False)
+        norm = global_norm(model.parameters())
+        if clip.get("norm"):
+            clip_grad_norm(model.parameters(), clip["norm"])
+        elif clip.get("value"):
+            clip_grad_value(model.parameters(), clip["value"])
+        opt.step(lr)
+        acc["loss"] += value * idx.size
+        acc["grad_norm"] += norm
+    return acc
+
+
+CASES = [
+    # loss, outputs, task, optimizer, clip
+    ("cross_entropy", 3, "classification", "sgd", {}),
+    ("cross_entropy", 3, "classification", "sgd", {"norm": 0.5}),
+    ("cross_entropy", 3, "classification", "adam", {"value": 0.05}),
+    ("binary_cross_entropy", 1, "classification", "sgd", {}),
+    ("mse", 3, "classification", "sgd", {}),
+    ("mse", 2, "regression", "sgd", {"norm": 1.0}),
+    ("sum_squares", 2, "regression", "adam", {}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss_name,k,task,opt_name,clip", CASES)
+def test_compiled_loop_matches_layer_path(dtype, loss_name, k, task, opt_name, clip):
+    rng = np.random.default_rng(0)
+    n, bs = 53, 8                      # a last partial batch of 5
+    X = rng.standard_normal((n, 6))
+    if task == "classification":
+        y = rng.integers(0, max(k, 2), n)
+    else:
+        y = rng.standard_normal((n, k))
+    perm = rng.permutation(n)
+    models = [_model(dtype, k) for _ in range(2)]
+    losses = [mlpjit.losses.get(loss_name) for _ in range(2)]
+    if opt_name == "sgd":
+        opts = [SGD(m.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3) for m in models]
+    else:
+        opts = [Adam(m.parameters(), lr=0.01, weight_decay=1e-3) for m in models]
+    assert unsupported_reason(models[1], losses[1], opts[1], task, y) is None
+
+    ref = _layer_path(models[0], losses[0], opts[0], X, y, perm, bs, 0.05, clip)
+    loop = CompiledLoop(models[1], losses[1], opts[1], X, y, 1.0, task, bs, clip)
+    acc = {"loss": 0.0, "correct": 0, "seen": 0, "grad_norm": 0.0, "batches": 0,
+           "layer_norms": {"0.A": 0.0, "2.A": 0.0, "3.A": 0.0}}
+    done, bad = loop.run(perm, 0, 4, 0.05, acc)        # two calls, as the trainer's chunks
+    done2, bad2 = loop.run(perm, 4, 7, 0.05, acc)
+    assert (done + done2, bad, bad2) == (7, None, None)
+    assert acc["seen"] == n and acc["batches"] == 7
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(acc["loss"], ref["loss"], rtol=rtol)
+    np.testing.assert_allclose(acc["grad_norm"], ref["grad_norm"], rtol=rtol)
+    for (name, p_ref, _), (_, p_fast, _) in zip(models[0].parameters(), models[1].parameters()):
+        np.testing.assert_allclose(p_fast, p_ref, rtol=rtol, atol=rtol * np.abs(p_ref).max(), err_msg=name)
+        assert np.array_equal(p_fast, p_ref), f"{name}: the two paths should agree bit for bit"
+
+
+def test_activation_and_softmax_layers_in_the_compiled_loop():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((20, 6))
+    y = rng.standard_normal((20, 3))
+    perm = np.arange(20)
+
+    def model():
+        return mlpjit.Sequential([mlpjit.Dense(6, 5, dtype=np.float64, seed=1),
+                                  mlpjit.Activation("elu", alpha=0.5),
+                                  mlpjit.Dense(5, 3, dtype=np.float64, seed=2),
+                                  mlpjit.Softmax()])
+    m1, m2 = model(), model()
+    l1, l2 = mlpjit.losses.get("mse"), mlpjit.losses.get("mse")
+    o1, o2 = SGD(m1.parameters(), lr=0.3), SGD(m2.parameters(), lr=0.3)
+    _layer_path(m1, l1, o1, X, y, perm, 6, 0.3, {})
+    loop = CompiledLoop(m2, l2, o2, X, y, 1.0, "regression", 6, None)
+    acc = {"loss": 0.0, "correct": 0, "seen": 0, "grad_norm": 0.0, "batches": 0,
+           "layer_norms": {"0.A": 0.0, "2.A": 0.0}}
+    assert loop.run(perm, 0, 4, 0.3, acc) == (4, None)
+    for (name, a, _), (_, b, _) in zip(m1.parameters(), m2.parameters()):
+        assert np.array_equal(a, b), name
+
+
+def test_nan_is_reported_with_its_batch():
+    X = np.ones((16, 6)) * 1e30
+    y = np.zeros((16, 2))
+    m = mlpjit.Sequential([mlpjit.Dense(6, 2, dtype=np.float32, seed=0)])
+    loss = mlpjit.losses.get("mse")
+    loop = CompiledLoop(m, loss, SGD(m.parameters(), lr=1.0), X, y, 1.0, "regression", 4, None)
+    acc = {"loss": 0.0, "correct": 0, "seen": 0, "grad_norm": 0.0, "batches": 0, "layer_norms": {"0.A": 0.0}}
+    done, bad = loop.run(np.arange(16), 0, 4, 1.0, acc)
+    assert done == 0 and bad[0] == 1 and not np.isfinite(bad[1] * bad[2])
+
+
+def test_custom_layers_and_losses_fall_back_to_the_layer_path():
+    m = mlpjit.Sequential([mlpjit.Dense(2, 2, seed=0)])
+    opt = SGD(m.parameters(), lr=0.1)
+    assert "soft_f1" in unsupported_reason(m, mlpjit.losses.get("soft_f1"), opt, "classification", None)
+
+    class Square(mlpjit.activations.Activation):
+        name = "square"
+
+    m2 = mlpjit.Sequential([mlpjit.Dense(2, 2, activation=Square(), seed=0)])
+    assert "custom activation" in unsupported_reason(m2, mlpjit.losses.get("mse"), opt, "regression", None)
