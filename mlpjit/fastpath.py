@@ -1,7 +1,7 @@
 """The trainer's fast path: whole runs of mini-batches in compiled code.
 
 :class:`CompiledLoop` describes a :class:`~mlpjit.Sequential` of built-in layers as arrays and
-typed lists of buffers (allocated once), and calls :func:`mlpjit.kernels.epoch.train_batches`
+tuples of buffers (allocated once), and calls :func:`mlpjit.kernels.epoch.train_batches`
 on chunks of batches.  Between chunks Python updates the progress bar and checks for Ctrl-C;
 inside a chunk no Python runs.  The layers' own kernels do the work, so this path computes what
 the layer-by-layer path computes (tested to agree).
@@ -12,7 +12,6 @@ built-in activation and the loss is ``cross_entropy`` (class ids), ``binary_cros
 """
 
 import numpy as np
-from numba.typed import List
 
 from . import activations as _acts
 from .kernels import epoch as KE
@@ -61,8 +60,10 @@ class CompiledLoop:
         self.alphas = np.zeros(L, np.float64)
         self.ps = np.zeros(L, np.float64)
         dummy2 = np.zeros((1, 1), dtype)
-        As, bvec, dAs, dbs = List(), List(), List(), List()
-        Ss, Ys, dSs, dXs, masks, Us = List(), List(), List(), List(), List(), List()
+        # per-layer arrays travel as homogeneous tuples (Numba indexes them at run time; unlike
+        # typed lists they need no compilation at start-up and cache with the loop)
+        As, bvec, dAs, dbs = [], [], [], []
+        Ss, Ys, dSs, dXs, masks, Us = [], [], [], [], [], []
         width = X.shape[1]
         self.dropouts = []
         for l, layer in enumerate(layers):
@@ -99,8 +100,9 @@ class CompiledLoop:
             else:
                 masks.append(dummy2)
                 Us.append(np.zeros(1, np.float64))
-        self.As, self.bvec, self.dAs, self.dbs = As, bvec, dAs, dbs
-        self.Ss, self.Ys, self.dSs, self.dXs, self.masks, self.Us = Ss, Ys, dSs, dXs, masks, Us
+        self.As, self.bvec, self.dAs, self.dbs = tuple(As), tuple(bvec), tuple(dAs), tuple(dbs)
+        self.Ss, self.Ys, self.dSs, self.dXs = tuple(Ss), tuple(Ys), tuple(dSs), tuple(dXs)
+        self.masks, self.Us = tuple(masks), tuple(Us)
         k = width
         n = X.shape[0]
         # targets: class ids for cross-entropy and accuracy, float rows for the other losses
@@ -133,20 +135,20 @@ class CompiledLoop:
         self.dOut = np.zeros((bs, k), dtype)
         # parameters, gradients and optimizer state as flat views, in model.parameters() order
         names = [name for name, _, _ in model.parameters()]
-        self.params = List([p.reshape(-1) for _, p, _ in model.parameters()])
-        self.grads = List([g.reshape(-1) for _, _, g in model.parameters()])
+        self.params = tuple(p.reshape(-1) for _, p, _ in model.parameters())
+        self.grads = tuple(g.reshape(-1) for _, _, g in model.parameters())
         self.weight_names = [nm for nm in names if nm.endswith(".A")]
         self.weight_grad_index = np.array([names.index(nm) for nm in self.weight_names], np.int64)
         if isinstance(optimizer, SGD):
             self.opt = (KE.SGD, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay,
                         0.0, 0.0, 0.0)
-            self.slot1 = List([optimizer.state["velocity"][nm].reshape(-1) for nm in names])
-            self.slot2 = List([np.zeros(1, dtype)])
+            self.slot1 = tuple(optimizer.state["velocity"][nm].reshape(-1) for nm in names)
+            self.slot2 = self.slot1  # unused by SGD
         else:
             self.opt = (KE.ADAM, 0.0, False, optimizer.weight_decay, optimizer.beta1,
                         optimizer.beta2, optimizer.eps)
-            self.slot1 = List([optimizer.state["m"][nm].reshape(-1) for nm in names])
-            self.slot2 = List([optimizer.state["v"][nm].reshape(-1) for nm in names])
+            self.slot1 = tuple(optimizer.state["m"][nm].reshape(-1) for nm in names)
+            self.slot2 = tuple(optimizer.state["v"][nm].reshape(-1) for nm in names)
         clip = clip or {}
         if clip.get("norm") is not None:
             self.clip = (KE.CLIP_NORM, float(clip["norm"]))

@@ -16,15 +16,21 @@ import numpy as np
 from .errors import ModelFileError
 
 
-def atomic_write(path, write):
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, rename over ``path``."""
+def atomic_write(path, write, durable=True):
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    The rename alone makes the write atomic for readers and against a killed process;
+    ``durable`` also fsyncs the data first, against a power loss (the per-epoch files skip it:
+    an fsync per epoch dominates runs of tiny epochs).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -34,8 +40,8 @@ def atomic_write(path, write):
         raise
 
 
-def atomic_write_text(path, text):
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+def atomic_write_text(path, text, durable=True):
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")), durable)
 
 
 def _write_npz(f, arrays):
@@ -48,9 +54,9 @@ def _write_npz(f, arrays):
                 np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
-def atomic_write_npz(path, arrays):
+def atomic_write_npz(path, arrays, durable=True):
     """Write ``arrays`` (a dict) as an ``.npz`` file at ``path``, atomically and reproducibly."""
-    atomic_write(path, lambda f: _write_npz(f, arrays))
+    atomic_write(path, lambda f: _write_npz(f, arrays), durable)
 
 
 def json_array(obj):

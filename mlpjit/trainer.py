@@ -138,7 +138,8 @@ def read_metrics(run_dir):
 
 
 def write_metrics(run_dir, rows):
-    atomic_write_text(Path(run_dir) / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(Path(run_dir) / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows),
+                      durable=False)
 
 
 def _rng_state_json(rng):
@@ -251,7 +252,7 @@ class Trainer:
         arrays.update({f"optimizer/{k}": v for k, v in self.optimizer.state_arrays().items()})
         if self.perm is not None:
             arrays["perm"] = self.perm
-        atomic_write_npz(self.run_dir / "checkpoint.npz", arrays)
+        atomic_write_npz(self.run_dir / "checkpoint.npz", arrays, durable=False)
 
     def load_checkpoint(self):
         path = self.run_dir / "checkpoint.npz"

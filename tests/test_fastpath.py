@@ -1,8 +1,9 @@
 """The compiled loop (fastpath.py) against the layer-by-layer path.
 
-Both paths call the same kernels in the same order, so they agree to the last bit; the issue
-asks for ≤ 1e-10 relative in float64 and ≤ 1e-5 in float32, and we assert exact equality
-where it holds and those tolerances on top.
+Both paths call the same kernels in the same order.  Inlined into the compiled loop, the
+kernels may be optimized differently (fastmath allows reassociation and fused multiply-add), so
+the paths agree to rounding: ≤ 1e-10 relative in float64 and ≤ 1e-5 in float32.  Each path on
+its own is deterministic (tested in test_trainer.py).
 """
 
 import numpy as np
@@ -87,7 +88,6 @@ def test_compiled_loop_matches_layer_path(dtype, loss_name, k, task, opt_name, c
     np.testing.assert_allclose(acc["grad_norm"], ref["grad_norm"], rtol=rtol)
     for (name, p_ref, _), (_, p_fast, _) in zip(models[0].parameters(), models[1].parameters()):
         np.testing.assert_allclose(p_fast, p_ref, rtol=rtol, atol=rtol * np.abs(p_ref).max(), err_msg=name)
-        assert np.array_equal(p_fast, p_ref), f"{name}: the two paths should agree bit for bit"
 
 
 def test_activation_and_softmax_layers_in_the_compiled_loop():
@@ -110,7 +110,7 @@ def test_activation_and_softmax_layers_in_the_compiled_loop():
            "layer_norms": {"0.A": 0.0, "2.A": 0.0}}
     assert loop.run(perm, 0, 4, 0.3, acc) == (4, None)
     for (name, a, _), (_, b, _) in zip(m1.parameters(), m2.parameters()):
-        assert np.array_equal(a, b), name
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
 def test_nan_is_reported_with_its_batch():

@@ -8,7 +8,7 @@ both paths give the same numbers.  What it removes is the Python between the ker
 
 The network is described by arrays (no objects cross into compiled code):
 ``kinds[l]`` (DENSE, DROPOUT, ACTIVATION, SOFTMAX), ``acts[l]``/``alphas[l]`` (activation code
-and parameter), ``ps[l]`` (dropout probability); per-layer buffers come in typed lists.
+and parameter), ``ps[l]`` (dropout probability); per-layer buffers come in homogeneous tuples.
 """
 
 import math
