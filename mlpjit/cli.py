@@ -154,7 +154,11 @@ def train(config, out, overrides, epochs, seed, resume, quiet):
         run_dir = _new_run_dir(cfg["name"], out)
         # everything that can fail on bad input happens before the run folder exists
         trainer = Trainer(cfg, run_dir, log=echo, progress=not quiet)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--out {run_dir}: cannot create the run folder "
+                              f"({e.strerror or e})") from None
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg_obj))
         echo(f"run folder: {run_dir}")
         echo(repr(trainer.model))
@@ -330,10 +334,14 @@ def predict(model_path, input_path, out):
     text = ",".join(header) + "\n" + "".join(",".join(r) + "\n" for r in rows)
     if out is None:
         click.echo(text, nl=False)
-    elif str(out).endswith(".npy"):
-        atomic_write(out, lambda f: np.save(f, table))
-    else:
-        atomic_write_text(out, text)
+        return
+    try:
+        if str(out).endswith(".npy"):
+            atomic_write(out, lambda f: np.save(f, table))
+        else:
+            atomic_write_text(out, text)
+    except OSError as e:
+        raise DataError(f"--out {out}: cannot write ({e.strerror or e})") from None
 
 
 # --- gradcheck -----------------------------------------------------------------------------
@@ -381,14 +389,26 @@ def gradcheck(config, overrides, batch, max_checks, tolerance):
 
 @cli.group()
 def config():
-    """Show or check a config file."""
+    """Show or check a config file.
+
+    \b
+    Examples:
+      mlpjit config show configs/mnist_mlp.yaml
+      mlpjit config check configs/spirals.yaml --set optimizer.lr=0.1
+    """
 
 
 @config.command("show")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
 def config_show(config_path, overrides):
-    """Print the resolved config with every default filled in."""
+    """Print the resolved config with every default filled in.
+
+    \b
+    Examples:
+      mlpjit config show configs/xor.yaml
+      mlpjit config show configs/mnist_mlp.yaml --set optimizer.type=adam
+    """
     from .config import dump_yaml, load_config
     click.echo(dump_yaml(load_config(config_path, overrides)), nl=False)
 
@@ -397,7 +417,13 @@ def config_show(config_path, overrides):
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
 def config_check(config_path, overrides):
-    """Validate a config (keys, values, data files, model against data) without training."""
+    """Validate a config (keys, values, data files, model against data) without training.
+
+    \b
+    Examples:
+      mlpjit config check configs/mnist_mlp.yaml
+      mlpjit config check configs/xor.yaml --set model.layers.0.units=8
+    """
     from .data import load_dataset
     from .trainer import build_model
 

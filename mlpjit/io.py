@@ -16,6 +16,12 @@ import numpy as np
 from .errors import ModelFileError
 
 
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write, durable=True):
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it over ``path``.
 
@@ -26,6 +32,7 @@ def atomic_write(path, write, durable=True):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode open() would
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

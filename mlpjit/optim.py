@@ -28,9 +28,10 @@ def global_norm(params):
     return math.sqrt(sum(KM.sum_squares(_flat(g)) for _, _, g in params))
 
 
-def clip_grad_norm(params, max_norm):
-    """Scale all gradients by c/‖g‖ if ‖g‖ > c; return ‖g‖ as it was before clipping."""
-    norm = global_norm(params)
+def clip_grad_norm(params, max_norm, norm=None):
+    """Scale all gradients by c/‖g‖ if ‖g‖ > c; return ‖g‖ as it was before clipping
+    (``norm``, if the caller has computed it already)."""
+    norm = global_norm(params) if norm is None else norm
     if norm > max_norm:
         scale = max_norm / norm
         for _, _, g in params:

@@ -34,7 +34,7 @@ from .io import atomic_write_npz, atomic_write_text, json_array, read_json_array
 from .kernels import misc as KM
 from .layers import Activation, Dense, Dropout, Softmax
 from .model import Sequential
-from .optim import clip_grad_norm, clip_grad_value, global_norm, make_optimizer, scheduled_lr
+from .optim import clip_grad_norm, clip_grad_value, make_optimizer, scheduled_lr
 
 CHECKPOINT_FORMAT = "mlpjit-checkpoint/1"
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -228,6 +228,10 @@ class Trainer:
                 raise ConfigError(f"train.early_stopping.metric: '{es['metric']}' needs a {split} split, "
                                   f"but data '{cfg['data']['name']}' has none"
                                   + (" (set data.validation)" if split == "val" else ""))
+            if es["metric"].endswith("accuracy") and not self.classification:
+                raise ConfigError(f"train.early_stopping.metric: '{es['metric']}' needs a classification "
+                                  f"task, but data '{cfg['data']['name']}' is a regression task "
+                                  f"(use {split}_loss)")
         self.fast = None  # the compiled loop, built at the first epoch (see fastpath.py)
         self.fast_reason = None
         if cfg["train"].get("compiled", True):
@@ -347,16 +351,17 @@ class Trainer:
                 if self.classification:
                     acc["correct"] += int((self.loss.predict_classes(out) == yb).sum())
                 self.model.backward(self.loss.backward(), need_dX=False)
-                norm = global_norm(self.params)
+                sums = [KM.sum_squares(g.reshape(-1)) for _, _, g in self.params]
+                norm = math.sqrt(sum(sums))  # = global_norm(self.params), before clipping
                 if not (math.isfinite(value) and math.isfinite(norm)):
                     raise TrainingDiverged(self._diverged(value, norm, b + 1, lr))
+                for (name, _, _), ss in zip(self.params, sums):
+                    if name in acc["layer_norms"]:
+                        acc["layer_norms"][name] += math.sqrt(ss)
                 if "norm" in clip and clip["norm"] is not None:
-                    clip_grad_norm(self.params, clip["norm"])
+                    clip_grad_norm(self.params, clip["norm"], norm=norm)
                 elif "value" in clip and clip["value"] is not None:
                     clip_grad_value(self.params, clip["value"])
-                for name, p, g in self.params:
-                    if name in acc["layer_norms"]:
-                        acc["layer_norms"][name] += math.sqrt(KM.sum_squares(g.reshape(-1)))
                 self.optimizer.step(lr)
                 acc["loss"] += value * m
                 acc["seen"] += m

@@ -70,6 +70,20 @@ SINE = {
 }
 
 
+@pytest.fixture(scope="session")
+def helpers():
+    """Plain helper functions for fixtures of any scope: spirals(**kw), write_cfg(path, cfg),
+    proc_cmd(*args) (a ``python -m mlpjit.cli`` command line), proc_env()."""
+    class NS:
+        pass
+    ns = NS()
+    ns.spirals = staticmethod(_spirals)
+    ns.write_cfg = staticmethod(write_cfg)
+    ns.proc_cmd = staticmethod(proc_cmd)
+    ns.proc_env = staticmethod(proc_env)
+    return ns
+
+
 @pytest.fixture
 def spirals_cfg():
     """``spirals_cfg(**kw)`` -> a small spirals config dict (see ``_spirals`` for the knobs)."""

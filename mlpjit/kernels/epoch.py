@@ -69,6 +69,7 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
     n = perm.shape[0]
     L = kinds.shape[0]
     u_off = np.zeros(L, np.int64)
+    sums = np.zeros(len(grads))
     done = 0
     for b in range(b_start, b_stop):
         lo = b * bs
@@ -143,16 +144,19 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
             else:
                 softmax_backward(Ys[l][:m], dY, dXs[l][:m])
             dY = dXs[l][:m]
-        # gradient norm (as optim.global_norm: per-parameter sums, added in order)
+        # gradient norms before clipping, one pass (as the trainer: per-parameter sums in order)
         total = 0.0
         for q in range(len(grads)):
-            total += sum_squares(grads[q])
+            sums[q] = sum_squares(grads[q])
+            total += sums[q]
         norm = math.sqrt(total)
         if not (math.isfinite(value) and math.isfinite(norm)):
             acc[5] = b + 1
             acc[6] = value
             acc[7] = norm
             return done
+        for w in range(weight_grad_index.shape[0]):
+            layer_norms[w] += math.sqrt(sums[weight_grad_index[w]])
         if clip_code == CLIP_NORM:
             if norm > clip_c:
                 c = clip_c / norm
@@ -161,8 +165,6 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
         elif clip_code == CLIP_VALUE:
             for q in range(len(grads)):
                 clip_value_inplace(grads[q], clip_c)
-        for w in range(weight_grad_index.shape[0]):
-            layer_norms[w] += math.sqrt(sum_squares(grads[weight_grad_index[w]]))
         step = step0 + done + 1
         for q in range(len(params)):
             if opt_code == SGD:

@@ -1,0 +1,343 @@
+"""Training-speed benchmark: mlpjit against PyTorch (eager) and scikit-learn's MLPClassifier.
+
+    python benchmarks/bench.py [--cases tiny,small,mid,wide] [--epochs N] [--threads N]
+
+Every case trains the same float32 architecture on the same data with the same batch size and
+hyperparameters (plain SGD, lr 0.05, momentum 0.9, no weight decay, shuffled every epoch) in
+all three libraries, and reports the median seconds per epoch over epochs 2..N (epoch 1
+includes Numba compilation / cache loading and PyTorch's warm-up), the test accuracy after the
+last epoch, mlpjit's achieved GFLOP/s (6 * parameters * examples / second) and that figure as
+a share of a NumPy float32 sgemm measured in the same run.
+
+``--threads`` caps every thread pool (OpenBLAS / MKL / OpenMP / Numba through environment
+variables set before NumPy is imported, threadpoolctl when installed, and
+``torch.set_num_threads``).  ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are left as found
+and printed in the header.  PyTorch and scikit-learn are optional: a missing one prints
+"not installed" in its columns.
+"""
+
+import argparse
+import os
+import sys
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", default="tiny,small,mid,wide",
+                   help="comma-separated subset of tiny,small,mid,wide (default: all)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per library and case (default 3)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads for BLAS, Numba and PyTorch (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.epochs < 1:
+        p.error("--epochs must be >= 1")
+    if args.threads < 1:
+        p.error("--threads must be >= 1")
+    return args
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+if ARGS is not None:
+    # Before NumPy / Numba / torch are imported, so every pool starts at this size.
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[_var] = str(ARGS.threads)
+
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numba  # noqa: E402
+
+from mlpjit.config import config_from_dict, resolved_dict  # noqa: E402
+from mlpjit.data import load_dataset  # noqa: E402
+from mlpjit.trainer import Trainer  # noqa: E402
+
+try:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+except ImportError:  # pragma: no cover
+    torch = None
+
+try:
+    import sklearn
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+except ImportError:  # pragma: no cover
+    sklearn = None
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
+LR, MOMENTUM = 0.05, 0.9
+NOT_INSTALLED = "not installed"
+
+SPIRALS_SPEC = {"name": "spirals", "classes": 3, "points": 3000, "test_points": 1000, "noise": 0.2}
+MNIST_SPEC = {"name": "mnist", "path": str(REPO / "data" / "mnist")}
+
+# name -> (data spec, hidden widths, activation, batch size)
+CASES = {
+    "tiny": (SPIRALS_SPEC, (16, 16), "tanh", 8),
+    "small": (MNIST_SPEC, (128,), "relu", 32),
+    "mid": (MNIST_SPEC, (256, 128), "relu", 64),
+    "wide": (MNIST_SPEC, (512, 512), "relu", 128),
+}
+
+
+def steady_median(seconds):
+    """Median over epochs 2..N (epoch 1 only when it is the only one)."""
+    seconds = list(seconds)
+    return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
+
+
+# --- machine -----------------------------------------------------------------------------
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def sgemm_peak(n=2048, repeats=5):
+    """Best-of-``repeats`` GFLOP/s of a float32 n x n NumPy matmul."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((n, n), dtype=np.float32)
+    B = rng.standard_normal((n, n), dtype=np.float32)
+    C = A @ B  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(A, B, out=C)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def header(threads, peak):
+    lines = [
+        f"CPU: {cpu_model()}",
+        f"cores: {os.cpu_count()} logical (affinity: {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}); "
+        f"threads used: {threads}",
+        f"Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__}, "
+        f"torch {torch.__version__ if torch is not None else NOT_INSTALLED}, "
+        f"scikit-learn {sklearn.__version__ if sklearn is not None else NOT_INSTALLED}",
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
+        f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}",
+        f"NumPy float32 sgemm 2048x2048 (best of 5): {peak:.1f} GFLOP/s",
+    ]
+    return "\n".join(lines)
+
+
+# --- data --------------------------------------------------------------------------------
+
+class Data:
+    """One data set in the three forms: mlpjit's Dataset, and float32 arrays for the others."""
+
+    def __init__(self, spec, seed):
+        self.spec = spec
+        self.ds = load_dataset(dict(spec), seed)
+        s = np.float32(self.ds.x_scale)
+        self.X_train = (self.ds.X_train.astype(np.float32) * s).astype(np.float32, copy=False)
+        self.X_test = (self.ds.X_test.astype(np.float32) * s).astype(np.float32, copy=False)
+        self.y_train = self.ds.y_train.astype(np.int64)
+        self.y_test = self.ds.y_test.astype(np.int64)
+        self.n_features = self.ds.n_features
+        self.n_classes = self.ds.n_outputs
+        self.n_train = self.ds.n_train
+
+
+def n_params(sizes):
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+# --- mlpjit ------------------------------------------------------------------------------
+
+def run_mlpjit(data, hidden, activation, batch, epochs, seed, compiled=True):
+    layers = [{"type": "dense", "units": h, "activation": activation} for h in hidden]
+    layers.append({"type": "dense", "units": data.n_classes})
+    cfg = resolved_dict(config_from_dict({
+        "name": "bench",
+        "seed": seed,
+        "dtype": "float32",
+        "data": dict(data.spec),
+        "model": {"layers": layers},
+        "loss": "cross_entropy",
+        "optimizer": {"type": "sgd", "lr": LR, "momentum": MOMENTUM, "nesterov": False,
+                      "weight_decay": 0.0},
+        "schedule": {"type": "constant"},
+        "train": {"epochs": epochs, "batch_size": batch, "shuffle": True, "compiled": compiled},
+    }, source="bench"))
+    with tempfile.TemporaryDirectory(prefix="mlpjit-bench-") as run_dir:
+        trainer = Trainer(cfg, run_dir, dataset=data.ds, log=lambda *a, **k: None, progress=False)
+        if compiled and trainer.fast_reason is not None:
+            raise RuntimeError(f"mlpjit would not use the compiled loop: {trainer.fast_reason}")
+        trainer.fit(epochs)
+        rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+                if line.strip()]
+    seconds = [r["epoch_seconds"] for r in rows]
+    return steady_median(seconds), rows[-1].get("test_accuracy")
+
+
+# --- PyTorch -----------------------------------------------------------------------------
+
+def run_torch(data, hidden, activation, batch, epochs, seed, threads):
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+    mods, width = [], data.n_features
+    for h in hidden:
+        mods += [nn.Linear(width, h), act()]
+        width = h
+    mods.append(nn.Linear(width, data.n_classes))
+    model = nn.Sequential(*mods)  # float32 parameters by default
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=0.0)
+    X = torch.from_numpy(data.X_train)
+    y = torch.from_numpy(data.y_train)
+    n = X.shape[0]
+    seconds = []
+    model.train()
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n)
+        for start in range(0, n, batch):
+            idx = perm[start:start + batch]
+            xb, yb = X[idx], y[idx]
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        seconds.append(time.perf_counter() - t0)
+    model.eval()
+    with torch.no_grad():
+        pred = model(torch.from_numpy(data.X_test)).argmax(1)
+        acc = (pred == torch.from_numpy(data.y_test)).double().mean().item()
+    return steady_median(seconds), acc
+
+
+# --- scikit-learn ------------------------------------------------------------------------
+
+def run_sklearn(data, hidden, activation, batch, epochs, seed):
+    clf = MLPClassifier(hidden_layer_sizes=tuple(hidden), activation=activation, solver="sgd",
+                        learning_rate="constant", learning_rate_init=LR, momentum=MOMENTUM,
+                        nesterovs_momentum=False, batch_size=batch, alpha=0.0, max_iter=1,
+                        warm_start=True, shuffle=True, tol=0.0,
+                        # an int seed would be re-seeded by every fit() call, giving every
+                        # epoch the same order; a RandomState instance carries on.
+                        random_state=np.random.RandomState(seed))
+    seconds = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            clf.fit(data.X_train, data.y_train)
+            seconds.append(time.perf_counter() - t0)
+    acc = float((clf.predict(data.X_test) == data.y_test).mean())
+    return steady_median(seconds), acc
+
+
+# --- table -------------------------------------------------------------------------------
+
+COLUMNS = ["case", "network", "batch", "mlpjit s/epoch", "mlpjit layers s/epoch", "PyTorch s/epoch",
+           "sklearn s/epoch", "PyTorch/mlpjit", "sklearn/mlpjit", "mlpjit GFLOP/s", "% of sgemm peak",
+           "test acc mlpjit / torch / sklearn"]
+
+
+def fmt_s(x):
+    return x if isinstance(x, str) else f"{x:.3f}"
+
+
+def fmt_ratio(other, mine):
+    return other if isinstance(other, str) else f"{other / mine:.2f}x"
+
+
+def fmt_acc(a):
+    if isinstance(a, str):
+        return a
+    return "-" if a is None else f"{100 * a:.2f}%"
+
+
+def markdown(rows):
+    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    out += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main(args):
+    names = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CASES]
+    if unknown:
+        sys.exit(f"unknown case(s): {', '.join(unknown)} (valid: {', '.join(CASES)})")
+    if threadpool_limits is not None:
+        threadpool_limits(args.threads)  # also caps pools loaded later (scipy's OpenBLAS)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+
+    peak = sgemm_peak()
+    print(header(args.threads, peak), flush=True)
+
+    cache = {}
+    rows = []
+    for name in names:
+        spec, hidden, activation, batch = CASES[name]
+        key = json.dumps(spec, sort_keys=True)
+        if key not in cache:
+            cache[key] = Data(spec, args.seed)
+        data = cache[key]
+        sizes = [data.n_features, *hidden, data.n_classes]
+        net = "-".join(map(str, sizes)) + f" {activation}"
+        print(f"[{name}] {net}, batch {batch}, {data.n_train} training examples, "
+              f"{args.epochs} epochs", file=sys.stderr, flush=True)
+
+        if threadpool_limits is not None:
+            threadpool_limits(args.threads)
+        m_s, m_acc = run_mlpjit(data, hidden, activation, batch, args.epochs, args.seed)
+        print(f"  mlpjit compiled {m_s:.3f} s/epoch", file=sys.stderr, flush=True)
+        l_s, _ = run_mlpjit(data, hidden, activation, batch, args.epochs, args.seed, compiled=False)
+        print(f"  mlpjit layers   {l_s:.3f} s/epoch", file=sys.stderr, flush=True)
+        if torch is not None:
+            t_s, t_acc = run_torch(data, hidden, activation, batch, args.epochs, args.seed, args.threads)
+            print(f"  PyTorch         {t_s:.3f} s/epoch", file=sys.stderr, flush=True)
+        else:
+            t_s = t_acc = NOT_INSTALLED
+        if sklearn is not None:
+            s_s, s_acc = run_sklearn(data, hidden, activation, batch, args.epochs, args.seed)
+            print(f"  sklearn         {s_s:.3f} s/epoch", file=sys.stderr, flush=True)
+        else:
+            s_s = s_acc = NOT_INSTALLED
+
+        gflops = 6.0 * n_params(sizes) * data.n_train / m_s / 1e9
+        rows.append({
+            "case": name, "network": net, "batch": batch,
+            "mlpjit s/epoch": fmt_s(m_s), "mlpjit layers s/epoch": fmt_s(l_s),
+            "PyTorch s/epoch": fmt_s(t_s), "sklearn s/epoch": fmt_s(s_s),
+            "PyTorch/mlpjit": fmt_ratio(t_s, m_s), "sklearn/mlpjit": fmt_ratio(s_s, m_s),
+            "mlpjit GFLOP/s": f"{gflops:.2f}", "% of sgemm peak": f"{100 * gflops / peak:.1f}%",
+            "test acc mlpjit / torch / sklearn": " / ".join(fmt_acc(a) for a in (m_acc, t_acc, s_acc)),
+        })
+
+    print()
+    print(f"Median s/epoch over epochs 2..{args.epochs} (training only), float32, SGD lr {LR} "
+          f"momentum {MOMENTUM}; ratios > 1 mean mlpjit is faster.")
+    print()
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main(ARGS)
