@@ -45,8 +45,9 @@ def main(argv=None):
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as e:
-        e.show()
+    except click.ClickException as e:  # usage errors too: one line, naming the option
+        click.echo(f"error: {e.format_message()}"
+                   + (" (see --help)" if isinstance(e, click.UsageError) else ""), err=True)
         sys.exit(e.exit_code)
     except MlpjitError as e:
         _fail(str(e))
@@ -83,7 +84,10 @@ def _report(summary, run_dir, echo):
     final = summary["final"]
     figures = "  ".join(f"{k} {100 * v:.2f}%" if k.endswith("accuracy") else f"{k} {v:.4f}"
                         for k, v in final.items())
-    echo(f"done: {summary['epochs']} epochs in {summary['train_seconds']:.1f}s training "
+    es = summary.get("early_stopping") or {}
+    stopped = (f" (early stop; best {es['best']:.4g} at epoch {es['best_epoch']})"
+               if es.get("stopped") else "")
+    echo(f"done: {summary['epochs']} epochs{stopped} in {summary['train_seconds']:.1f}s training "
          f"({summary['total_seconds']:.1f}s total)  {figures}")
     echo(f"run folder: {run_dir}")
 
@@ -189,12 +193,9 @@ def _load_model_and_cfg(target, data):
     if data is not None:
         if Path(data).suffix in (".yaml", ".yml") or Path(data).is_file():
             cfg = _load(data)
-        else:
-            from .config import config_from_dict, resolved_dict
-            cfg = resolved_dict(config_from_dict(
-                {"data": _data_spec(data), "model": model.get_config_for_training()
-                 if hasattr(model, "get_config_for_training") else {"layers": [{"type": "dense", "units": 1}]},
-                 "loss": model.metadata.get("loss", "cross_entropy")}, source="--data"))
+        else:  # a source spec: load_dataset checks its keys and values
+            cfg = {"data": _data_spec(data), "seed": model.metadata.get("seed", 0),
+                   "loss": model.metadata.get("loss", "cross_entropy")}
     if cfg is None:
         raise ConfigError(f"{target}: a model file alone does not say which data to use; "
                           f"pass --data CONFIG.yaml or --data mnist")

@@ -133,8 +133,15 @@ def read_metrics(run_dir):
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
-                break  # a torn last line (never written by mlpjit, but be safe)
+                break  # a line torn by a kill during an append
     return rows
+
+
+def append_metrics(run_dir, row):
+    """Add one epoch's line.  Appending keeps each epoch's write small; a line torn by a kill is
+    dropped by ``read_metrics`` and ``fit`` rewrites the file (atomically) when a run resumes."""
+    with open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def write_metrics(run_dir, rows):
@@ -210,7 +217,7 @@ class Trainer:
         self.params = self.model.parameters()
         self.model.metadata = {"loss": cfg["loss"], "task": self.data.task, "x_scale": self.data.x_scale,
                                "n_classes": self.data.n_classes, "class_names": self.data.class_names,
-                               "data": cfg["data"]["name"]}
+                               "data": cfg["data"]["name"], "seed": cfg["seed"]}
         self.optimizer = make_optimizer_from(cfg, self.params)
         _, shuffle_ss, _ = _seeds(cfg["seed"])
         self.shuffle_rng = np.random.default_rng(shuffle_ss)
@@ -295,7 +302,7 @@ class Trainer:
             while self.epoch < epochs and not (self.early and self.early["stopped"]):
                 row = self._run_epoch(epochs, interrupt)
                 metrics.append(row)
-                write_metrics(self.run_dir, metrics)
+                append_metrics(self.run_dir, row)
                 self.save_checkpoint()
                 self.log(self._epoch_line(row, epochs))
         self.model.save(self.run_dir / "model.npz")

@@ -153,7 +153,7 @@ def mlpjit_main(capsys):
 
 
 def proc_cmd(*args):
-    return [sys.executable, "-m", "mlpjit.cli", *[str(a) for a in args]]
+    return [sys.executable, "-m", "mlpjit", *[str(a) for a in args]]
 
 
 def proc_env():
@@ -165,7 +165,7 @@ def proc_env():
 
 @pytest.fixture
 def mlpjit_proc(tmp_path):
-    """Run ``python -m mlpjit.cli ARGS`` as a real subprocess (cwd tmp_path); returns a Result."""
+    """Run ``python -m mlpjit ARGS`` as a real subprocess (cwd tmp_path); returns a Result."""
     def run(*args, cwd=None, timeout=120):
         p = subprocess.run(proc_cmd(*args), capture_output=True, text=True, timeout=timeout,
                            cwd=cwd or tmp_path, env=proc_env())
