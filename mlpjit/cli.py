@@ -434,5 +434,47 @@ def config_check(config_path, overrides):
     click.echo(f"{config_path}: OK ({ds.n_train} training examples, {model.n_params:,} parameters)")
 
 
+# --- experiments -------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--out", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Where EXPERIMENTS.md, docs/experiments/ and runs/experiments/ go.")
+@click.option("--quick", is_flag=True, help="Shortened budgets (for a smoke test; not the reference figures).")
+@click.option("--list", "list_", is_flag=True, help="List the experiments and exit.")
+def reproduce(names, out, quick, list_):
+    """Run the classic experiments and regenerate EXPERIMENTS.md.
+
+    Each experiment trains from configs/experiments/, writes its figures to
+    docs/experiments/ and its result to docs/experiments/NAME.json; EXPERIMENTS.md is
+    rebuilt from every stored result, so running one experiment keeps the others.
+
+    \b
+    Examples:
+      mlpjit reproduce                 # all of them (several minutes)
+      mlpjit reproduce xor vanishing   # just these two
+      mlpjit reproduce --list
+    """
+    from . import experiments
+
+    if list_:
+        experiments.names()
+        for name, (title, claim, _) in experiments.EXPERIMENTS.items():
+            click.echo(f"{name:16} {title}")
+        return
+    experiments.reproduce(names or None, out=Path(out), quick=quick, log=click.echo)
+    click.echo(f"wrote {Path(out) / 'EXPERIMENTS.md'}")
+
+
+def _register_extra_commands():
+    from .plot import plot
+    from .sweep import sweep
+    cli.add_command(sweep)
+    cli.add_command(plot)
+
+
+_register_extra_commands()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,8 +18,10 @@ the ``CODES`` table below.
 import math
 
 import numpy as np
+from numba import types
+from numba.extending import overload
 
-from .._jit import jit
+from .._jit import FASTMATH, jit
 
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTPLUS = 0, 1, 2, 3, 4, 5
 ARCTAN, SOFTSIGN, ELU, SWISH, GELU, TANH_LINEAR = 6, 7, 8, 9, 10, 11
@@ -32,6 +34,44 @@ CODES = {
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+# tanh for float32: Eigen's rational approximation (odd degree-13 / even degree-6 polynomial on
+# [−7.905, 7.905], identity below 4e-4, ±1 beyond ±9), within 6 float32 ulps of the exact tanh (max relative
+# error 3.5e-7, measured on 2M points).  Pure arithmetic, so compiled loops vectorize it, where
+# each libm tanh call costs ~9 ns.  float64 arrays keep the exact math.tanh (gradient checks).
+_T_CLAMP = np.float32(7.90531110763549805)
+_T_TINY = np.float32(0.0004)
+_T_SAT = np.float32(9.0)      # float32 tanh is exactly ±1 from here on
+_T_ONE = np.float32(1.0)
+_T_A = tuple(np.float32(v) for v in (4.89352455891786e-03, 6.37261928875436e-04,
+                                     1.48572235717979e-05, 5.12229709037114e-08,
+                                     -8.60467152213735e-11, 2.00018790482477e-13,
+                                     -2.76076847742355e-16))
+_T_B = tuple(np.float32(v) for v in (4.89352518554385e-03, 2.26843463243900e-03,
+                                     1.18534705686654e-04, 1.19825839466702e-06))
+_A1, _A3, _A5, _A7, _A9, _A11, _A13 = _T_A
+_B0, _B2, _B4, _B6 = _T_B
+
+
+def tanh_scalar(x):
+    """tanh(x): exact for float64, the rational approximation above for float32."""
+    return math.tanh(x)
+
+
+@overload(tanh_scalar, jit_options={"fastmath": set(FASTMATH)})
+def _tanh_scalar(x):
+    if x == types.float32:
+        def tanh_f32(x):
+            c = min(max(x, -_T_CLAMP), _T_CLAMP)
+            x2 = c * c
+            p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2 + _A1) * c
+            q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
+            r = p / q
+            r = _T_ONE if x >= _T_SAT else (-_T_ONE if x <= -_T_SAT else r)
+            return x if abs(x) < _T_TINY else r
+        return tanh_f32
+    return lambda x: math.tanh(x)
 
 
 @jit
@@ -63,7 +103,7 @@ def activation_forward(code, alpha, s, y):
             y[i] = sigmoid_scalar(s[i])
     elif code == TANH:
         for i in range(n):
-            y[i] = math.tanh(s[i])
+            y[i] = tanh_scalar(s[i])
     elif code == RELU:
         for i in range(n):
             y[i] = s[i] if s[i] > 0 else 0.0
@@ -90,7 +130,7 @@ def activation_forward(code, alpha, s, y):
             y[i] = 0.5 * s[i] * (1.0 + math.erf(s[i] * _INV_SQRT2))
     elif code == TANH_LINEAR:
         for i in range(n):
-            y[i] = math.tanh(s[i]) + alpha * s[i]
+            y[i] = tanh_scalar(s[i]) + alpha * s[i]
 
 
 # --- backward: ds = f'(s) ∘ dy ------------------------------------------------------------
@@ -139,5 +179,5 @@ def activation_backward(code, alpha, s, y, dy, ds):
             ds[i] = dy[i] * (cdf + x * pdf)
     elif code == TANH_LINEAR:                   # 1 − tanh²(s) + a = 1 − (y − a·s)² + a
         for i in range(n):
-            t = math.tanh(s[i])
+            t = tanh_scalar(s[i])
             ds[i] = dy[i] * (1.0 - t * t + alpha)

@@ -1,0 +1,665 @@
+"""Hyperparameter sweeps: the product of ``--grid`` values (times seeds) as ordinary runs.
+
+``mlpjit sweep CONFIG --grid optimizer.lr=0.01,0.1 --seeds 3 --jobs 2`` validates every
+combination's config first (a mistake is one :class:`~mlpjit.errors.ConfigError` naming the
+``--grid`` item, and nothing is created), then trains each combination in its own run folder
+under the sweep folder (default ``sweeps/<name>-<timestamp>/``)::
+
+    sweeps/spirals-20261123-120000/
+      sweep.yaml                          base config, --set overrides, grids, seeds
+      sweep.csv                           one row per run, rewritten (atomically) as runs finish
+      optimizer.lr=0.01,seed=0/           an ordinary run folder (config.yaml, metrics.jsonl, ...)
+      optimizer.lr=0.01,seed=1/
+      ...
+
+Run folders are named from the swept values and the seed, so running the same command again
+with the same ``--out`` skips the runs that finished (``summary.json`` present and
+``config.yaml`` equal to the resolved config), resumes unfinished ones from their checkpoint and
+starts the others afresh.  A failing run (diverged, or any exception) is reported and recorded
+in ``sweep.csv``; it does not stop the others.
+
+Python API: :func:`run_sweep` (returns the rows of ``sweep.csv``), :func:`parse_grid`;
+the click command :data:`sweep`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import itertools
+import json
+import math
+import multiprocessing
+import re
+import shutil
+import sys
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import click
+import yaml
+
+from .errors import ConfigError, MlpjitError
+
+__all__ = ["run_sweep", "parse_grid", "sweep", "METRIC_COLUMNS", "SWEEP_FORMAT"]
+
+SWEEP_FORMAT = "mlpjit-sweep/1"
+METRIC_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                  "test_loss", "test_accuracy")
+# the figure shown per grid point in the terminal summary, first one available
+SUMMARY_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss",
+                   "train_accuracy", "train_loss")
+_MAX_NAME = 120
+
+
+# --- parsing --grid ------------------------------------------------------------------------
+
+def _split_values(text: str) -> list[str]:
+    """Split on commas outside brackets/braces and quotes: ``a,[1, 2],{x: 1, y: 2}``."""
+    items, depth, quote, cur = [], 0, None, []
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+        elif ch == "," and depth == 0:
+            items.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    items.append("".join(cur))
+    return [s.strip() for s in items]
+
+
+def parse_grid(item: str) -> tuple[str, list]:
+    """``"optimizer.lr=0.01,0.1"`` -> ``("optimizer.lr", [0.01, 0.1])``.
+
+    Each value is read like a ``--set`` value (``yaml.safe_load``); commas inside ``[...]``,
+    ``{...}`` or quotes do not split.  Raises :class:`ConfigError` naming the item.
+    """
+    prefix = f"--grid {item}"
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"{prefix}: expected key.path=value1,value2,...")
+    if any(not p.strip() for p in key.split(".")):
+        raise ConfigError(f"{prefix}: empty key in {key!r} (expected key.path=value1,value2,...)")
+    if not raw.strip():
+        raise ConfigError(f"{prefix}: no values (expected key.path=value1,value2,...)")
+    values = []
+    for text in _split_values(raw):
+        if not text:
+            raise ConfigError(f"{prefix}: empty value in the list (expected key.path=value1,value2,...)")
+        try:
+            values.append(yaml.safe_load(text))
+        except yaml.YAMLError as exc:
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise ConfigError(f"{prefix}: invalid value {text!r}: {problem}") from None
+    return key, values
+
+
+def _override_text(value: Any) -> str:
+    """A value as YAML text that ``yaml.safe_load`` reads back as the same value."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        text = yaml.safe_dump(value, default_flow_style=True, width=10 ** 9)
+        return text.strip().removesuffix("...").strip()
+    return yaml.safe_dump(value, default_flow_style=True, width=10 ** 9, sort_keys=False).strip()
+
+
+def _display(value: Any) -> str:
+    """A value as shown in run folder names, sweep.csv and the summary table."""
+    return value if isinstance(value, str) else _override_text(value)
+
+
+def _sanitize(name: str) -> str:
+    """A run name as a portable folder name (deterministic; long names get a hash suffix)."""
+    safe = re.sub(r"[^A-Za-z0-9._,=+\-]+", "_", name)
+    if safe.startswith("."):
+        safe = "_" + safe[1:]
+    if len(safe) > _MAX_NAME:
+        digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:10]
+        safe = safe[: _MAX_NAME - 11] + "-" + digest
+    return safe
+
+
+# --- planning ----------------------------------------------------------------------------
+
+def _seed_list(seeds) -> list[int] | None:
+    if seeds is None:
+        return None
+    if isinstance(seeds, bool):
+        raise ConfigError(f"--seeds: expected a number of seeds >= 1 (got {seeds!r})")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ConfigError(f"--seeds: expected a number of seeds >= 1 (got {seeds})")
+        return list(range(seeds))
+    out = list(seeds)
+    if not out or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in out):
+        raise ConfigError(f"--seeds: expected a number of seeds or a list of seeds >= 0 (got {seeds!r})")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"--seeds: the same seed is given twice ({seeds!r})")
+    return out
+
+
+def _grid_item_text(key: str, values: Sequence) -> str:
+    return f"{key}=" + ",".join(_display(v) for v in values)
+
+
+def _check_grids(grids: dict) -> dict[str, list]:
+    if not isinstance(grids, dict):
+        raise ConfigError(f"grids: expected a mapping of key path -> list of values (got {grids!r})")
+    out = {}
+    for key, values in grids.items():
+        if not isinstance(key, str) or not key.strip() or any(not p.strip() for p in key.split(".")):
+            raise ConfigError(f"--grid {key!r}: expected a key path such as optimizer.lr")
+        if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+            raise ConfigError(f"--grid {key}: expected a list of values (got {values!r})")
+        values = list(values)
+        if not values:
+            raise ConfigError(f"--grid {key}=: no values (expected key.path=value1,value2,...)")
+        seen = []
+        for v in values:
+            if v in seen:
+                raise ConfigError(f"--grid {_grid_item_text(key, values)}: "
+                                  f"value {_display(v)!r} is given twice")
+            seen.append(v)
+        out[key.strip()] = values
+    return out
+
+
+def _replace_prefix(err: ConfigError, old: str, new: str) -> ConfigError:
+    text = str(err)
+    if text.startswith(old):
+        return ConfigError(new + text[len(old):])
+    return ConfigError(f"{new}: {text}")
+
+
+class _Point:
+    """One run of the sweep: its grid values, seed, resolved config and folder name."""
+
+    def __init__(self, index, values, seed, cfg_obj, name):
+        from .config import dump_yaml, resolved_dict
+        self.index = index
+        self.values = values            # {key: value} of the grid point
+        self.cfg_obj = cfg_obj
+        self.cfg = resolved_dict(cfg_obj)
+        self.config_text = dump_yaml(cfg_obj)
+        self.seed = self.cfg["seed"] if seed is None else seed
+        self.name = name
+        self.group = tuple(_display(v) for v in values.values())
+
+
+def _plan(config_path, grids, seeds, overrides) -> list[_Point]:
+    """Validate every combination's config (before anything is created) and name the runs."""
+    from .config import load_config, resolved_dict
+
+    overrides = [str(o) for o in overrides]
+    load_config(config_path, overrides)  # a mistake in CONFIG or --set: its own message
+    if seeds is not None and "seed" in grids:
+        raise ConfigError(f"--grid {_grid_item_text('seed', grids['seed'])}: "
+                          f"give the seeds either with --grid seed=... or with --seeds, not both")
+    # each grid value alone, so that a bad key or value names its --grid item
+    for key, values in grids.items():
+        item = _grid_item_text(key, values)
+        for v in values:
+            ov = f"{key}={_override_text(v)}"
+            try:
+                load_config(config_path, overrides + [ov])
+            except ConfigError as e:
+                raise _replace_prefix(e, f"--set {ov}", f"--grid {item}") from None
+    keys = list(grids)
+    points, names = [], {}
+    seed_values = seeds if seeds is not None else [None]
+    for combo in itertools.product(*(grids[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        for seed in seed_values:
+            extra = [f"{k}={_override_text(v)}" for k, v in values.items()]
+            if seed is not None:
+                extra.append(f"seed={seed}")
+            label = ",".join(f"{k}={_display(v)}" for k, v in values.items())
+            try:
+                cfg_obj = load_config(config_path, overrides + extra)
+            except ConfigError as e:
+                raise ConfigError(f"--grid point {label or '(base config)'}: {e}") from None
+            cfg_seed = resolved_dict(cfg_obj)["seed"]
+            raw = label if "seed" in values else ",".join(filter(None, [label, f"seed={cfg_seed}"]))
+            name = _sanitize(raw)
+            if name in names:  # two values that sanitize alike: keep both, deterministically
+                k = 2
+                while f"{name}-{k}" in names:
+                    k += 1
+                name = f"{name}-{k}"
+            names[name] = True
+            points.append(_Point(len(points), values, seed, cfg_obj, name))
+    _check_models(points)
+    return points
+
+
+def _check_models(points: list[_Point]) -> None:
+    """The model of every grid point against its data (loading each distinct dataset once)."""
+    from .data import load_dataset
+    from .trainer import build_model
+
+    datasets, checked = {}, set()
+    for p in points:
+        cfg = p.cfg
+        key = json.dumps([cfg["data"], cfg["model"], cfg["loss"], cfg["dtype"]], sort_keys=True)
+        if key in checked:
+            continue
+        checked.add(key)
+        dkey = json.dumps(cfg["data"], sort_keys=True)
+        if dkey not in datasets:
+            datasets[dkey] = load_dataset(dict(cfg["data"]), cfg["seed"])
+        ds = datasets[dkey]
+        label = ",".join(f"{k}={_display(v)}" for k, v in p.values.items()) or "(base config)"
+        try:
+            build_model(cfg, ds.n_features, ds.n_outputs, ds.task)
+        except ConfigError as e:
+            raise ConfigError(f"--grid point {label}: {e}") from None
+
+
+def _default_out(name: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path("sweeps") / f"{name}-{stamp}"
+    k = 2
+    while path.exists():
+        path = Path("sweeps") / f"{name}-{stamp}-{k}"
+        k += 1
+    return path
+
+
+# --- running one point (in this process or in a worker) -----------------------------------
+
+def _quiet(*args, **kwargs):
+    pass
+
+
+def _execute(task: dict) -> dict:
+    """Train one run; never raises (except KeyboardInterrupt).  Runs in a worker process."""
+    from .io import atomic_write_text
+    from .trainer import Interrupted, Trainer
+
+    run_dir = Path(task["run_dir"])
+    cfg = task["cfg"]
+    resumed = False
+    try:
+        trainer = None
+        if task["resume"]:
+            try:
+                trainer = Trainer(cfg, run_dir, log=_quiet, progress=False)
+                trainer.load_checkpoint()
+                resumed = True
+            except MlpjitError:
+                trainer = None
+                shutil.rmtree(run_dir, ignore_errors=True)
+        if trainer is None:
+            trainer = Trainer(cfg, run_dir, log=_quiet, progress=False)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "config.yaml", task["config_text"])
+        (run_dir / "error.txt").unlink(missing_ok=True)
+        summary = trainer.fit(cfg["train"]["epochs"])
+        return {"status": "ok", "summary": summary, "resumed": resumed}
+    except Interrupted as e:
+        return {"status": "failed", "error": f"{e}", "interrupted": True, "resumed": resumed}
+    except MlpjitError as e:
+        return {"status": "failed", "error": " ".join(str(e).split()), "resumed": resumed}
+    except Exception as e:  # a bug or an environment problem: keep the traceback in the run folder
+        message = " ".join(f"{type(e).__name__}: {e}".split())
+        try:
+            if run_dir.is_dir():
+                from .io import atomic_write_text as _w
+                _w(run_dir / "error.txt", traceback.format_exc())
+                message += f" (traceback in {run_dir / 'error.txt'})"
+        except OSError:
+            pass
+        return {"status": "failed", "error": message, "resumed": resumed}
+
+
+def _state(point: _Point, run_dir: Path) -> str:
+    """'done' (finished with this config), 'resume' (same config, checkpoint, no summary) or 'new'."""
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        return "new"
+    try:
+        same = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) == point.cfg
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        same = False
+    if not same:
+        return "new"
+    summary = run_dir / "summary.json"
+    if summary.is_file() and (run_dir / "model.npz").is_file():
+        try:
+            json.loads(summary.read_text(encoding="utf-8"))["final"]
+            return "done"
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    if (run_dir / "checkpoint.npz").is_file():
+        return "resume"
+    return "new"
+
+
+# --- rows, sweep.csv and the summary table -----------------------------------------------
+
+def _row(point: _Point, run_dir: Path, result: dict | None) -> dict:
+    row = dict(point.values)
+    if "seed" not in row:
+        row["seed"] = point.seed
+    row["status"] = "pending" if result is None else result["status"]
+    summary = (result or {}).get("summary") or {}
+    row.update({k: v for k, v in (summary.get("final") or {}).items()})
+    row["epochs"] = summary.get("epochs")
+    row["train_seconds"] = summary.get("train_seconds")
+    row["run_dir"] = run_dir.name  # relative to the sweep folder, which can be moved
+    row["error"] = (result or {}).get("error")
+    return row
+
+
+def _columns(keys: list[str], rows: list[dict]) -> list[str]:
+    present = {k for r in rows for k in r}
+    metrics = [m for m in METRIC_COLUMNS if m in present]
+    fixed = set(keys) | {"seed", "status", "epochs", "train_seconds", "run_dir", "error"}
+    others = sorted(present - fixed - set(METRIC_COLUMNS))
+    return keys + ([] if "seed" in keys else ["seed"]) + ["status"] + metrics + others + \
+        ["epochs", "train_seconds", "run_dir", "error"]
+
+
+def _write_csv(path: Path, keys: list[str], rows: list[dict], durable=False) -> None:
+    from .io import atomic_write_text
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    cols = _columns(keys, rows)
+    w.writerow(cols)
+    for r in rows:
+        out = []
+        for c in cols:
+            v = r.get(c)
+            if v is None:
+                out.append("")
+            elif c in keys:
+                out.append(_display(v))
+            elif isinstance(v, float):
+                out.append(repr(v))
+            else:
+                out.append(str(v))
+        w.writerow(out)
+    atomic_write_text(path, buf.getvalue(), durable=durable)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def _fmt_stat(values: list[float], kind: str) -> str:
+    """mean ± sample std (no ± for a single value); kind: 'percent', 'seconds' or 'number'."""
+    if not values:
+        return "-"
+    mean, std = _mean_std(values)
+    if kind == "percent":
+        return f"{100 * mean:.2f}%" + ("" if std is None else f" ± {100 * std:.2f}")
+    if kind == "seconds":
+        return f"{mean:.2f}s" + ("" if std is None else f" ± {std:.2f}")
+    return f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
+
+
+def summary_table(keys: list[str], rows: list[dict]) -> str:
+    """One line per grid point: runs ok/total, mean ± std over seeds of the main metric
+    (test_accuracy, else test_loss, ..., else train_loss) and of train_seconds."""
+    ok_rows = [r for r in rows if r["status"] == "ok"]
+    metric = next((m for m in SUMMARY_METRICS if any(r.get(m) is not None for r in ok_rows)), None)
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(_display(r[k]) for k in keys), []).append(r)
+    head = list(keys) + ["runs ok", metric or "metric", "train_seconds"]
+    table = [head]
+    for group, members in groups.items():
+        good = [r for r in members if r["status"] == "ok"]
+        vals = [r[metric] for r in good if metric and r.get(metric) is not None]
+        secs = [r["train_seconds"] for r in good if r.get("train_seconds") is not None]
+        table.append(list(group) + [f"{len(good)}/{len(members)}",
+                                    _fmt_stat(vals, "percent" if metric and metric.endswith("accuracy")
+                                              else "number"),
+                                    _fmt_stat(secs, "seconds")])
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in table]
+    return "\n".join(lines)
+
+
+# --- the sweep ----------------------------------------------------------------------------
+
+def _prepare_out(out, name) -> Path:
+    if out is None:
+        return _default_out(name)
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise ConfigError(f"--out {out}: exists and is not a folder")
+        if any(out.iterdir()) and not (out / "sweep.yaml").is_file():
+            raise ConfigError(f"--out {out}: already exists, is not empty and is not a sweep "
+                              f"folder (no sweep.yaml); choose another --out")
+    return out
+
+
+def _sweep_yaml(config_path, overrides, grids, seeds, points, jobs) -> str:
+    from . import __version__
+    doc = {
+        "format": SWEEP_FORMAT,
+        "config": str(config_path),
+        "config_abs": str(Path(config_path).resolve()),
+        "overrides": list(overrides),
+        "grids": {k: list(v) for k, v in grids.items()},
+        "seeds": (None if seeds is None else
+                  len(seeds) if seeds == list(range(len(seeds))) else list(seeds)),
+        "jobs": jobs,
+        "runs": [p.name for p in points],
+        "command": _command_line(config_path, overrides, grids, seeds),
+        "mlpjit": __version__,
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+
+
+def _command_line(config_path, overrides, grids, seeds) -> str:
+    import shlex
+    parts = ["mlpjit", "sweep", str(config_path)]
+    for k, v in grids.items():
+        parts += ["--grid", _grid_item_text(k, v)]
+    if seeds is not None:
+        if seeds == list(range(len(seeds))):
+            parts += ["--seeds", str(len(seeds))]
+        else:
+            parts += ["--grid", "seed=" + ",".join(map(str, seeds))]
+    for o in overrides:
+        parts += ["--set", str(o)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, jobs: int = 1,
+              out: Path | None = None, overrides: Sequence[str] = (),
+              log: Callable[[str], Any] = print) -> list[dict]:
+    """Run the product of ``grids`` ({key path: [values]}) times ``seeds`` as ordinary runs.
+
+    ``seeds``: None runs the config's own seed only; N runs seeds 0..N-1 (a list of seeds is
+    also accepted).  ``jobs`` runs that many in parallel worker processes (1: in this
+    process).  ``out`` is the sweep folder (default ``sweeps/<name>-<timestamp>``); running
+    again with the same ``out`` skips finished runs.  ``overrides`` are ``--set`` items
+    applied before the grid values.  Every combination is validated before anything is
+    created (:class:`ConfigError` naming the ``--grid`` item).
+
+    Returns one dict per run, in grid order (seeds innermost): the grid values by key path,
+    ``seed``, ``status`` ("ok" / "failed"), the final metrics (``train_loss``,
+    ``train_accuracy``, ``val_*``, ``test_*`` where measured), ``epochs``, ``train_seconds``,
+    ``run_dir`` (the run folder's name, relative to the sweep folder) and ``error`` (None
+    when ok) — the rows of ``sweep.csv``.
+    Raises KeyboardInterrupt after writing sweep.csv when interrupted (Ctrl-C).
+    """
+    from .io import atomic_write_text
+
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"--jobs: expected a number >= 1 (got {jobs!r})")
+    grids = _check_grids(dict(grids or {}))
+    seed_list = _seed_list(seeds)
+    overrides = [str(o) for o in (overrides or ())]
+    points = _plan(config_path, grids, seed_list, overrides)
+    keys = list(grids)
+    out = _prepare_out(out, points[0].cfg["name"])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create the sweep folder ({e.strerror or e})") from None
+    atomic_write_text(out / "sweep.yaml", _sweep_yaml(config_path, overrides, grids, seed_list,
+                                                      points, jobs))
+    log(f"sweep folder: {out} ({len(points)} run{'s' if len(points) != 1 else ''})")
+
+    results: dict[int, dict] = {}
+    tasks = []
+    for p in points:
+        run_dir = out / p.name
+        state = _state(p, run_dir)
+        if state == "done":
+            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+            results[p.index] = {"status": "ok", "summary": summary, "skipped": True}
+            continue
+        if state == "new" and run_dir.exists():
+            shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
+        tasks.append((p, {"cfg": p.cfg, "config_text": p.config_text, "run_dir": str(run_dir),
+                          "resume": state == "resume"}))
+    skipped = len(results)
+    if skipped:
+        log(f"skipping {skipped} finished run{'s' if skipped != 1 else ''}")
+
+    def rows():
+        return [_row(p, out / p.name, results.get(p.index)) for p in points]
+
+    def finish(p, res, done_count):
+        results[p.index] = res
+        row = _row(p, out / p.name, res)
+        where = out / p.name
+        if res["status"] == "ok":
+            fig = next((m for m in SUMMARY_METRICS if row.get(m) is not None), None)
+            shown = ""
+            if fig:
+                v = row[fig]
+                shown = f"  {fig} {100 * v:.2f}%" if fig.endswith("accuracy") else f"  {fig} {v:.4g}"
+            log(f"[{done_count}/{len(tasks)}] ok      {where}{shown}  "
+                f"({row['train_seconds']:.2f}s{', resumed' if res.get('resumed') else ''})")
+        else:
+            log(f"[{done_count}/{len(tasks)}] failed  {where}: {res['error']}")
+        _write_csv(out / "sweep.csv", keys, [r for r in rows() if r["status"] != "pending"])
+
+    _write_csv(out / "sweep.csv", keys, [r for r in rows() if r["status"] != "pending"])
+    interrupted = False
+    n_workers = min(jobs, len(tasks))
+    if n_workers <= 1:
+        for i, (p, task) in enumerate(tasks, 1):
+            try:
+                res = _execute(task)
+            except KeyboardInterrupt:
+                interrupted = True
+                break
+            finish(p, res, i)
+            if res.get("interrupted"):
+                interrupted = True
+                break
+    elif tasks:
+        # "spawn": fresh interpreters, no fork of a process that holds Numba or threads
+        ex = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"))
+        futures = {}
+        try:
+            futures = {ex.submit(_execute, task): p for p, task in tasks}
+            count = 0
+            for fut in as_completed(futures):
+                p = futures[fut]
+                try:
+                    res = fut.result()
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as e:  # a worker died (BrokenProcessPool) or could not start
+                    res = {"status": "failed",
+                           "error": " ".join(f"worker process failed: {type(e).__name__}: {e}".split())}
+                count += 1
+                finish(p, res, count)
+                if res.get("interrupted"):
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            interrupted = True
+            for f in futures:
+                f.cancel()
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
+
+    final_rows = rows()
+    done_rows = [r for r in final_rows if r["status"] != "pending"]
+    _write_csv(out / "sweep.csv", keys, done_rows, durable=True)
+    if interrupted:
+        log(f"sweep interrupted; {len(done_rows)} of {len(final_rows)} runs recorded in "
+            f"{out / 'sweep.csv'}; run the same command again to continue")
+        raise KeyboardInterrupt
+    failed = [r for r in final_rows if r["status"] == "failed"]
+    log("")
+    log(summary_table(keys, final_rows))
+    log("")
+    log(f"{len(final_rows) - len(failed)} ok, {len(failed)} failed"
+        + (f", {skipped} skipped (already finished)" if skipped else "")
+        + f"; results in {out / 'sweep.csv'}")
+    return final_rows
+
+
+# --- the command ----------------------------------------------------------------------------
+
+@click.command("sweep", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--grid", "grid_items", multiple=True, metavar="KEY.PATH=V1,V2,...",
+              help="Values to sweep for a config key, read like --set values (repeatable; "
+                   "the sweep runs the product of all grids).")
+@click.option("--seeds", type=click.IntRange(min=1),
+              help="Run every grid point with seeds 0..N-1 (default: the config's seed only).")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Runs trained in parallel (worker processes; 1 trains in this process).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Sweep folder (default sweeps/<name>-<timestamp>); the same --out again "
+                   "skips finished runs.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a config key for every run, e.g. --set train.epochs=20 (repeatable).")
+def sweep(config, grid_items, seeds, jobs, out, overrides):
+    """Train every combination of --grid values (times --seeds) as ordinary runs.
+
+    Each run gets a run folder in the sweep folder, named from its swept values and
+    seed (e.g. optimizer.lr=0.1,seed=0).  Every combination's config is checked
+    before any run starts.  sweep.csv (one row per run: swept values, seed, status,
+    final metrics, epochs, train_seconds, run folder, error) is rewritten as runs
+    finish, and a table of mean ± std over seeds per grid point is printed at the end.
+    A failed run (e.g. diverged) does not stop the others; the exit code is then 1.
+    Running the same command with the same --out again skips finished runs and
+    resumes or restarts the others.
+
+    \b
+    Examples:
+      mlpjit sweep configs/spirals.yaml --grid optimizer.lr=0.01,0.05,0.1 --seeds 3
+      mlpjit sweep configs/spirals.yaml --grid model.layers.0.activation=sigmoid,tanh,relu \\
+          --grid optimizer.lr=0.01,0.1 --seeds 2 --jobs 2 --out sweeps/act-lr
+      mlpjit sweep configs/mnist_mlp.yaml --grid model.layers.1.p=0.0,0.1,0.3 --set train.epochs=5
+      mlpjit sweep configs/xor.yaml --seeds 10 --out sweeps/xor-seeds
+    """
+    grids: dict[str, list] = {}
+    for item in grid_items:
+        key, values = parse_grid(item)
+        if key in grids:
+            raise ConfigError(f"--grid {item}: key {key!r} is already swept by another --grid")
+        grids[key] = values
+    rows = run_sweep(config, grids, seeds=seeds, jobs=jobs, out=Path(out) if out else None,
+                     overrides=overrides, log=click.echo)
+    if any(r["status"] == "failed" for r in rows):
+        sys.exit(1)

@@ -1,0 +1,56 @@
+"""Experiments 1–7 (mlpjit/experiments/classic.py) in quick mode: each trains, returns a table, a
+verdict with numbers in it and PNG figures; XOR checks the claim itself (it is cheap)."""
+
+import re
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from mlpjit.experiments import EXPERIMENTS, Context, reproduce  # noqa: E402
+from mlpjit.experiments import classic  # noqa: E402,F401  (registers the experiments)
+
+CLASSIC = ["xor", "mnist_softmax", "mnist_mlp", "vanishing", "exploding", "dropout", "init"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _ctx(tmp_path):
+    (tmp_path / "fig").mkdir()
+    return Context(runs=tmp_path / "runs", figures=tmp_path / "fig", seeds=1, quick=True,
+                   log=lambda *a: None)
+
+
+def test_registered_in_order():
+    assert [n for n in EXPERIMENTS if n in CLASSIC] == CLASSIC
+
+
+@pytest.mark.parametrize("name", CLASSIC)
+def test_quick_run(name, tmp_path):
+    title, claim, fn = EXPERIMENTS[name]
+    assert title and claim
+    result = fn(_ctx(tmp_path))
+    assert result.table and all(isinstance(row, dict) and row for row in result.table)
+    assert isinstance(result.verdict, str) and re.search(r"\d", result.verdict)
+    assert result.supported in (True, False)
+    assert result.plots
+    for p in result.plots:
+        path = tmp_path / "fig" / p if not str(p).startswith("/") else p
+        with open(path, "rb") as f:
+            assert f.read(8) == PNG, p
+        assert str(path).rsplit("/", 1)[-1].startswith(name)
+    if name == "xor":
+        acc = {(row["function"], row["model"]): row for row in result.table}
+        for fn_name, width in (("AND", "Dense(2, 1)"), ("OR", "Dense(2, 1)"), ("NOT", "Dense(1, 1)")):
+            assert acc[(fn_name, width)]["worst seed"] == "100.00%"
+        single_xor = float(acc[("XOR", "Dense(2, 1)")]["best seed"].rstrip("%"))
+        assert single_xor <= 75.0
+        assert acc[("XOR", "2-4-1 tanh")]["worst seed"] == "100.00%"
+        assert result.supported is True
+
+
+def test_reproduce_xor_writes_report(tmp_path):
+    reproduce(["xor"], out=tmp_path, quick=True, log=lambda *a: None)
+    report = (tmp_path / "EXPERIMENTS.md").read_text()
+    assert "XOR and logic" in report
+    assert (tmp_path / "docs" / "experiments" / "xor.json").exists()
+    assert (tmp_path / "docs" / "experiments" / "xor_loss.png").read_bytes()[:8] == PNG
