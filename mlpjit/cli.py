@@ -4,7 +4,6 @@ A user mistake (bad config, missing file, wrong value) ends with one line on std
 ``error: ...``, and exit code 2; a diverged run exits 3; an interrupted one 130.
 """
 
-import datetime as _dt
 import json
 import sys
 from pathlib import Path
@@ -71,13 +70,8 @@ def _new_run_dir(name, out):
             raise ConfigError(f"--out {path}: already exists and is not empty "
                               f"(use --resume {path} to continue it, or another --out)")
         return path
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path("runs") / f"{name}-{stamp}"
-    k = 2
-    while path.exists():
-        path = Path("runs") / f"{name}-{stamp}-{k}"
-        k += 1
-    return path
+    from .io import timestamped_dir
+    return timestamped_dir("runs", name)
 
 
 def _report(summary, run_dir, echo):

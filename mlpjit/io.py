@@ -93,3 +93,15 @@ def read_json_array(arrays, key, path, kind="mlpjit model"):
         return json.loads(str(arrays[key]))
     except (json.JSONDecodeError, TypeError) as e:
         raise ModelFileError(f"{path}: corrupted '{key}' entry ({e})") from None
+
+
+def timestamped_dir(parent, name):
+    """``parent/<name>-<YYYYmmdd-HHMMSS>`` (with ``-2``, ``-3``… if taken); not created."""
+    import datetime as _dt
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(parent) / f"{name}-{stamp}"
+    k = 2
+    while path.exists():
+        path = Path(parent) / f"{name}-{stamp}-{k}"
+        k += 1
+    return path

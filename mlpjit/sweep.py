@@ -44,6 +44,7 @@ import click
 import yaml
 
 from .errors import ConfigError, MlpjitError
+from .io import timestamped_dir
 
 __all__ = ["run_sweep", "parse_grid", "sweep", "METRIC_COLUMNS", "SWEEP_FORMAT"]
 
@@ -268,13 +269,7 @@ def _check_models(points: list[_Point]) -> None:
 
 
 def _default_out(name: str) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path("sweeps") / f"{name}-{stamp}"
-    k = 2
-    while path.exists():
-        path = Path("sweeps") / f"{name}-{stamp}-{k}"
-        k += 1
-    return path
+    return timestamped_dir("sweeps", name)
 
 
 # --- running one point (in this process or in a worker) -----------------------------------
