@@ -19,7 +19,8 @@ CACHE = True
 
 def jit(fn=None, *, parallel=False):
     """``numba.njit`` with the package's options; use as ``@jit`` or ``@jit(parallel=True)``."""
-    options = dict(fastmath=set(FASTMATH), cache=CACHE, nogil=True, parallel=parallel)
+    options = dict(fastmath=set(FASTMATH), cache=CACHE, nogil=True, parallel=parallel,
+                   error_model="numpy")
     if fn is None:
         return numba.njit(**options)
     return numba.njit(**options)(fn)

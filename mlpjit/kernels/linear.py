@@ -13,6 +13,7 @@ import numpy as np
 from .._jit import jit
 
 SMALL = 4096  # multiply-adds below which loops beat a BLAS call
+NARROW = 8    # outputs per row below which a small product runs as dot products (one SIMD width)
 
 
 # (X: float[:, :] (n, k), A: float[:, :] (k, m), out: float[:, :] (n, m)) -> None
@@ -23,6 +24,14 @@ def gemm_nn(X, A, out):
     m = A.shape[1]
     if n * k * m > SMALL:
         np.dot(X, A, out)
+        return
+    if m < NARROW:  # few outputs: one dot product each beats a short contiguous inner loop
+        for i in range(n):
+            for j in range(m):
+                acc = 0.0
+                for p in range(k):
+                    acc += X[i, p] * A[p, j]
+                out[i, j] = acc
         return
     for i in range(n):
         for j in range(m):
@@ -41,6 +50,14 @@ def gemm_tn(X, G, out):
     m = G.shape[1]
     if n * k * m > SMALL:
         np.dot(X.T, G, out)
+        return
+    if m < NARROW:
+        for p in range(k):
+            for j in range(m):
+                acc = 0.0
+                for i in range(n):
+                    acc += X[i, p] * G[i, j]
+                out[p, j] = acc
         return
     for p in range(k):
         for j in range(m):
