@@ -104,9 +104,9 @@ def activation_forward(code, alpha, s, y):
     elif code == TANH:
         for i in range(n):
             y[i] = tanh_scalar(s[i])
-    elif code == RELU:
+    elif code == RELU:             # written so that NaN passes through (NaN ≤ 0 is false)
         for i in range(n):
-            y[i] = s[i] if s[i] > 0 else 0.0
+            y[i] = 0.0 if s[i] <= 0 else s[i]
     elif code == LEAKY_RELU:
         for i in range(n):
             y[i] = s[i] if s[i] > 0 else alpha * s[i]
