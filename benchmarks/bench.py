@@ -61,7 +61,7 @@ import numba  # noqa: E402
 
 from mlpjit.config import config_from_dict, resolved_dict  # noqa: E402
 from mlpjit.data import load_dataset  # noqa: E402
-from mlpjit.trainer import Trainer  # noqa: E402
+from mlpjit.trainer import Trainer, cpu_model  # noqa: E402
 
 try:
     import torch
@@ -104,16 +104,6 @@ def steady_median(seconds):
 
 
 # --- machine -----------------------------------------------------------------------------
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def sgemm_peak(n=2048, repeats=5):
     """Best-of-``repeats`` GFLOP/s of a float32 n x n NumPy matmul."""

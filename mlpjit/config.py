@@ -1090,10 +1090,13 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     ``model.layers.N.type``, ``optimizer.type``, ``schedule.type``) drops the keys
     the new variant does not have and those left at the old variant's defaults.
     """
+    return apply_overrides(_validate(_read_yaml(path), str(path)), overrides)
+
+
+def apply_overrides(config: Config, overrides: Sequence[str] = ()) -> Config:
+    """``config`` with ``key.path=value`` overrides applied (as ``--set``; see :func:`load_config`)."""
     if isinstance(overrides, str):  # a single "k=v" passed by mistake
         overrides = (overrides,)
-    source = str(path)
-    config = _validate(_read_yaml(path), source)
     if not overrides:
         return config
     tree = copy.deepcopy(resolved_dict(config))

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import activations as _acts
 from .kernels import epoch as KE
+from .kernels import misc as KM
 from .layers import Activation, Dense, Dropout, Softmax
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy, SumSquares
 from .optim import SGD, Adam
@@ -111,23 +112,23 @@ class CompiledLoop:
         else:
             self.labels = np.zeros(n, np.int64)
         if type(loss) is CrossEntropy:
-            self.loss_code, self.pred = KE.CROSS_ENTROPY, KE.PRED_ARGMAX
+            self.loss_code = KE.CROSS_ENTROPY
             self.targets = np.zeros((n, 0), dtype)
         elif type(loss) is BinaryCrossEntropy:
-            self.loss_code, self.pred = KE.BINARY_CROSS_ENTROPY, KE.PRED_POSITIVE
+            self.loss_code = KE.BINARY_CROSS_ENTROPY
             self.targets = self.labels.reshape(n, 1).astype(dtype)
         else:
             self.loss_code = KE.MSE if type(loss) is MSE else KE.SUM_SQUARES
             if task == "classification":
-                self.pred = KE.PRED_ARGMAX if k > 1 else KE.PRED_HALF
                 if k > 1:
                     self.targets = np.zeros((n, k), dtype)
                     self.targets[np.arange(n), self.labels] = 1
                 else:
                     self.targets = self.labels.reshape(n, 1).astype(dtype)
             else:
-                self.pred = KE.PRED_NONE
                 self.targets = np.ascontiguousarray(np.asarray(y).reshape(n, -1), dtype=dtype)
+        # accuracy: the loss's own rule, as the layer-by-layer path counts it
+        self.pred = loss.pred_rule(k) if task == "classification" else KM.PRED_NONE
         self.Xbuf = np.zeros((bs, X.shape[1]), dtype)
         self.lbuf = np.zeros(bs, np.int64)
         self.tbuf = np.zeros((bs, self.targets.shape[1]), dtype)

@@ -24,6 +24,7 @@ ids given to a regression loss with k > 1 outputs are one-hot encoded, as scikit
 import numpy as np
 
 from ._registry import lookup
+from .kernels import misc as KM
 from .kernels import regression as KR
 from .kernels import softmax as KS
 
@@ -115,9 +116,17 @@ class Loss:
         """The model's outputs as the user wants them: probabilities for classifiers."""
         return Yhat
 
+    def pred_rule(self, k):
+        """How k outputs become a class (a ``kernels.misc.PRED_*`` code): the largest output, or
+        for one output, output > 0.5 (logit > 0 for the losses on logits)."""
+        return KM.PRED_ARGMAX if k > 1 else KM.PRED_HALF
+
     def predict_classes(self, Yhat):
         """Predicted class ids for a classification loss."""
-        return np.argmax(Yhat, axis=1) if Yhat.shape[1] > 1 else (Yhat[:, 0] > 0.5).astype(np.int64)
+        Yhat = np.ascontiguousarray(Yhat)
+        classes = np.empty(Yhat.shape[0], np.int64)
+        KM.predict_classes_into(Yhat, self.pred_rule(Yhat.shape[1]), classes)
+        return classes
 
     def get_config(self):
         return self.name
@@ -194,8 +203,8 @@ class CrossEntropy(Loss):
         KS.softmax_forward(np.ascontiguousarray(Yhat), P)
         return P
 
-    def predict_classes(self, Yhat):
-        return np.argmax(Yhat, axis=1)
+    def pred_rule(self, k):
+        return KM.PRED_ARGMAX
 
 
 class BinaryCrossEntropy(Loss):
@@ -224,8 +233,8 @@ class BinaryCrossEntropy(Loss):
     def transform(self, Yhat):
         return 1.0 / (1.0 + np.exp(-Yhat))
 
-    def predict_classes(self, Yhat):
-        return (Yhat[:, 0] > 0).astype(np.int64) if Yhat.shape[1] == 1 else np.argmax(Yhat, axis=1)
+    def pred_rule(self, k):
+        return KM.PRED_POSITIVE if k == 1 else KM.PRED_ARGMAX
 
 
 class SoftF1(Loss):
@@ -266,8 +275,8 @@ class SoftF1(Loss):
             return 1.0 / (1.0 + np.exp(-Yhat))
         return CrossEntropy.transform(self, Yhat)
 
-    def predict_classes(self, Yhat):
-        return (Yhat[:, 0] > 0).astype(np.int64) if Yhat.shape[1] == 1 else np.argmax(Yhat, axis=1)
+    def pred_rule(self, k):
+        return KM.PRED_POSITIVE if k == 1 else KM.PRED_ARGMAX
 
 
 LOSSES = {cls.name: cls for cls in (MSE, SumSquares, CrossEntropy, BinaryCrossEntropy, SMAPE, SoftF1)}

@@ -32,10 +32,10 @@ def clip_grad_norm(params, max_norm, norm=None):
     """Scale all gradients by c/‖g‖ if ‖g‖ > c; return ‖g‖ as it was before clipping
     (``norm``, if the caller has computed it already)."""
     norm = global_norm(params) if norm is None else norm
-    if norm > max_norm:
-        scale = max_norm / norm
+    factor = KM.clip_norm_factor(norm, max_norm)
+    if factor != 1.0:
         for _, _, g in params:
-            KM.scale_inplace(_flat(g), scale)
+            KM.scale_inplace(_flat(g), factor)
     return norm
 
 

@@ -123,6 +123,17 @@ def versions():
             "numba": numba.__version__, "mlpjit": __version__}
 
 
+def cpu_model():
+    """The processor's name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def read_metrics(run_dir):
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
@@ -169,7 +180,7 @@ def evaluate(model, loss, X, y, x_scale=1.0, batch_size=1000, classification=Tru
         yb = y[start:start + idx.size]
         total_loss += loss.forward(out, yb) * idx.size
         if classification:
-            correct += int((loss.predict_classes(out) == yb).sum())
+            correct += KM.count_correct(out, yb, loss.pred_rule(out.shape[1]))
     return total_loss / n, (correct / n if classification else None)
 
 
@@ -356,7 +367,7 @@ class Trainer:
                 out = self.model.forward(xb, training=True)
                 value = self.loss.forward(out, yb)
                 if self.classification:
-                    acc["correct"] += int((self.loss.predict_classes(out) == yb).sum())
+                    acc["correct"] += KM.count_correct(out, yb, self.loss.pred_rule(out.shape[1]))
                 self.model.backward(self.loss.backward(), need_dX=False)
                 sums = [KM.sum_squares(g.reshape(-1)) for _, _, g in self.params]
                 norm = math.sqrt(sum(sums))  # = global_norm(self.params), before clipping

@@ -23,16 +23,7 @@ from mlpjit.io import atomic_write, atomic_write_npz, atomic_write_text, read_np
 
 pytestmark = pytest.mark.usefixtures("no_runs_folder_in_repo")
 
-TIMING_KEYS = ("epoch_seconds", "eval_seconds")
-
-
-def read_metrics(run_dir):
-    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-            if line.strip()]
-
-
-def untimed(rows):
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+from conftest import read_metrics, without_timing as untimed  # noqa: E402  (tests/ is on sys.path)
 
 
 def model_bytes(run_dir):

@@ -18,8 +18,8 @@ import numpy as np
 from .._jit import jit
 from .activations import IDENTITY, activation_backward, activation_forward
 from .linear import dense_backward_input, dense_backward_params, dense_forward
-from .misc import (adam_update, clip_value_inplace, dropout_forward, gather_rows, mul_into,
-                   scale_inplace, sgd_update, sum_squares)
+from .misc import (PRED_NONE, adam_update, clip_norm_factor, clip_value_inplace, count_correct,
+                   dropout_forward, gather_rows, mul_into, scale_inplace, sgd_update, sum_squares)
 from .regression import mse_backward, mse_forward, sum_squares_backward, sum_squares_forward
 from .softmax import (binary_cross_entropy_backward, binary_cross_entropy_forward,
                       cross_entropy_labels_backward, cross_entropy_labels_forward,
@@ -27,33 +27,12 @@ from .softmax import (binary_cross_entropy_backward, binary_cross_entropy_forwar
 
 DENSE, DROPOUT, ACTIVATION, SOFTMAX = 0, 1, 2, 3
 CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MSE, SUM_SQUARES = 0, 1, 2, 3
-PRED_NONE, PRED_ARGMAX, PRED_POSITIVE, PRED_HALF = 0, 1, 2, 3
 CLIP_NONE, CLIP_NORM, CLIP_VALUE = 0, 1, 2
 SGD, ADAM = 0, 1
 
 # acc (float64[:]): 0 loss·m summed, 1 correct, 2 examples seen, 3 grad norm summed, 4 batches,
 #                   5 the batch (1-based) where a NaN/Inf appeared, 6 the offending loss, 7 its norm
 ACC_SIZE = 8
-
-
-@jit
-def _count_correct(out, labels, pred):
-    m, k = out.shape
-    correct = 0
-    for i in range(m):
-        if pred == PRED_ARGMAX:
-            best = 0
-            for j in range(1, k):
-                if out[i, j] > out[i, best]:
-                    best = j
-            c = best
-        elif pred == PRED_POSITIVE:
-            c = 1 if out[i, 0] > 0 else 0
-        else:
-            c = 1 if out[i, 0] > 0.5 else 0
-        if c == labels[i]:
-            correct += 1
-    return correct
 
 
 @jit
@@ -120,7 +99,7 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
             value = sum_squares_forward(out, tb)
             sum_squares_backward(out, tb, dO)
         if pred != PRED_NONE:
-            acc[1] += _count_correct(out, lb, pred)
+            acc[1] += count_correct(out, lb, pred)
         # backward
         dY = dO
         for l in range(L - 1, -1, -1):
@@ -158,8 +137,8 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
         for w in range(weight_grad_index.shape[0]):
             layer_norms[w] += math.sqrt(sums[weight_grad_index[w]])
         if clip_code == CLIP_NORM:
-            if norm > clip_c:
-                c = clip_c / norm
+            c = clip_norm_factor(norm, clip_c)
+            if c != 1.0:
                 for q in range(len(grads)):
                     scale_inplace(grads[q], c)
         elif clip_code == CLIP_VALUE:

@@ -1,4 +1,4 @@
-"""Dropout, batch gathering, gradient clipping and optimizer-update kernels (math.md §5)."""
+"""Dropout, batch gathering, predicted classes, gradient clipping and optimizer updates (math.md §5)."""
 
 import math
 
@@ -51,6 +51,13 @@ def scale_inplace(g, c):
         g[i] *= c
 
 
+# (norm: float, c: float) -> float
+@jit
+def clip_norm_factor(norm, c):
+    """Global clipping: g ← c·g/‖g‖ if ‖g‖ > c, i.e. the factor c/‖g‖ (or 1 when ‖g‖ ≤ c)."""
+    return c / norm if norm > c else 1.0
+
+
 # (g: (N,), c: float) -> None
 @jit
 def clip_value_inplace(g, c):
@@ -96,3 +103,39 @@ def adam_update(theta, g, m, v, lr, beta1, beta2, eps, weight_decay, t):
         m[i] = beta1 * m[i] + (1.0 - beta1) * gi
         v[i] = beta2 * v[i] + (1.0 - beta2) * gi * gi
         theta[i] -= lr * (m[i] / c1) / (math.sqrt(v[i] / c2) + eps)
+
+
+# How a classifier's outputs become a class (Loss.pred_rule picks one):
+PRED_NONE, PRED_ARGMAX, PRED_POSITIVE, PRED_HALF = 0, 1, 2, 3   # none, argmax, logit > 0, output > 0.5
+
+
+@jit
+def predict_row(out, i, rule):
+    """The class of row i: the first largest output (PRED_ARGMAX), or 1/0 by out[i, 0] > 0
+    (PRED_POSITIVE, a logit) or > 0.5 (PRED_HALF)."""
+    if rule == PRED_ARGMAX:
+        best = 0
+        for j in range(1, out.shape[1]):
+            if out[i, j] > out[i, best]:
+                best = j
+        return best
+    if rule == PRED_POSITIVE:
+        return 1 if out[i, 0] > 0 else 0
+    return 1 if out[i, 0] > 0.5 else 0
+
+
+# (out: (n, k), rule: int, classes: int[:] (n,)) -> None
+@jit
+def predict_classes_into(out, rule, classes):
+    for i in range(out.shape[0]):
+        classes[i] = predict_row(out, i, rule)
+
+
+# (out: (n, k), labels: int[:] (n,), rule: int) -> int
+@jit
+def count_correct(out, labels, rule):
+    correct = 0
+    for i in range(out.shape[0]):
+        if predict_row(out, i, rule) == labels[i]:
+            correct += 1
+    return correct
