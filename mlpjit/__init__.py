@@ -11,11 +11,12 @@ __version__ = "0.1.0"
 from . import activations, initializers, losses  # noqa: E402
 from .errors import ConfigError, DataError, MlpjitError, ModelFileError, TrainingDiverged  # noqa: E402
 from .gradcheck import gradcheck, relative_error  # noqa: E402
-from .layers import Activation, Dense, Dropout, Layer, Softmax  # noqa: E402
+from .layers import (Activation, AvgPool2D, Conv2D, Dense, Dropout, Flatten, Layer,  # noqa: E402
+                     MaxPool2D, Residual, Softmax)
 from .model import Sequential  # noqa: E402
 
 __all__ = [
-    "Activation", "ConfigError", "DataError", "Dense", "Dropout", "Layer", "MlpjitError",
-    "ModelFileError", "Sequential", "Softmax", "TrainingDiverged", "__version__", "activations",
+    "Activation", "AvgPool2D", "ConfigError", "Conv2D", "DataError", "Dense", "Dropout", "Flatten",
+    "Layer", "MaxPool2D", "MlpjitError", "ModelFileError", "Residual", "Sequential", "Softmax", "TrainingDiverged", "__version__", "activations",
     "gradcheck", "initializers", "losses", "relative_error",
 ]

@@ -235,6 +235,13 @@ def evaluate(target, data):
     if model.in_features is not None and model.in_features != ds.n_features:
         raise DataError(f"the model takes {model.in_features} inputs but data "
                         f"'{cfg['data']['name']}' has {ds.n_features} features")
+    if model.takes_images:
+        ds = ds.as_images()
+    try:
+        model.output_shape(ds.input_shape)
+    except ValueError as e:
+        raise DataError(f"the model does not fit data '{cfg['data']['name']}' "
+                        f"(examples of shape {ds.input_shape}): {e}") from None
     classification = ds.task == "classification"
     printed = False
     for split in ("train", "val", "test"):
@@ -310,6 +317,15 @@ def predict(model_path, input_path, out):
     if model.in_features is not None and X.shape[1] != model.in_features:
         raise DataError(f"{input_path}: rows have {X.shape[1]} values but the model takes {model.in_features}")
     meta = model.metadata
+    if model.takes_images:  # rows of C·H·W values (or an (N, C, H, W) .npy) become images
+        shape = tuple(meta.get("input_shape") or ())
+        size = int(np.prod(shape)) if shape else 0
+        if X.ndim == 2 and X.shape[1] == size:
+            X = X.reshape((X.shape[0],) + shape)
+    try:
+        model.output_shape(X.shape[1:])
+    except ValueError as e:
+        raise DataError(f"{input_path}: examples of shape {X.shape[1:]} do not fit the model: {e}") from None
     out_raw = model.predict(X * meta.get("x_scale", 1.0))
     if meta.get("task") == "classification":
         loss = losses.get(meta.get("loss", "cross_entropy"))
@@ -360,12 +376,12 @@ def gradcheck(config, overrides, batch, max_checks, tolerance):
     """
     from .data import load_dataset
     from .gradcheck import gradcheck as _gradcheck
-    from .trainer import build_model
+    from .trainer import model_for_data
 
     cfg = _load(config, overrides)
     cfg["dtype"] = "float64"
     ds = load_dataset(dict(cfg["data"]), cfg["seed"])
-    model, loss = build_model(cfg, ds.n_features, ds.n_outputs, ds.task)
+    model, loss, ds = model_for_data(cfg, ds)
     n = min(batch, ds.n_train)
     X = ds.scaled(ds.X_train[:n])
     y = ds.y_train[:n]
@@ -420,11 +436,11 @@ def config_check(config_path, overrides):
       mlpjit config check configs/xor.yaml --set model.layers.0.units=8
     """
     from .data import load_dataset
-    from .trainer import build_model
+    from .trainer import model_for_data
 
     cfg = _load(config_path, overrides)
     ds = load_dataset(dict(cfg["data"]), cfg["seed"])
-    model, _ = build_model(cfg, ds.n_features, ds.n_outputs, ds.task)
+    model, _, _ = model_for_data(cfg, ds)
     click.echo(f"{config_path}: OK ({ds.n_train} training examples, {model.n_params:,} parameters)")
 
 

@@ -117,7 +117,9 @@ LOSSES: tuple[str, ...] = (
 )
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 SCHEDULES: tuple[str, ...] = ("constant", "step", "exponential", "cosine")
-LAYER_TYPES: tuple[str, ...] = ("dense", "dropout", "activation", "softmax")
+LAYER_TYPES: tuple[str, ...] = ("dense", "dropout", "activation", "softmax", "conv2d", "maxpool2d",
+                                "avgpool2d", "flatten", "residual")
+PADDINGS: tuple[str, ...] = ("valid", "same", "full")
 DATA_SOURCES: tuple[str, ...] = ("mnist", "xor", "spirals", "sine", "csv", "npz")
 DTYPES: tuple[str, ...] = ("float32", "float64")
 TASKS: tuple[str, ...] = ("auto", "classification", "regression")
@@ -446,10 +448,56 @@ class SoftmaxLayer(_Model):
     type: Literal["softmax"]
 
 
+Size = Annotated[Int, Field(ge=1)]
+SizePair = Union[Size, Annotated[list[Size], Field(min_length=2, max_length=2)]]
+
+
+def _padding_value(value: Any) -> Any:
+    if isinstance(value, str) and value not in PADDINGS:
+        raise _Issue(_unknown_name("padding", value, PADDINGS) + " or an integer ≥ 0")
+    return value
+
+
+class Conv2DLayer(_Model):
+    type: Literal["conv2d"]
+    out_channels: Size
+    kernel_size: SizePair
+    stride: SizePair = 1
+    padding: Annotated[Union[Literal["valid", "same", "full"], Annotated[Int, Field(ge=0)]],
+                       BeforeValidator(_padding_value)] = "valid"
+    in_channels: Optional[Size] = None  # taken from the input; when given, it is checked
+    activation: ActivationSpec = Field(default_factory=lambda: ActivationSpec(name="identity"))
+    init: InitSpec = Field(default_factory=lambda: InitSpec(name="xavier_uniform"))
+    bias_init: Float = 0.0
+
+
+class MaxPool2DLayer(_Model):
+    type: Literal["maxpool2d"]
+    size: SizePair
+    stride: Optional[SizePair] = None  # default: the window size
+
+
+class AvgPool2DLayer(_Model):
+    type: Literal["avgpool2d"]
+    size: SizePair
+    stride: Optional[SizePair] = None
+
+
+class FlattenLayer(_Model):
+    type: Literal["flatten"]
+
+
+class ResidualLayer(_Model):
+    type: Literal["residual"]
+    layers: Annotated[list["LayerConfig"], Field(min_length=1)]
+
+
 LayerConfig = Annotated[
-    Union[DenseLayer, DropoutLayer, ActivationLayer, SoftmaxLayer],
+    Union[DenseLayer, DropoutLayer, ActivationLayer, SoftmaxLayer, Conv2DLayer, MaxPool2DLayer,
+          AvgPool2DLayer, FlattenLayer, ResidualLayer],
     Field(discriminator="type"),
 ]
+ResidualLayer.model_rebuild()
 
 
 class ModelConfig(_Model):
@@ -611,12 +659,14 @@ def _register(label: str, key: str, *classes: type[BaseModel]) -> None:
 
 
 _register("data source", "name", MnistData, XorData, SpiralsData, SineData, CsvData, NpzData)
-_register("layer type", "type", DenseLayer, DropoutLayer, ActivationLayer, SoftmaxLayer)
+_LAYER_CLASSES = (DenseLayer, DropoutLayer, ActivationLayer, SoftmaxLayer, Conv2DLayer,
+                  MaxPool2DLayer, AvgPool2DLayer, FlattenLayer, ResidualLayer)
+_register("layer type", "type", *_LAYER_CLASSES)
 _register("optimizer", "type", SGDConfig, AdamConfig)
 _register("schedule", "type", ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule)
 
 assert tuple(_TAGGED[frozenset((MnistData, XorData, SpiralsData, SineData, CsvData, NpzData))][2]) == DATA_SOURCES
-assert tuple(_TAGGED[frozenset((DenseLayer, DropoutLayer, ActivationLayer, SoftmaxLayer))][2]) == LAYER_TYPES
+assert tuple(_TAGGED[frozenset(_LAYER_CLASSES)][2]) == LAYER_TYPES
 assert tuple(_TAGGED[frozenset((SGDConfig, AdamConfig))][2]) == OPTIMIZERS
 assert tuple(
     _TAGGED[frozenset((ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule))][2]

@@ -63,6 +63,7 @@ import csv
 import gzip
 import math
 import zlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -138,11 +139,32 @@ class Dataset:
     n_classes: int | None
     x_scale: float = 1.0
     class_names: list | None = None
+    image_shape: tuple | None = None
+
+    def as_images(self) -> "Dataset":
+        """The same data with ``X_*`` as (N, C, H, W) image batches (views, no copies), for
+        models whose first layer is a convolution or pooling; MNIST gives (N, 1, 28, 28).
+        Raises :class:`DataError` for data that has no image shape."""
+        if self.image_shape is None:
+            raise DataError(f"data '{self.name}' has flat rows of {self.n_features} features, "
+                            f"not images (image data: mnist, or an npz file whose X is (N, C, H, W))")
+        shape = tuple(self.image_shape)
+
+        def view(X):
+            return None if X is None else X.reshape((X.shape[0],) + shape)
+
+        return dataclasses.replace(self, X_train=view(self.X_train), X_val=view(self.X_val),
+                                   X_test=view(self.X_test))
+
+    @property
+    def input_shape(self) -> tuple:
+        """One example's shape: ``(d,)``, or ``(C, H, W)`` after :meth:`as_images`."""
+        return tuple(int(d) for d in self.X_train.shape[1:])
 
     @property
     def n_features(self) -> int:
-        """Number of input features d."""
-        return int(self.X_train.shape[1])
+        """Number of input features d (C·H·W for images)."""
+        return int(np.prod(self.X_train.shape[1:]))
 
     @property
     def n_outputs(self) -> int:
@@ -420,6 +442,7 @@ def _load_mnist(spec: dict, seed: int) -> Dataset:
         y_test=_writable(y_test),
         n_classes=10,
         x_scale=1.0 / 255.0,
+        image_shape=(1, 28, 28),
     )
 
 
@@ -808,7 +831,9 @@ def _load_npz(spec: dict, seed: int) -> Dataset:
         if ("X_test" in names) != ("y_test" in names):
             have, lack = ("X_test", "y_test") if "X_test" in names else ("y_test", "X_test")
             raise DataError(f"{label}: has {have!r} but no {lack!r} (give both or neither)")
-        X = _npz_X(_npz_array(npz, "X", label), "X", label)
+        X_arr = _npz_array(npz, "X", label)
+        image_shape = tuple(int(d) for d in X_arr.shape[1:]) if X_arr.ndim == 4 else None
+        X = _npz_X(X_arr, "X", label)
         y_raw = _npz_array(npz, "y", label)
         X_test = y_test_raw = None
         if "X_test" in names:
@@ -909,6 +934,7 @@ def _load_npz(spec: dict, seed: int) -> Dataset:
         y_test=y_test,
         n_classes=n_classes,
         class_names=class_names,
+        image_shape=image_shape,
     )
 
 

@@ -6,8 +6,8 @@ on chunks of batches.  Between chunks Python updates the progress bar and checks
 inside a chunk no Python runs.  The layers' own kernels do the work, so this path computes what
 the layer-by-layer path computes (tested to agree).
 
-Used when every layer is a built-in ``Dense``/``Dropout``/``Activation``/``Softmax`` with a
-built-in activation and the loss is ``cross_entropy`` (class ids), ``binary_cross_entropy``
+Used when every layer is a built-in layer (``Dense``, ``Conv2D``, pooling, ``Flatten``,
+``Residual``, ``Dropout``, ``Activation``, ``Softmax``) with a built-in activation and the loss is ``cross_entropy`` (class ids), ``binary_cross_entropy``
 (one output), ``mse`` or ``sum_squares``; otherwise the trainer runs the layers from Python.
 """
 
@@ -16,7 +16,8 @@ import numpy as np
 from . import activations as _acts
 from .kernels import epoch as KE
 from .kernels import misc as KM
-from .layers import Activation, Dense, Dropout, Softmax
+from .layers import (Activation, AvgPool2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Residual,
+                     Softmax)
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy, SumSquares
 from .optim import SGD, Adam
 
@@ -27,13 +28,16 @@ def _builtin_activation(act):
     return type(act) in _acts.ACTIVATIONS.values()
 
 
+BUILTIN = (Dense, Dropout, Activation, Softmax, Conv2D, MaxPool2D, AvgPool2D, Flatten, Residual)
+
+
 def unsupported_reason(model, loss, optimizer, task, y):
     """None if the compiled loop can train this combination, else why not."""
-    for i, layer in enumerate(model.layers):
-        if type(layer) not in (Dense, Dropout, Activation, Softmax):
-            return f"layer {i} ({type(layer).__name__}) is not a built-in layer"
-        if isinstance(layer, (Dense, Activation)) and not _builtin_activation(layer.activation):
-            return f"layer {i} has a custom activation"
+    for i, layer in enumerate(model.walk()):
+        if type(layer) not in BUILTIN:
+            return f"layer {type(layer).__name__} is not a built-in layer"
+        if isinstance(layer, (Dense, Conv2D, Activation)) and not _builtin_activation(layer.activation):
+            return f"layer {layer!r} has a custom activation"
     if type(optimizer) not in (SGD, Adam):
         return "custom optimizer"
     k = model.layers[-1].out_features if isinstance(model.layers[-1], Dense) else None
@@ -46,56 +50,117 @@ def unsupported_reason(model, loss, optimizer, task, y):
     return f"loss {loss.name}"
 
 
-class CompiledLoop:
-    """Buffers and arrays for :func:`~mlpjit.kernels.epoch.train_batches` (built once per run)."""
+def _flat(layers):
+    """The layers in compiled-loop order: a residual block becomes (block, "begin"), its layers,
+    (block, "end")."""
+    out = []
+    for layer in layers:
+        if isinstance(layer, Residual):
+            out.append((layer, "begin"))
+            out.extend(_flat(layer.layers))
+            out.append((layer, "end"))
+        else:
+            out.append((layer, None))
+    return out
 
-    def __init__(self, model, loss, optimizer, X, y, x_scale, task, batch_size, clip):
+
+class CompiledLoop:
+    """Buffers and arrays for :func:`~mlpjit.kernels.epoch.train_batches` (built once per run).
+
+    ``X`` is (N, d): image data comes as rows of C·H·W values, and ``input_shape`` gives the
+    shape of one example, e.g. (1, 28, 28)."""
+
+    def __init__(self, model, loss, optimizer, X, y, x_scale, task, batch_size, clip,
+                 input_shape=None):
         dtype = model.dtype
         self.model, self.optimizer = model, optimizer
         self.X, self.x_scale, self.bs = X, float(x_scale), int(batch_size)
-        layers = model.layers
-        L = len(layers)
+        flat = _flat(model.layers)
+        L = len(flat)
         bs = self.bs
         self.kinds = np.zeros(L, np.int64)
         self.acts = np.zeros(L, np.int64)
         self.alphas = np.zeros(L, np.float64)
         self.ps = np.zeros(L, np.float64)
+        self.geo = np.zeros((L, KE.G_SIZE), np.int64)
         dummy2 = np.zeros((1, 1), dtype)
+        dummy1 = np.zeros(1, dtype)
+        dummy_i = np.zeros(1, np.int64)
         # per-layer arrays travel as homogeneous tuples (Numba indexes them at run time; unlike
         # typed lists they need no compilation at start-up and cache with the loop)
         As, bvec, dAs, dbs = [], [], [], []
         Ss, Ys, dSs, dXs, masks, Us = [], [], [], [], [], []
-        width = X.shape[1]
+        cols, STs, dcols, args = [], [], [], []
+        shape = tuple(input_shape) if input_shape is not None else (X.shape[1],)
+        self.Xbuf = np.zeros((bs, X.shape[1]), dtype)
         self.dropouts = []
-        for l, layer in enumerate(layers):
-            w_in = width
-            if isinstance(layer, Dense):
-                self.kinds[l] = KE.DENSE
+        begins = {}
+        chunk = max(1, CHUNK_EXAMPLES // bs) * bs
+        for l, (layer, end) in enumerate(flat):
+            in_shape = shape
+            w_in = int(np.prod(in_shape))
+            if end is None:
+                shape = layer.output_shape(in_shape)
+            width = int(np.prod(shape))
+            A, b, dA, db, S, dS = dummy2, dummy1, dummy2, dummy1, dummy2, dummy2
+            Y = None
+            col = ST = dcol = dummy1
+            arg = dummy_i
+            if isinstance(layer, (Dense, Conv2D)):
                 act = layer.activation
                 self.acts[l], self.alphas[l] = act.code, act._alpha()
-                width = layer.out_features
-                As.append(layer.A), bvec.append(layer.b), dAs.append(layer.dA), dbs.append(layer.db)
                 S = np.zeros((bs, width), dtype)
-                Ss.append(S)
-                Ys.append(S if act.code == _acts.Identity.code else np.zeros((bs, width), dtype))
-                dSs.append(np.zeros((bs, width), dtype))
-            else:
-                As.append(dummy2), bvec.append(np.zeros(1, dtype))
-                dAs.append(dummy2), dbs.append(np.zeros(1, dtype))
-                Ss.append(dummy2), dSs.append(dummy2)
-                Ys.append(np.zeros((bs, width), dtype))
-                if isinstance(layer, Dropout):
-                    self.kinds[l] = KE.DROPOUT
-                    self.ps[l] = layer.p
-                elif isinstance(layer, Activation):
-                    self.kinds[l] = KE.ACTIVATION
-                    self.acts[l], self.alphas[l] = layer.activation.code, layer.activation._alpha()
+                Y = S if act.code == _acts.Identity.code else np.zeros((bs, width), dtype)
+                dS = np.zeros((bs, width), dtype)
+                b, db = layer.b, layer.db
+                if isinstance(layer, Dense):
+                    self.kinds[l] = KE.DENSE
+                    A, dA = layer.A, layer.dA
                 else:
-                    self.kinds[l] = KE.SOFTMAX
+                    self.kinds[l] = KE.CONV
+                    A, dA = layer.A2, layer.dA.reshape(layer.out_channels, -1)
+                    C, H, W = in_shape
+                    OH, OW, ph, pw = layer.geometry(H, W)
+                    self.geo[l] = (C, H, W, layer.out_channels, OH, OW, *layer.kernel_size,
+                                   *layer.stride, ph, pw)
+                    ckk = C * layer.kernel_size[0] * layer.kernel_size[1]
+                    col = np.zeros(ckk * bs * OH * OW, dtype)
+                    ST = np.zeros(layer.out_channels * bs * OH * OW, dtype)
+                    dcol = np.zeros(ckk * bs * OH * OW, dtype) if l > 0 else dummy1
+            elif isinstance(layer, (MaxPool2D, AvgPool2D)):
+                self.kinds[l] = KE.MAXPOOL if isinstance(layer, MaxPool2D) else KE.AVGPOOL
+                C, H, W = in_shape
+                _, OH, OW = shape
+                self.geo[l] = (C, H, W, C, OH, OW, *layer.size, *layer.stride, 0, 0)
+                if isinstance(layer, MaxPool2D):
+                    arg = np.zeros(bs * width, np.int64)
+            elif isinstance(layer, Flatten):
+                self.kinds[l] = KE.FLATTEN
+                Y = self.Xbuf if l == 0 else Ys[l - 1]  # the same values, seen as rows
+            elif isinstance(layer, Residual):
+                if end == "begin":
+                    self.kinds[l] = KE.RES_BEGIN
+                    begins[id(layer)] = l
+                else:
+                    self.kinds[l] = KE.RES_END
+                    l_b = begins[id(layer)]
+                    self.geo[l, 0], self.geo[l_b, 0] = l_b, l
+            elif isinstance(layer, Dropout):
+                self.kinds[l] = KE.DROPOUT
+                self.ps[l] = layer.p
+            elif isinstance(layer, Activation):
+                self.kinds[l] = KE.ACTIVATION
+                self.acts[l], self.alphas[l] = layer.activation.code, layer.activation._alpha()
+            else:
+                self.kinds[l] = KE.SOFTMAX
+            if Y is None:
+                Y = np.zeros((bs, width), dtype)
+            As.append(A), bvec.append(b), dAs.append(dA), dbs.append(db)
+            Ss.append(S), Ys.append(Y), dSs.append(dS)
             dXs.append(np.zeros((bs, w_in), dtype) if l > 0 else dummy2)
+            cols.append(col), STs.append(ST), dcols.append(dcol), args.append(arg)
             if isinstance(layer, Dropout):
                 masks.append(np.zeros((bs, width), dtype))
-                chunk = max(1, CHUNK_EXAMPLES // bs) * bs
                 Us.append(np.zeros(chunk * width, np.float64))
                 self.dropouts.append((l, layer, width))
             else:
@@ -104,6 +169,8 @@ class CompiledLoop:
         self.As, self.bvec, self.dAs, self.dbs = tuple(As), tuple(bvec), tuple(dAs), tuple(dbs)
         self.Ss, self.Ys, self.dSs, self.dXs = tuple(Ss), tuple(Ys), tuple(dSs), tuple(dXs)
         self.masks, self.Us = tuple(masks), tuple(Us)
+        self.cols, self.STs, self.dcols, self.args = tuple(cols), tuple(STs), tuple(dcols), tuple(args)
+        width = int(np.prod(shape))
         k = width
         n = X.shape[0]
         # targets: class ids for cross-entropy and accuracy, float rows for the other losses
@@ -129,7 +196,6 @@ class CompiledLoop:
                 self.targets = np.ascontiguousarray(np.asarray(y).reshape(n, -1), dtype=dtype)
         # accuracy: the loss's own rule, as the layer-by-layer path counts it
         self.pred = loss.pred_rule(k) if task == "classification" else KM.PRED_NONE
-        self.Xbuf = np.zeros((bs, X.shape[1]), dtype)
         self.lbuf = np.zeros(bs, np.int64)
         self.tbuf = np.zeros((bs, self.targets.shape[1]), dtype)
         self.P = np.zeros((bs, k), dtype)
@@ -160,6 +226,9 @@ class CompiledLoop:
         self.acc = np.zeros(KE.ACC_SIZE)
         self.layer_norms = np.zeros(len(self.weight_names))
         self.chunk_batches = max(1, CHUNK_EXAMPLES // bs)
+        # the image kinds' kernels are compiled only for networks that have them
+        has_images = any(k in (KE.CONV, KE.MAXPOOL, KE.AVGPOOL) for k in self.kinds)
+        self.images = self.geo if has_images else None
 
     def run(self, perm, b_start, b_stop, lr, acc):
         """Train batches [b_start, b_stop) of ``perm``; update the trainer's ``acc`` dict.
@@ -176,8 +245,9 @@ class CompiledLoop:
         opt, mom, nest, wd, b1, b2, eps = self.opt
         done = KE.train_batches(
             self.X, self.x_scale, self.labels, self.targets, perm, self.bs, b_start, b_stop,
-            self.kinds, self.acts, self.alphas, self.ps, self.As, self.bvec, self.dAs, self.dbs,
-            self.Xbuf, self.lbuf, self.tbuf, self.Ss, self.Ys, self.dSs, self.dXs, self.masks, self.Us,
+            self.kinds, self.acts, self.alphas, self.ps, self.geo, self.images, self.As, self.bvec,
+            self.dAs, self.dbs, self.Xbuf, self.lbuf, self.tbuf, self.Ss, self.Ys, self.dSs, self.dXs,
+            self.masks, self.Us, self.cols, self.STs, self.dcols, self.args,
             self.loss_code, self.pred, self.P, self.dOut,
             self.params, self.grads, self.weight_grad_index, self.slot1, self.slot2,
             opt, lr, mom, nest, wd, b1, b2, eps, self.optimizer.t,

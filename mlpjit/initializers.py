@@ -1,6 +1,7 @@
 """Weight initializers (math.md §5), each drawing from a seeded ``numpy.random.Generator``.
 
-For a weight matrix A of shape (n_in, n_out):
+For a weight matrix A of shape (n_in, n_out) (for a convolution kernel (O, C, KH, KW):
+n_in = C·KH·KW, n_out = O·KH·KW):
 
 ========================  ==============================================
 ``normal(std=0.01)``      A ~ N(0, std²)
@@ -22,6 +23,11 @@ from ._registry import lookup
 
 
 def _fans(shape):
+    """(fan_in, fan_out): (n_in, n_out) for a dense A; for a convolution kernel (O, C, KH, KW),
+    C·KH·KW inputs and O·KH·KW outputs per position (as PyTorch and Keras count them)."""
+    if len(shape) > 2:
+        field = math.prod(shape[2:])
+        return shape[1] * field, shape[0] * field
     fan_in = shape[0]
     fan_out = shape[1] if len(shape) > 1 else shape[0]
     return fan_in, fan_out

@@ -33,15 +33,21 @@ class Sequential:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {i} is not an mlpjit Layer: {layer!r}")
-        width = None
-        for i, layer in enumerate(layers):
-            n_in = getattr(layer, "in_features", None)
-            if n_in is not None and width is not None and n_in != width:
-                raise ValueError(f"layer {i} ({layer!r}) expects {n_in} inputs but the layer "
-                                 f"before it gives {width}")
-            width = getattr(layer, "out_features", width)
         self.layers = layers
         self.metadata = {}
+        self.output_shape(None)  # the chain fits together (channels, widths, flatten before dense)
+
+    def output_shape(self, input_shape):
+        """One example's output shape for one example's ``input_shape`` (e.g. ``(784,)`` or
+        ``(1, 28, 28)``; None checks only what the layers fix themselves).  Raises ValueError
+        naming the first layer that cannot take what the layer before it gives."""
+        shape = None if input_shape is None else tuple(input_shape)
+        for i, layer in enumerate(self.layers):
+            try:
+                shape = layer.output_shape(shape)
+            except ValueError as e:
+                raise ValueError(f"layer {i}: {e}") from None
+        return shape
 
     def forward(self, X, training=False):
         """Output of the last layer (its buffer: copy it to keep it)."""
@@ -58,6 +64,23 @@ class Sequential:
         for i in range(last, -1, -1):
             dY = self.layers[i].backward(dY, need_dX=need_dX or i > 0)
         return dY
+
+    def walk(self):
+        """Every layer, inside residual blocks too, in forward order (blocks before their layers)."""
+        def visit(layers):
+            for layer in layers:
+                yield layer
+                yield from visit(getattr(layer, "layers", ()))
+        yield from visit(self.layers)
+
+    @property
+    def takes_images(self):
+        """True when the first layer to see the input is a convolution or pooling (NCHW input)."""
+        from .layers import AvgPool2D, Conv2D, MaxPool2D
+        layer = self.layers[0]
+        while getattr(layer, "layers", None):
+            layer = layer.layers[0]
+        return isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D))
 
     def parameters(self):
         """``[(name, param, grad), ...]``: ``"<layer index>.<name>"``, the array, its gradient."""

@@ -32,7 +32,8 @@ from .data import load_dataset
 from .errors import ConfigError, ModelFileError, TrainingDiverged
 from .io import atomic_write_npz, atomic_write_text, json_array, read_json_array, read_npz
 from .kernels import misc as KM
-from .layers import Activation, Dense, Dropout, Softmax
+from .layers import (Activation, AvgPool2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Residual,
+                     Softmax)
 from .model import Sequential
 from .optim import clip_grad_norm, clip_grad_value, make_optimizer, scheduled_lr
 
@@ -48,25 +49,64 @@ def _seeds(seed):
     return init, shuffle, dropout
 
 
-def build_model(cfg, n_features, n_outputs, task):
-    """The Sequential of ``cfg["model"]["layers"]`` for ``n_features`` inputs, checked against the
-    data (``n_outputs`` classes or targets) and the loss.  Errors name the config key."""
-    dtype = DTYPES[cfg["dtype"]]
-    init_ss, _, dropout_ss = _seeds(cfg["seed"])
-    specs = cfg["model"]["layers"]
-    init_seeds = init_ss.spawn(len(specs))
-    drop_seeds = dropout_ss.spawn(len(specs))
-    layers, width = [], n_features
+SPATIAL = ("conv2d", "maxpool2d", "avgpool2d")
+
+
+def _first_type(specs):
+    """The type of the first layer that sees the input (looking inside residual blocks)."""
+    spec = specs[0]
+    return _first_type(spec["layers"]) if spec["type"] == "residual" else spec["type"]
+
+
+def takes_images(cfg):
+    """True when the config's model starts with a convolution or pooling (it reads images)."""
+    return _first_type(cfg["model"]["layers"]) in SPATIAL
+
+
+def _build_layers(specs, shape, where, dtype, init_seeds, drop_seeds):
+    """Layers of ``specs`` for one example of ``shape``; returns (layers, output shape).
+    Sizes the config leaves out (in_features, in_channels) come from the shape so far."""
+    layers = []
     for i, spec in enumerate(specs):
         kind = spec["type"]
-        where = f"model.layers.{i}"
+        at = f"{where}.{i}"
+        init_rng = np.random.default_rng(init_seeds[i])
         try:
             if kind == "dense":
-                layer = Dense(width, spec["units"], activation=spec.get("activation", "identity"),
+                if len(shape) != 1:
+                    raise ValueError(f"a dense layer needs flat rows, but the layer before it gives "
+                                     f"images of shape {tuple(shape)}; add {{type: flatten}} before it")
+                layer = Dense(shape[0], spec["units"], activation=spec.get("activation", "identity"),
                               init=spec.get("init", "xavier_uniform"), dtype=dtype,
-                              bias_init=spec.get("bias_init", 0.0),
-                              rng=np.random.default_rng(init_seeds[i]))
-                width = spec["units"]
+                              bias_init=spec.get("bias_init", 0.0), rng=init_rng)
+            elif kind == "conv2d":
+                if len(shape) != 3:
+                    raise ValueError(f"conv2d needs images (channels, height, width), but gets flat "
+                                     f"rows of {shape[0]} values (a conv model must start with conv2d "
+                                     f"or pooling, on image data)")
+                given = spec.get("in_channels")
+                if given is not None and given != shape[0]:
+                    raise ConfigError(f"{at}.in_channels: {given}, but its input has {shape[0]} "
+                                      f"channels")
+                layer = Conv2D(shape[0], spec["out_channels"], spec["kernel_size"],
+                               stride=spec.get("stride", 1), padding=spec.get("padding", "valid"),
+                               activation=spec.get("activation", "identity"),
+                               init=spec.get("init", "xavier_uniform"), dtype=dtype,
+                               bias_init=spec.get("bias_init", 0.0), rng=init_rng)
+            elif kind in ("maxpool2d", "avgpool2d"):
+                cls = MaxPool2D if kind == "maxpool2d" else AvgPool2D
+                layer = cls(spec["size"], spec.get("stride"))
+            elif kind == "flatten":
+                layer = Flatten()
+            elif kind == "residual":
+                n = len(spec["layers"])
+                inner, inner_shape = _build_layers(
+                    spec["layers"], shape, f"{at}.layers", dtype,
+                    init_seeds[i].spawn(n), drop_seeds[i].spawn(n))
+                if tuple(inner_shape) != tuple(shape):
+                    raise ValueError(f"the residual block maps shape {tuple(shape)} to "
+                                     f"{tuple(inner_shape)}; y = x + F(x) needs its layers to keep the shape")
+                layer = Residual(inner)
             elif kind == "dropout":
                 layer = Dropout(spec["p"], seed=np.random.default_rng(drop_seeds[i]))
             elif kind == "activation":
@@ -75,12 +115,37 @@ def build_model(cfg, n_features, n_outputs, task):
                 layer = Softmax()
             else:
                 raise ValueError(f"unknown layer type '{kind}'")
+            shape = layer.output_shape(tuple(shape))
         except (ValueError, TypeError) as e:
-            raise ConfigError(f"{where}: {e}") from None
+            raise ConfigError(f"{at}: {e}") from None
         layers.append(layer)
-    if not any(isinstance(layer, Dense) for layer in layers):
-        raise ConfigError("model.layers: the model needs at least one dense layer")
+    return layers, shape
+
+
+def build_model(cfg, n_features, n_outputs, task, image_shape=None):
+    """The Sequential of ``cfg["model"]["layers"]`` for ``n_features`` inputs (or, when the model
+    starts with a convolution or pooling, one ``image_shape`` (C, H, W) per example), checked
+    against the data (``n_outputs`` classes or targets) and the loss.  Errors name the config key."""
+    dtype = DTYPES[cfg["dtype"]]
+    init_ss, _, dropout_ss = _seeds(cfg["seed"])
+    specs = cfg["model"]["layers"]
+    if takes_images(cfg):
+        if image_shape is None:
+            raise ConfigError(f"model.layers.0: {_first_type(specs)} needs images, but data "
+                              f"'{cfg['data']['name']}' has flat rows of {n_features} features "
+                              f"(image data: mnist, or an npz file whose X is (N, C, H, W))")
+        shape = tuple(image_shape)
+    else:
+        shape = (n_features,)
+    layers, out_shape = _build_layers(specs, shape, "model.layers", dtype,
+                                      init_ss.spawn(len(specs)), dropout_ss.spawn(len(specs)))
     last = len(specs) - 1
+    if len(out_shape) != 1:
+        raise ConfigError(f"model.layers.{last}: the model ends with images of shape {tuple(out_shape)}; "
+                          f"add {{type: flatten}} and a dense layer with one unit per class or target")
+    width = out_shape[0]
+    if not any(isinstance(layer, (Dense, Conv2D)) for layer in layers):
+        raise ConfigError("model.layers: the model needs at least one dense or conv2d layer")
     loss_name = cfg["loss"]
     loss = _losses.get(loss_name)
     if task == "classification":
@@ -113,6 +178,13 @@ def make_optimizer_from(cfg, params):
     opt = dict(cfg["optimizer"])
     name = opt.pop("type")
     return make_optimizer(name, params, **opt)
+
+
+def model_for_data(cfg, data):
+    """(model, loss, data) for a config and its loaded data set: the data as images (N, C, H, W)
+    when the model starts with a convolution or pooling, as rows otherwise."""
+    model, loss = build_model(cfg, data.n_features, data.n_outputs, data.task, data.image_shape)
+    return model, loss, (data.as_images() if takes_images(cfg) else data)
 
 
 # --- the run folder ------------------------------------------------------------------------
@@ -171,12 +243,13 @@ def evaluate(model, loss, X, y, x_scale=1.0, batch_size=1000, classification=Tru
     n = X.shape[0]
     total_loss, correct = 0.0, 0
     dtype = model.dtype
-    buf = np.empty((min(batch_size, n), X.shape[1]), dtype)
+    rows = X.reshape(n, -1)  # images (N, C, H, W) are gathered as rows, then viewed as images
+    buf = np.empty((min(batch_size, n), rows.shape[1]), dtype)
     for start in range(0, n, batch_size):
         idx = np.arange(start, min(start + batch_size, n))
         xb = buf[: idx.size]
-        KM.gather_rows(X, idx, x_scale, xb)
-        out = model.forward(xb, training=False)
+        KM.gather_rows(rows, idx, x_scale, xb)
+        out = model.forward(xb.reshape((idx.size,) + X.shape[1:]), training=False)
         yb = y[start:start + idx.size]
         total_loss += loss.forward(out, yb) * idx.size
         if classification:
@@ -224,15 +297,16 @@ class Trainer:
         self.progress = progress
         self.data = dataset if dataset is not None else load_dataset(dict(cfg["data"]), cfg["seed"])
         self.classification = self.data.task == "classification"
-        self.model, self.loss = build_model(cfg, self.data.n_features, self.data.n_outputs, self.data.task)
+        self.model, self.loss, self.data = model_for_data(cfg, self.data)
         self.params = self.model.parameters()
         self.model.metadata = {"loss": cfg["loss"], "task": self.data.task, "x_scale": self.data.x_scale,
                                "n_classes": self.data.n_classes, "class_names": self.data.class_names,
-                               "data": cfg["data"]["name"], "seed": cfg["seed"]}
+                               "data": cfg["data"]["name"], "seed": cfg["seed"],
+                               "input_shape": list(self.data.input_shape)}
         self.optimizer = make_optimizer_from(cfg, self.params)
         _, shuffle_ss, _ = _seeds(cfg["seed"])
         self.shuffle_rng = np.random.default_rng(shuffle_ss)
-        self.dropouts = [layer for layer in self.model.layers if isinstance(layer, Dropout)]
+        self.dropouts = [layer for layer in self.model.walk() if isinstance(layer, Dropout)]
         self.weight_names = [name for name, p, _ in self.params if name.endswith(".A")]
         # position and state
         self.epoch = 0                 # finished epochs
@@ -333,7 +407,8 @@ class Trainer:
                          else np.arange(n))
         perm = self.perm
         dtype = self.model.dtype
-        xbuf = np.empty((bs, data.n_features), dtype)
+        rows = X.reshape(n, -1)  # images (N, C, H, W) are gathered as rows, then viewed as images
+        xbuf = np.empty((bs, rows.shape[1]), dtype)
         ybuf = np.empty((bs,) + y.shape[1:], y.dtype)
         clip = cfg.get("clip") or {}
         acc = self.acc
@@ -341,8 +416,8 @@ class Trainer:
         t0 = time.perf_counter()
         if self.fast_reason is None and self.fast is None:
             from .fastpath import CompiledLoop
-            self.fast = CompiledLoop(self.model, self.loss, self.optimizer, X, y, data.x_scale,
-                                     data.task, bs, clip)
+            self.fast = CompiledLoop(self.model, self.loss, self.optimizer, rows, y, data.x_scale,
+                                     data.task, bs, clip, input_shape=X.shape[1:])
         try:
             while self.fast is not None and self.batch < n_batches:
                 stop = min(self.batch + self.fast.chunk_batches, n_batches)
@@ -362,9 +437,9 @@ class Trainer:
                 idx = perm[b * bs:(b + 1) * bs]
                 m = idx.size
                 xb, yb = xbuf[:m], ybuf[:m]
-                KM.gather_rows(X, idx, data.x_scale, xb)
+                KM.gather_rows(rows, idx, data.x_scale, xb)
                 np.take(y, idx, axis=0, out=yb)
-                out = self.model.forward(xb, training=True)
+                out = self.model.forward(xb.reshape((m,) + X.shape[1:]), training=True)
                 value = self.loss.forward(out, yb)
                 if self.classification:
                     acc["correct"] += KM.count_correct(out, yb, self.loss.pred_rule(out.shape[1]))

@@ -266,3 +266,84 @@ def adam_step(theta, g, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weig
     m_hat = m / (1.0 - beta1 ** t)
     v_hat = v / (1.0 - beta2 ** t)
     return theta - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+# ---------------------------------------------------------------- convolution and pooling (math.md §6)
+
+
+def pad_image(X, top, bottom, left, right):
+    """Zeros around the (H, W) axes of (N, C, H, W)."""
+    return np.pad(np.asarray(X, np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)))
+
+
+def conv2d(X, A, b, stride=(1, 1), pads=((0, 0), (0, 0))):
+    """S[n, o, i, j] = b[o] + Σ_{c,p,q} Xpad[n, c, i·sh + p, j·sw + q]·A[o, c, p, q], summed
+    explicitly over each window (one np.sum per output position)."""
+    Xp = pad_image(X, *pads[0], *pads[1])
+    N, C, Hp, Wp = Xp.shape
+    O, _, KH, KW = A.shape
+    sh, sw = stride
+    OH, OW = (Hp - KH) // sh + 1, (Wp - KW) // sw + 1
+    S = np.empty((N, O, OH, OW))
+    for n in range(N):
+        for o in range(O):
+            for i in range(OH):
+                for j in range(OW):
+                    window = Xp[n, :, i * sh:i * sh + KH, j * sw:j * sw + KW]
+                    S[n, o, i, j] = b[o] + np.sum(window * A[o])
+    return S
+
+
+def conv2d_backward(X, A, dS, stride=(1, 1), pads=((0, 0), (0, 0))):
+    """(dX, dA, db): each window's share, dS[n, o, i, j]·A[o] to the window of dXpad and
+    dS[n, o, i, j]·window to dA[o]; the padding is cut off at the end."""
+    Xp = pad_image(X, *pads[0], *pads[1])
+    N, C, Hp, Wp = Xp.shape
+    O, _, KH, KW = A.shape
+    sh, sw = stride
+    dXp = np.zeros_like(Xp)
+    dA = np.zeros(A.shape)
+    for n in range(N):
+        for o in range(O):
+            for i in range(dS.shape[2]):
+                for j in range(dS.shape[3]):
+                    g = dS[n, o, i, j]
+                    dXp[n, :, i * sh:i * sh + KH, j * sw:j * sw + KW] += g * A[o]
+                    dA[o] += g * Xp[n, :, i * sh:i * sh + KH, j * sw:j * sw + KW]
+    (t, bt), (l, r) = pads
+    dX = dXp[:, :, t:Hp - bt, l:Wp - r]
+    return dX, dA, np.asarray(dS, np.float64).sum(axis=(0, 2, 3))
+
+
+def pool2d(X, size, stride, kind):
+    """Max or mean of each window (np.max / np.mean over the window)."""
+    X = np.asarray(X, np.float64)
+    N, C, H, W = X.shape
+    (KH, KW), (sh, sw) = size, stride
+    OH, OW = (H - KH) // sh + 1, (W - KW) // sw + 1
+    Y = np.empty((N, C, OH, OW))
+    f = np.max if kind == "max" else np.mean
+    for i in range(OH):
+        for j in range(OW):
+            Y[:, :, i, j] = f(X[:, :, i * sh:i * sh + KH, j * sw:j * sw + KW], axis=(2, 3))
+    return Y
+
+
+def pool2d_backward(X, dY, size, stride, kind):
+    """Max: dY to the first maximum of each window (np.argmax order); mean: dY/(KH·KW) to all."""
+    X = np.asarray(X, np.float64)
+    (KH, KW), (sh, sw) = size, stride
+    dX = np.zeros_like(X)
+    N, C = X.shape[:2]
+    for i in range(dY.shape[2]):
+        for j in range(dY.shape[3]):
+            if kind == "max":
+                for n in range(N):
+                    for c in range(C):
+                        win = X[n, c, i * sh:i * sh + KH, j * sw:j * sw + KW]
+                        p, q = np.unravel_index(np.argmax(win), win.shape)
+                        dX[n, c, i * sh + p, j * sw + q] += dY[n, c, i, j]
+            else:
+                dX[:, :, i * sh:i * sh + KH, j * sw:j * sw + KW] += (
+                    dY[:, :, i, j][:, :, None, None] / (KH * KW))
+    return dX

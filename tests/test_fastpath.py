@@ -26,11 +26,13 @@ def _model(dtype, out, hidden_act="tanh", extra=()):
 def _layer_path(model, loss, opt, X, y, perm, bs, lr, clip):
     """The trainer's Python loop, written out."""
     acc = {"loss": 0.0, "correct": 0, "seen": 0, "grad_norm": 0.0, "batches": 0}
-    xb = np.empty((bs, X.shape[1]), model.dtype)
+    rows = X.reshape(len(X), -1)  # images are gathered as rows, then viewed as images
+    xb = np.empty((bs, rows.shape[1]), model.dtype)
     for b in range(-(-len(perm) // bs)):
         idx = perm[b * bs:(b + 1) * bs]
         x = xb[:idx.size]
-        KM.gather_rows(X, idx, 1.0, x)
+        KM.gather_rows(rows, idx, 1.0, x)
+        x = x.reshape((idx.size,) + X.shape[1:])
         value = loss.forward(model.forward(x, training=True), y[idx])
         model.backward(loss.backward(), need_dX=False)
         norm = global_norm(model.parameters())

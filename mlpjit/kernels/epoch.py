@@ -7,8 +7,20 @@ kernels the layers, losses and optimizers call (``dense_forward``, ``activation_
 both paths give the same numbers.  What it removes is the Python between the kernels.
 
 The network is described by arrays (no objects cross into compiled code):
-``kinds[l]`` (DENSE, DROPOUT, ACTIVATION, SOFTMAX), ``acts[l]``/``alphas[l]`` (activation code
-and parameter), ``ps[l]`` (dropout probability); per-layer buffers come in homogeneous tuples.
+``kinds[l]`` (DENSE, DROPOUT, ACTIVATION, SOFTMAX, CONV, MAXPOOL, AVGPOOL, FLATTEN, RES_BEGIN,
+RES_END), ``acts[l]``/``alphas[l]`` (activation code and parameter), ``ps[l]`` (dropout
+probability), ``geo[l]`` (image sizes, see ``G_*``); per-layer buffers come in homogeneous
+tuples.  Every activation buffer is a (batch, values) matrix; convolution and pooling view
+theirs as (batch, C, H, W).  A residual block y = x + F(x) is laid out flat as RES_BEGIN (its
+output is x), F's layers, RES_END (y = F's output + x, and its partner's index in ``geo``);
+backward, RES_END passes dY to F and RES_BEGIN adds F's dX to it (x is used twice, so it
+receives the sum of both derivatives).
+
+The image kinds (CONV, MAXPOOL, AVGPOOL) run only when ``images`` is the ``geo`` array; for
+networks without them the trainer passes None, and Numba prunes those branches before typing,
+so an MLP run never compiles the image kernels (start-up time with a cold cache).  The other
+kinds are written out in the loop itself: passing the buffer tuples to a helper costs reference
+counting on every array at every step, which shows on tiny networks.
 """
 
 import math
@@ -17,8 +29,10 @@ import numpy as np
 
 from .._jit import jit
 from .activations import IDENTITY, activation_backward, activation_forward
+from .conv import (add_into, avgpool2d_backward, avgpool2d_forward, conv2d_backward_input,
+                   conv2d_backward_params, conv2d_forward, maxpool2d_backward, maxpool2d_forward)
 from .linear import dense_backward_input, dense_backward_params, dense_forward
-from .misc import (PRED_NONE, adam_update, clip_norm_factor, clip_value_inplace, count_correct,
+from .misc import (PRED_NONE, adam_update, clip_norm_factor, clip_value_inplace, copy_into, count_correct,
                    dropout_forward, gather_rows, mul_into, scale_inplace, sgd_update, sum_squares)
 from .regression import mse_backward, mse_forward, sum_squares_backward, sum_squares_forward
 from .softmax import (binary_cross_entropy_backward, binary_cross_entropy_forward,
@@ -26,6 +40,10 @@ from .softmax import (binary_cross_entropy_backward, binary_cross_entropy_forwar
                       softmax_backward, softmax_forward)
 
 DENSE, DROPOUT, ACTIVATION, SOFTMAX = 0, 1, 2, 3
+CONV, MAXPOOL, AVGPOOL, FLATTEN, RES_BEGIN, RES_END = 4, 5, 6, 7, 8, 9
+# geo[l]: input C, H, W; output O, OH, OW; window KH, KW; stride sh, sw; padding before ph, pw.
+# For RES_BEGIN and RES_END, geo[l, 0] is the index of the other end of the block.
+G_SIZE = 12
 CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MSE, SUM_SQUARES = 0, 1, 2, 3
 CLIP_NONE, CLIP_NORM, CLIP_VALUE = 0, 1, 2
 SGD, ADAM = 0, 1
@@ -36,15 +54,70 @@ ACC_SIZE = 8
 
 
 @jit
+def _geo(geo, l):
+    g = geo[l]
+    return g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11]
+
+
+@jit
+def _forward_image_layer(l, kind, xin, m, acts, alphas, geo, As, bs_, Ss, Ys, cols, STs, args):
+    """Layer l's forward pass for CONV, MAXPOOL and AVGPOOL (buffers seen as (m, C, H, W))."""
+    C, H, W, O, OH, OW, KH, KW, sh, sw, ph, pw = _geo(geo, l)
+    X4 = xin.reshape((m, C, H, W))
+    if kind == CONV:
+        S = Ss[l][:m]
+        cw = cols[l][:C * KH * KW * m * OH * OW].reshape((C * KH * KW, m * OH * OW))
+        st = STs[l][:O * m * OH * OW].reshape((O, m * OH * OW))
+        conv2d_forward(X4, As[l], bs_[l], KH, KW, sh, sw, ph, pw, cw, st, S.reshape((m, O, OH, OW)))
+        if acts[l] != IDENTITY:
+            activation_forward(acts[l], alphas[l], S.reshape(-1), Ys[l][:m].reshape(-1))
+    elif kind == MAXPOOL:
+        maxpool2d_forward(X4, KH, KW, sh, sw, Ys[l][:m].reshape((m, C, OH, OW)),
+                          args[l][:m * C * OH * OW].reshape((m, C, OH, OW)))
+    else:
+        avgpool2d_forward(X4, KH, KW, sh, sw, Ys[l][:m].reshape((m, C, OH, OW)))
+
+
+@jit
+def _backward_image_layer(l, kind, dY, m, acts, alphas, geo, As, dAs, dbs, Ss, Ys, dSs, dXs,
+                          cols, STs, dcols, args):
+    """Layer l's backward pass for CONV, MAXPOOL and AVGPOOL (its dX goes to dXs[l])."""
+    C, H, W, O, OH, OW, KH, KW, sh, sw, ph, pw = _geo(geo, l)
+    if kind == CONV:
+        if acts[l] != IDENTITY:
+            dS = dSs[l][:m]
+            activation_backward(acts[l], alphas[l], Ss[l][:m].reshape(-1),
+                                Ys[l][:m].reshape(-1), dY.reshape(-1), dS.reshape(-1))
+        else:
+            dS = dY
+        cw = cols[l][:C * KH * KW * m * OH * OW].reshape((C * KH * KW, m * OH * OW))
+        st = STs[l][:O * m * OH * OW].reshape((O, m * OH * OW))
+        conv2d_backward_params(dS.reshape((m, O, OH, OW)), cw, st, dAs[l], dbs[l])
+        if l > 0:
+            dc = dcols[l][:C * KH * KW * m * OH * OW].reshape((C * KH * KW, m * OH * OW))
+            conv2d_backward_input(st, As[l], KH, KW, sh, sw, ph, pw, OH, OW, dc,
+                                  dXs[l][:m].reshape((m, C, H, W)))
+    elif kind == MAXPOOL:
+        maxpool2d_backward(dY.reshape((m, C, OH, OW)),
+                           args[l][:m * C * OH * OW].reshape((m, C, OH, OW)),
+                           dXs[l][:m].reshape((m, C, H, W)))
+    else:
+        avgpool2d_backward(dY.reshape((m, C, OH, OW)), KH, KW, sh, sw,
+                           dXs[l][:m].reshape((m, C, H, W)))
+
+
+@jit
 def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
-                  kinds, acts, alphas, ps, As, bs_, dAs, dbs,
-                  Xbuf, lbuf, tbuf, Ss, Ys, dSs, dXs, masks, Us,
+                  kinds, acts, alphas, ps, geo, images, As, bs_, dAs, dbs,
+                  Xbuf, lbuf, tbuf, Ss, Ys, dSs, dXs, masks, Us, cols, STs, dcols, args,
                   loss_code, pred, P, dOut,
                   params, grads, weight_grad_index, slot1, slot2,
                   opt_code, lr, momentum, nesterov, weight_decay, beta1, beta2, eps, step0,
                   clip_code, clip_c, acc, layer_norms):
     """Train on batches ``b_start ≤ b < b_stop`` of ``perm``; returns the number of batches done
-    (fewer when a NaN/Inf loss or gradient appeared: then ``acc[5]`` holds that batch)."""
+    (fewer when a NaN/Inf loss or gradient appeared: then ``acc[5]`` holds that batch).
+    ``images``: ``geo`` for networks with image kinds, else None (``cols``, ``STs``,
+    ``dcols``, ``args`` are then unused)."""
     n = perm.shape[0]
     L = kinds.shape[0]
     u_off = np.zeros(L, np.int64)
@@ -79,8 +152,16 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
                                 masks[l][:m].reshape(-1))
             elif kind == ACTIVATION:
                 activation_forward(acts[l], alphas[l], xin.reshape(-1), Ys[l][:m].reshape(-1))
-            else:
+            elif kind == SOFTMAX:
                 softmax_forward(xin, Ys[l][:m])
+            elif kind == RES_BEGIN:
+                copy_into(xin.reshape(-1), Ys[l][:m].reshape(-1))
+            elif kind == RES_END:
+                add_into(xin.reshape(-1), Ys[geo[l, 0]][:m].reshape(-1), Ys[l][:m].reshape(-1))
+            elif kind != FLATTEN:  # (a flatten's output buffer is its input buffer)
+                if images is not None:
+                    _forward_image_layer(l, kind, xin, m, acts, alphas, images, As, bs_, Ss, Ys,
+                                         cols, STs, args)
         out = Ys[L - 1][:m]
         Pm = P[:m]
         dO = dOut[:m]
@@ -105,6 +186,10 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
         for l in range(L - 1, -1, -1):
             xin = xb if l == 0 else Ys[l - 1][:m]
             kind = kinds[l]
+            if l == 0 and kind != DENSE and kind != CONV:
+                break  # nothing before the first layer needs its dX
+            if kind == FLATTEN:
+                continue  # a flatten's dX is dY, in the same buffer
             if kind == DENSE:
                 if acts[l] != IDENTITY:
                     dS = dSs[l][:m]
@@ -120,8 +205,15 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
             elif kind == ACTIVATION:
                 activation_backward(acts[l], alphas[l], xin.reshape(-1), Ys[l][:m].reshape(-1),
                                     dY.reshape(-1), dXs[l][:m].reshape(-1))
-            else:
+            elif kind == SOFTMAX:
                 softmax_backward(Ys[l][:m], dY, dXs[l][:m])
+            elif kind == RES_END:
+                copy_into(dY.reshape(-1), dXs[l][:m].reshape(-1))  # to F, and kept for the skip
+            elif kind == RES_BEGIN:
+                add_into(dY.reshape(-1), dXs[geo[l, 0]][:m].reshape(-1), dXs[l][:m].reshape(-1))
+            elif images is not None:
+                _backward_image_layer(l, kind, dY, m, acts, alphas, images, As, dAs, dbs, Ss, Ys,
+                                      dSs, dXs, cols, STs, dcols, args)
             dY = dXs[l][:m]
         # gradient norms before clipping, one pass (as the trainer: per-parameter sums in order)
         total = 0.0

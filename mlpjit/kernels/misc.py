@@ -23,6 +23,14 @@ def mul_into(dY, mask, dX):
         dX[i] = dY[i] * mask[i]
 
 
+# (X: (N,), Y: (N,)) -> None
+@jit
+def copy_into(X, Y):
+    """Y = X (a plain loop: a slice assignment would cost seconds of compiling)."""
+    for i in range(X.shape[0]):
+        Y[i] = X[i]
+
+
 # (X: (N, d) any real dtype, idx: int[:] (n,), scale: float, out: (n, d)) -> None
 @jit
 def gather_rows(X, idx, scale, out):
