@@ -6,7 +6,8 @@ Every case trains the same float32 architecture on the same data with the same b
 hyperparameters (plain SGD, lr 0.05, momentum 0.9, no weight decay, shuffled every epoch) in
 all three libraries, and reports the median seconds per epoch over epochs 2..N (epoch 1
 includes Numba compilation / cache loading and PyTorch's warm-up), the test accuracy after the
-last epoch, mlpjit's achieved GFLOP/s (6 * parameters * examples / second) and that figure as
+last epoch, mlpjit's achieved GFLOP/s (6 * multiply-adds per example * examples / second; for an
+MLP the multiply-adds are the parameters) and that figure as
 a share of a NumPy float32 sgemm measured in the same run.
 
 ``--threads`` caps every thread pool (OpenBLAS / MKL / OpenMP / Numba through environment
@@ -24,8 +25,8 @@ import sys
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default="tiny,small,mid,wide",
-                   help="comma-separated subset of tiny,small,mid,wide (default: all)")
+    p.add_argument("--cases", default="tiny,small,mid,wide,cnn",
+                   help="comma-separated subset of tiny,small,mid,wide,cnn (default: all)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per library and case (default 3)")
     p.add_argument("--threads", type=int, default=2,
                    help="threads for BLAS, Numba and PyTorch (default 2)")
@@ -88,13 +89,24 @@ NOT_INSTALLED = "not installed"
 SPIRALS_SPEC = {"name": "spirals", "classes": 3, "points": 3000, "test_points": 1000, "noise": 0.2}
 MNIST_SPEC = {"name": "mnist", "path": str(REPO / "data" / "mnist")}
 
-# name -> (data spec, hidden widths, activation, batch size)
+# name -> (data spec, hidden widths or CNN, activation, batch size)
+CNN = "cnn"  # conv 1→32 3×3, maxpool 2, conv 32→64 3×3, maxpool 2, dense 128, dense 10 (relu)
 CASES = {
     "tiny": (SPIRALS_SPEC, (16, 16), "tanh", 8),
     "small": (MNIST_SPEC, (128,), "relu", 32),
     "mid": (MNIST_SPEC, (256, 128), "relu", 64),
     "wide": (MNIST_SPEC, (512, 512), "relu", 128),
+    "cnn": (MNIST_SPEC, CNN, "relu", 64),
 }
+CNN_LAYERS = [
+    {"type": "conv2d", "out_channels": 32, "kernel_size": 3, "activation": "relu"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "activation": "relu"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "flatten"},
+    {"type": "dense", "units": 128, "activation": "relu"},
+    {"type": "dense", "units": 10},
+]
 
 
 def steady_median(seconds):
@@ -156,11 +168,19 @@ def n_params(sizes):
     return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+def cnn_macs():
+    """Multiply-adds per example of the CNN's forward pass (conv: O·C·KH·KW·OH·OW)."""
+    return 32 * 1 * 9 * 26 * 26 + 64 * 32 * 9 * 11 * 11 + 1600 * 128 + 128 * 10
+
+
 # --- mlpjit ------------------------------------------------------------------------------
 
 def run_mlpjit(data, hidden, activation, batch, epochs, seed, compiled=True):
-    layers = [{"type": "dense", "units": h, "activation": activation} for h in hidden]
-    layers.append({"type": "dense", "units": data.n_classes})
+    if hidden == CNN:
+        layers = CNN_LAYERS
+    else:
+        layers = [{"type": "dense", "units": h, "activation": activation} for h in hidden]
+        layers.append({"type": "dense", "units": data.n_classes})
     cfg = resolved_dict(config_from_dict({
         "name": "bench",
         "seed": seed,
@@ -190,14 +210,20 @@ def run_torch(data, hidden, activation, batch, epochs, seed, threads):
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
-    mods, width = [], data.n_features
-    for h in hidden:
-        mods += [nn.Linear(width, h), act()]
-        width = h
-    mods.append(nn.Linear(width, data.n_classes))
+    if hidden == CNN:
+        mods = [nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1600, 128), nn.ReLU(), nn.Linear(128, 10)]
+        shape = (1, 28, 28)
+    else:
+        mods, width = [], data.n_features
+        for h in hidden:
+            mods += [nn.Linear(width, h), act()]
+            width = h
+        mods.append(nn.Linear(width, data.n_classes))
+        shape = (data.n_features,)
     model = nn.Sequential(*mods)  # float32 parameters by default
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=0.0)
-    X = torch.from_numpy(data.X_train)
+    X = torch.from_numpy(data.X_train.reshape((-1,) + shape))
     y = torch.from_numpy(data.y_train)
     n = X.shape[0]
     seconds = []
@@ -215,7 +241,7 @@ def run_torch(data, hidden, activation, batch, epochs, seed, threads):
         seconds.append(time.perf_counter() - t0)
     model.eval()
     with torch.no_grad():
-        pred = model(torch.from_numpy(data.X_test)).argmax(1)
+        pred = model(torch.from_numpy(data.X_test.reshape((-1,) + shape))).argmax(1)
         acc = (pred == torch.from_numpy(data.y_test)).double().mean().item()
     return steady_median(seconds), acc
 
@@ -290,8 +316,13 @@ def main(args):
         if key not in cache:
             cache[key] = Data(spec, args.seed)
         data = cache[key]
-        sizes = [data.n_features, *hidden, data.n_classes]
-        net = "-".join(map(str, sizes)) + f" {activation}"
+        if hidden == CNN:
+            net = "conv32-pool-conv64-pool-128-10 relu"
+            macs = cnn_macs()
+        else:
+            sizes = [data.n_features, *hidden, data.n_classes]
+            net = "-".join(map(str, sizes)) + f" {activation}"
+            macs = n_params(sizes)
         print(f"[{name}] {net}, batch {batch}, {data.n_train} training examples, "
               f"{args.epochs} epochs", file=sys.stderr, flush=True)
 
@@ -306,13 +337,15 @@ def main(args):
             print(f"  PyTorch         {t_s:.3f} s/epoch", file=sys.stderr, flush=True)
         else:
             t_s = t_acc = NOT_INSTALLED
-        if sklearn is not None:
+        if hidden == CNN:
+            s_s = s_acc = "n/a (no conv)"
+        elif sklearn is not None:
             s_s, s_acc = run_sklearn(data, hidden, activation, batch, args.epochs, args.seed)
             print(f"  sklearn         {s_s:.3f} s/epoch", file=sys.stderr, flush=True)
         else:
             s_s = s_acc = NOT_INSTALLED
 
-        gflops = 6.0 * n_params(sizes) * data.n_train / m_s / 1e9
+        gflops = 6.0 * macs * data.n_train / m_s / 1e9
         rows.append({
             "case": name, "network": net, "batch": batch,
             "mlpjit s/epoch": fmt_s(m_s), "mlpjit layers s/epoch": fmt_s(l_s),

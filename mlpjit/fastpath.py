@@ -85,12 +85,11 @@ class CompiledLoop:
         self.geo = np.zeros((L, KE.G_SIZE), np.int64)
         dummy2 = np.zeros((1, 1), dtype)
         dummy1 = np.zeros(1, dtype)
-        dummy_i = np.zeros(1, np.int64)
         # per-layer arrays travel as homogeneous tuples (Numba indexes them at run time; unlike
         # typed lists they need no compilation at start-up and cache with the loop)
         As, bvec, dAs, dbs = [], [], [], []
         Ss, Ys, dSs, dXs, masks, Us = [], [], [], [], [], []
-        cols, STs, dcols, args = [], [], [], []
+        cols, STs, dcols = [], [], []
         shape = tuple(input_shape) if input_shape is not None else (X.shape[1],)
         self.Xbuf = np.zeros((bs, X.shape[1]), dtype)
         self.dropouts = []
@@ -105,7 +104,6 @@ class CompiledLoop:
             A, b, dA, db, S, dS = dummy2, dummy1, dummy2, dummy1, dummy2, dummy2
             Y = None
             col = ST = dcol = dummy1
-            arg = dummy_i
             if isinstance(layer, (Dense, Conv2D)):
                 act = layer.activation
                 self.acts[l], self.alphas[l] = act.code, act._alpha()
@@ -132,8 +130,6 @@ class CompiledLoop:
                 C, H, W = in_shape
                 _, OH, OW = shape
                 self.geo[l] = (C, H, W, C, OH, OW, *layer.size, *layer.stride, 0, 0)
-                if isinstance(layer, MaxPool2D):
-                    arg = np.zeros(bs * width, np.int64)
             elif isinstance(layer, Flatten):
                 self.kinds[l] = KE.FLATTEN
                 Y = self.Xbuf if l == 0 else Ys[l - 1]  # the same values, seen as rows
@@ -158,7 +154,7 @@ class CompiledLoop:
             As.append(A), bvec.append(b), dAs.append(dA), dbs.append(db)
             Ss.append(S), Ys.append(Y), dSs.append(dS)
             dXs.append(np.zeros((bs, w_in), dtype) if l > 0 else dummy2)
-            cols.append(col), STs.append(ST), dcols.append(dcol), args.append(arg)
+            cols.append(col), STs.append(ST), dcols.append(dcol)
             if isinstance(layer, Dropout):
                 masks.append(np.zeros((bs, width), dtype))
                 Us.append(np.zeros(chunk * width, np.float64))
@@ -169,7 +165,7 @@ class CompiledLoop:
         self.As, self.bvec, self.dAs, self.dbs = tuple(As), tuple(bvec), tuple(dAs), tuple(dbs)
         self.Ss, self.Ys, self.dSs, self.dXs = tuple(Ss), tuple(Ys), tuple(dSs), tuple(dXs)
         self.masks, self.Us = tuple(masks), tuple(Us)
-        self.cols, self.STs, self.dcols, self.args = tuple(cols), tuple(STs), tuple(dcols), tuple(args)
+        self.cols, self.STs, self.dcols = tuple(cols), tuple(STs), tuple(dcols)
         width = int(np.prod(shape))
         k = width
         n = X.shape[0]
@@ -247,7 +243,7 @@ class CompiledLoop:
             self.X, self.x_scale, self.labels, self.targets, perm, self.bs, b_start, b_stop,
             self.kinds, self.acts, self.alphas, self.ps, self.geo, self.images, self.As, self.bvec,
             self.dAs, self.dbs, self.Xbuf, self.lbuf, self.tbuf, self.Ss, self.Ys, self.dSs, self.dXs,
-            self.masks, self.Us, self.cols, self.STs, self.dcols, self.args,
+            self.masks, self.Us, self.cols, self.STs, self.dcols,
             self.loss_code, self.pred, self.P, self.dOut,
             self.params, self.grads, self.weight_grad_index, self.slot1, self.slot2,
             opt, lr, mom, nest, wd, b1, b2, eps, self.optimizer.t,

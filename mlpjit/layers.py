@@ -539,39 +539,59 @@ class Conv2D(Layer):
         OH, OW = _pooled(self, "kernel", *self.kernel_size, *self.stride, self._pads, H, W)
         return OH, OW, self._pads[0][0], self._pads[1][0]
 
-    def _buffers(self, N, H, W):
-        if (N, H, W) != self._key:
+    # im2col columns for this many examples at most in prediction mode: predicting a large
+    # batch then needs C·KH·KW·OH·OW·PREDICT_CHUNK values of scratch, not that times the batch
+    PREDICT_CHUNK = 64
+
+    def _buffers(self, N, H, W, training):
+        key = (N, H, W, training)
+        if key != self._key:
             O, C = self.out_channels, self.in_channels
             KH, KW = self.kernel_size
             OH, OW, _, _ = self.geometry(H, W)
-            self.S = np.empty((N, O, OH, OW), self.dtype)
-            self.Y = self.S if self._identity else np.empty_like(self.S)
-            self.dS = np.empty_like(self.S)
-            self.dX = np.empty((N, C, H, W), self.dtype)
-            self.cols = np.empty((C * KH * KW, N * OH * OW), self.dtype)
-            self.ST = np.empty((O, N * OH * OW), self.dtype)   # Sᵀ, then dSᵀ
-            self.dcols = np.empty_like(self.cols)
-            self._key = (N, H, W)
+            if self._key is None or self._key[:3] != (N, H, W):
+                self.S = np.empty((N, O, OH, OW), self.dtype)
+                self.Y = self.S if self._identity else np.empty_like(self.S)
+                self._grad_buffers = None
+            n = N if training else min(N, self.PREDICT_CHUNK)
+            self._cols = np.empty(C * KH * KW * n * OH * OW, self.dtype)
+            self._ST = np.empty(O * n * OH * OW, self.dtype)   # Sᵀ, then dSᵀ
+            self._key = key
 
     def forward(self, X, training=False):
         X = _as_input(X, self.dtype, repr(self))
         _check_4d(self, X, self.in_channels)
         N, _, H, W = X.shape
-        self._buffers(N, H, W)
+        self._buffers(N, H, W, training)
         KH, KW = self.kernel_size
         sh, sw = self.stride
-        _, _, pt, pl = self.geometry(H, W)
-        KC.conv2d_forward(X, self.A2, self._b, KH, KW, sh, sw, pt, pl, self.cols, self.ST, self.S)
+        OH, OW, pt, pl = self.geometry(H, W)
+        step = N if training else self.PREDICT_CHUNK  # (backward needs all columns at once)
+        for a in range(0, N, step):
+            b = min(a + step, N)
+            k = (b - a) * OH * OW
+            # contiguous (C·KH·KW, k) and (O, k) views of the scratch (BLAS writes need them)
+            self.cols = self._cols[:self.in_channels * KH * KW * k].reshape(-1, k)
+            self.ST = self._ST[:self.out_channels * k].reshape(-1, k)
+            KC.conv2d_forward(X[a:b], self.A2, self._b, KH, KW, sh, sw, pt, pl, self.cols,
+                              self.ST, self.S[a:b])
         if not self._identity:
             self.activation.forward(self.S, self.Y)
         self._X = X
+        self._trained_forward = training
         return self.Y
 
     def backward(self, dY, need_dX=True):
         self._need_forward()
+        if not self._trained_forward and self._X.shape[0] > self.PREDICT_CHUNK:
+            self.forward(self._X, training=True)  # the columns of the whole batch, for dA
         dY = _as_input(dY, self.dtype, repr(self))
         if dY.shape != self.S.shape:
             raise ValueError(f"{self!r}: dY must have shape {self.S.shape}, got {dY.shape}")
+        if self._grad_buffers is None:  # allocated at the first backward: prediction needs none
+            self._grad_buffers = (np.empty_like(self.S), np.empty_like(self._X),
+                                  np.empty_like(self.cols))  # (training: cols covers the batch)
+        self.dS, self.dX, dcols = self._grad_buffers
         if self._identity:
             dS = dY
         else:
@@ -584,8 +604,7 @@ class Conv2D(Layer):
         KH, KW = self.kernel_size
         sh, sw = self.stride
         OH, OW, pt, pl = self.geometry(*self._X.shape[2:])
-        KC.conv2d_backward_input(self.ST, self.A2, KH, KW, sh, sw, pt, pl, OH, OW, self.dcols,
-                                 self.dX)
+        KC.conv2d_backward_input(self.ST, self.A2, KH, KW, sh, sw, pt, pl, OH, OW, dcols, self.dX)
         return self.dX
 
     def parameters(self):
@@ -637,20 +656,18 @@ class _Pool2D(Layer):
         if (X.shape, X.dtype) != self._key:
             OH, OW = _pooled(self, "window", *self.size, *self.stride, ((0, 0), (0, 0)), H, W)
             self.Y = np.empty((N, C, OH, OW), X.dtype)
-            self.dX = np.empty_like(X)
-            self._alloc(self.Y)
+            self.dX = None  # allocated by the first backward: prediction needs none
             self._key = (X.shape, X.dtype)
         self._X = X
         return X
-
-    def _alloc(self, Y):
-        pass
 
     def _check_dY(self, dY):
         self._need_forward()
         dY = _as_input(dY, self.Y.dtype, repr(self))
         if dY.shape != self.Y.shape:
             raise ValueError(f"{self!r}: dY must have shape {self.Y.shape}, got {dY.shape}")
+        if self.dX is None:
+            self.dX = np.empty_like(self._X)
         return dY
 
     def get_config(self):
@@ -669,27 +686,25 @@ class _Pool2D(Layer):
 class MaxPool2D(_Pool2D):
     """Max pooling over KH×KW windows, per example and channel.
 
-    Forward:  Y[n, c, i, j] = max_{p,q} X[n, c, i·sh + p, j·sw + q]; the winner's position is
-              kept.  Ties go to the first maximum in row-major order inside the window (smallest
-              p, then smallest q); a NaN in a window wins, so it propagates.
+    Forward:  Y[n, c, i, j] = max_{p,q} X[n, c, i·sh + p, j·sw + q]; a NaN in a window wins,
+              so it propagates.
     Backward: dX[n, c, winner] += dY[n, c, i, j]; every other input of the window gets 0
-              (where windows overlap, an input that wins several receives the sum).
+              (where windows overlap, an input that wins several receives the sum).  The
+              winner is the first input equal to Y in row-major order inside the window
+              (smallest p, then smallest q): ties go to the first maximum.
     Shapes: (N, C, H, W) → (N, C, OH, OW), OH = ⌊(H − KH)/sh⌋ + 1.
     """
 
     type_name = "maxpool2d"
 
-    def _alloc(self, Y):
-        self.arg = np.empty(Y.shape, np.int64)
-
     def forward(self, X, training=False):
         X = self._prepare(X)
-        KC.maxpool2d_forward(X, *self.size, *self.stride, self.Y, self.arg)
+        KC.maxpool2d_forward(X, *self.size, *self.stride, self.Y)
         return self.Y
 
     def backward(self, dY, need_dX=True):
         dY = self._check_dY(dY)
-        KC.maxpool2d_backward(dY, self.arg, self.dX)
+        KC.maxpool2d_backward(self._X, self.Y, dY, *self.size, *self.stride, self.dX)
         return self.dX
 
 

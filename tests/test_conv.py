@@ -324,3 +324,127 @@ def test_compiled_loop_with_dropout_and_flatten_first():
     assert loop.run(np.arange(10), 0, 3, 0.3, acc) == (3, None)
     for (name, a, _), (_, b, _) in zip(m1.parameters(), m2.parameters()):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+# --- configs and the command line ------------------------------------------------------------
+
+def _cnn_cfg(mnist_dir, layers=None, **train):
+    return {
+        "name": "cnn_test", "seed": 0,
+        "data": {"name": "mnist", "path": str(mnist_dir), "validation": 100},
+        "model": {"layers": layers or [
+            {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "activation": "relu",
+             "init": "he_normal"},
+            {"type": "maxpool2d", "size": 2},
+            {"type": "residual", "layers": [
+                {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "same",
+                 "activation": "relu"}]},
+            {"type": "conv2d", "out_channels": 6, "kernel_size": 3, "stride": 2},
+            {"type": "avgpool2d", "size": 2, "stride": 1},
+            {"type": "flatten"},
+            {"type": "dropout", "p": 0.1},
+            {"type": "dense", "units": 10}]},
+        "loss": "cross_entropy",
+        "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9},
+        "train": {"epochs": 2, "batch_size": 32, **train},
+    }
+
+
+CONV = {"type": "conv2d", "out_channels": 4, "kernel_size": 3}
+BAD_CONV_CONFIGS = {
+    "kernel_too_large": ([{"type": "conv2d", "out_channels": 4, "kernel_size": 29}, {"type": "flatten"},
+                          {"type": "dense", "units": 10}],
+                         ["model.layers.0", "kernel 29×29 is larger than the input 28×28"]),
+    "kernel_too_large_deeper": ([CONV, {"type": "maxpool2d", "size": 4}, {**CONV, "kernel_size": 7},
+                                 {"type": "flatten"}, {"type": "dense", "units": 10}],
+                                ["model.layers.2", "kernel 7×7 is larger than the input 6×6"]),
+    "zero_stride": ([{**CONV, "stride": 0}, {"type": "flatten"}, {"type": "dense", "units": 10}],
+                    ["model.layers.0.stride", "0"]),
+    "negative_pool_stride": ([CONV, {"type": "maxpool2d", "size": 2, "stride": -2}, {"type": "flatten"},
+                              {"type": "dense", "units": 10}], ["model.layers.1.stride", "-2"]),
+    "channel_mismatch": ([CONV, {**CONV, "in_channels": 8}, {"type": "flatten"}, {"type": "dense", "units": 10}],
+                         ["model.layers.1.in_channels", "8", "4 channels"]),
+    "dense_without_flatten": ([CONV, {"type": "dense", "units": 10}],
+                              ["model.layers.1", "add {type: flatten} before it"]),
+    "ends_with_images": ([CONV], ["model.layers.0", "ends with images", "flatten"]),
+    "residual_changes_shape": ([CONV, {"type": "residual", "layers": [{**CONV, "out_channels": 5,
+                                                                        "padding": "same"}]},
+                                {"type": "flatten"}, {"type": "dense", "units": 10}],
+                               ["model.layers.1", "y = x + F(x)"]),
+    "bad_padding": ([{**CONV, "padding": "half"}, {"type": "flatten"}, {"type": "dense", "units": 10}],
+                    ["model.layers.0.padding", "half"]),
+    "unknown_key": ([{**CONV, "filters": 4}, {"type": "flatten"}, {"type": "dense", "units": 10}],
+                    ["model.layers.0", "filters"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONV_CONFIGS))
+def test_bad_conv_configs_fail_before_training(case, mlpjit_main, cfg_file, mini_mnist, tmp_path):
+    layers, needles = BAD_CONV_CONFIGS[case]
+    path = cfg_file(_cnn_cfg(mini_mnist(n_train=200, n_test=50), layers))
+    out = tmp_path / "run"
+    from test_cli import assert_user_error
+    assert_user_error(mlpjit_main("train", path, "--out", out), *needles, out_dir=out)
+    assert_user_error(mlpjit_main("config", "check", path), *needles)
+
+
+def test_conv_on_flat_data_is_a_clear_error(mlpjit_main, cfg_file, spirals_cfg, tmp_path):
+    cfg = spirals_cfg()
+    cfg["model"]["layers"] = [CONV, {"type": "flatten"}, {"type": "dense", "units": 3}]
+    from test_cli import assert_user_error
+    assert_user_error(mlpjit_main("train", cfg_file(cfg), "--out", tmp_path / "run"),
+                      "model.layers.0", "needs images", "'spirals'", "flat rows of 2 features",
+                      out_dir=tmp_path / "run")
+
+
+def test_train_evaluate_predict_a_cnn(mlpjit_main, cfg_file, mini_mnist, tmp_path):
+    mnist = mini_mnist(n_train=600, n_test=200)
+    path = cfg_file(_cnn_cfg(mnist))
+    run = tmp_path / "run"
+    res = mlpjit_main("train", path, "--out", run)
+    assert res.code == 0, res.text
+    from conftest import read_metrics
+    rows = read_metrics(run)
+    assert len(rows) == 2 and rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert rows[-1]["test_accuracy"] > 0.5          # the bands that encode the labels are learnt
+    model = Sequential.load(run / "model.npz")
+    assert model.takes_images and model.metadata["input_shape"] == [1, 28, 28]
+    assert [n for n, _, _ in model.parameters()][:4] == ["0.A", "0.b", "2.0.A", "2.0.b"]
+
+    res = mlpjit_main("evaluate", run)
+    assert res.code == 0, res.text
+    assert f"test_accuracy {100 * rows[-1]['test_accuracy']:.2f}%" in res.out
+
+    # predict takes rows of 784 raw pixels (as training did) or (N, 1, 28, 28) images
+    from mlpjit.data import load_dataset
+    ds = load_dataset({"name": "mnist", "path": str(mnist)}, 0)
+    np.save(tmp_path / "rows.npy", ds.X_test[:5])
+    np.save(tmp_path / "images.npy", ds.X_test[:5].reshape(5, 1, 28, 28))
+    outs = []
+    for name in ("rows.npy", "images.npy"):
+        res = mlpjit_main("predict", run / "model.npz", tmp_path / name)
+        assert res.code == 0, res.text
+        outs.append(res.out)
+    assert outs[0] == outs[1] and len(outs[0].splitlines()) == 6
+    np.save(tmp_path / "bad.npy", ds.X_test[:5, :700])
+    from test_cli import assert_user_error
+    assert_user_error(mlpjit_main("predict", run / "model.npz", tmp_path / "bad.npy"), "bad.npy",
+                      "do not fit the model")
+
+
+def test_compiled_and_layer_paths_train_a_cnn_alike(cfg_file, mini_mnist, tmp_path):
+    from mlpjit.config import load_config, resolved_dict
+    from mlpjit.trainer import Trainer
+    from conftest import read_metrics
+    path = cfg_file(_cnn_cfg(mini_mnist(n_train=300, n_test=50), epochs=1))
+    rows = []
+    for compiled in (True, False):
+        cfg = resolved_dict(load_config(path, [f"train.compiled={str(compiled).lower()}"]))
+        (tmp_path / str(compiled)).mkdir()
+        trainer = Trainer(cfg, tmp_path / str(compiled), log=lambda *a: None, progress=False)
+        assert (trainer.fast_reason is None) == compiled
+        assert trainer.data.X_train.shape[1:] == (1, 28, 28)
+        trainer.fit()
+        rows.append(read_metrics(tmp_path / str(compiled))[-1])
+    for key in ("train_loss", "val_loss", "test_loss"):
+        np.testing.assert_allclose(rows[0][key], rows[1][key], rtol=1e-4)

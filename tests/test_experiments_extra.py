@@ -1,4 +1,4 @@
-"""Experiments 8–14 (mlpjit/experiments/extra.py) in quick mode, and their example scripts."""
+"""Experiments 8–15 (mlpjit/experiments/extra.py) in quick mode, and their example scripts."""
 
 import os
 import re
@@ -15,7 +15,7 @@ from mlpjit.experiments import extra  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
-NAMES = ["activations", "dead_relu", "batch_size", "sine_layer", "smape", "fgsm", "linear_regions"]
+NAMES = ["activations", "dead_relu", "batch_size", "sine_layer", "smape", "fgsm", "linear_regions", "cnn"]
 
 
 @pytest.fixture(scope="module")

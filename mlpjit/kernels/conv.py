@@ -19,8 +19,8 @@ products through BLAS::
     dA₂ = dSᵀ·colsᵀ,  dcols = A₂ᵀ·dSᵀ,  dX = col2im(dcols)  (scatter-add back to the pixels)
 
 and is tested against the direct loops.  Pooling: max pooling routes dY to the position that won
-(ties: the first maximum in row-major order inside the window); average pooling spreads dY/(KH·KW)
-over the window.  Overlapping windows add their contributions.
+(ties: the first maximum in row-major order inside the window, found again in the backward pass
+by comparing the window with Y); average pooling spreads dY/(KH·KW) over the window.  Overlapping windows add their contributions.
 """
 
 import numpy as np
@@ -201,35 +201,31 @@ def conv2d_backward_input(dST, A2, KH, KW, sh, sw, ph, pw, OH, OW, dcols, dX):
 
 # --- pooling ---------------------------------------------------------------------------------
 
-# (X: (N, C, H, W), KH, KW, sh, sw, Y: (N, C, OH, OW), arg: int64 (N, C, OH, OW)) -> None
+# (X: (N, C, H, W), KH, KW, sh, sw, Y: (N, C, OH, OW)) -> None
 @jit
-def maxpool2d_forward(X, KH, KW, sh, sw, Y, arg):
-    """Y = the window's maximum; arg = its position y·W + x (the first maximum in row-major order)."""
+def maxpool2d_forward(X, KH, KW, sh, sw, Y):
+    """Y = the window's maximum (a NaN in the window wins, so it propagates)."""
     N, C, H, W = X.shape
     OH, OW = Y.shape[2], Y.shape[3]
     for n in range(N):
         for c in range(C):
             for i in range(OH):
                 for j in range(OW):
-                    y0 = i * sh
-                    x0 = j * sw
-                    best = X[n, c, y0, x0]
-                    pos = y0 * W + x0
+                    best = X[n, c, i * sh, j * sw]
                     for p in range(KH):
                         for q in range(KW):
-                            v = X[n, c, y0 + p, x0 + q]
-                            # branch-free select; a NaN wins, so it propagates
-                            better = (v > best) | (v != v)
-                            best = v if better else best
-                            pos = (y0 + p) * W + x0 + q if better else pos
+                            v = X[n, c, i * sh + p, j * sw + q]
+                            best = v if v > best or v != v else best
                     Y[n, c, i, j] = best
-                    arg[n, c, i, j] = pos
 
 
-# (dY: (N, C, OH, OW), arg: int64 (N, C, OH, OW), dX: (N, C, H, W)) -> None
+# (X, Y from maxpool2d_forward, dY: (N, C, OH, OW), KH, KW, sh, sw, dX: (N, C, H, W)) -> None
 @jit
-def maxpool2d_backward(dY, arg, dX):
-    """dX = 0, then dX[n, c, arg] += dY (overlapping windows add up)."""
+def maxpool2d_backward(X, Y, dY, KH, KW, sh, sw, dX):
+    """dX = 0, then dX[winner] += dY, the winner being the first input of the window in row-major
+    order that equals Y (the first maximum; the first NaN when Y is NaN).  Found again here
+    rather than stored by the forward pass: the scan costs less than keeping an index.
+    Overlapping windows add up."""
     N, C, H, W = dX.shape
     OH, OW = dY.shape[2], dY.shape[3]
     dX[...] = 0.0
@@ -237,8 +233,21 @@ def maxpool2d_backward(dY, arg, dX):
         for c in range(C):
             for i in range(OH):
                 for j in range(OW):
-                    pos = arg[n, c, i, j]
-                    dX[n, c, pos // W, pos % W] += dY[n, c, i, j]
+                    y0 = i * sh
+                    x0 = j * sw
+                    target = Y[n, c, i, j]
+                    nan = target != target
+                    g = dY[n, c, i, j]
+                    found = False
+                    for p in range(KH):
+                        for q in range(KW):
+                            v = X[n, c, y0 + p, x0 + q]
+                            if v == target or (nan and v != v):
+                                dX[n, c, y0 + p, x0 + q] += g
+                                found = True
+                                break
+                        if found:
+                            break
 
 
 # (X: (N, C, H, W), KH, KW, sh, sw, Y: (N, C, OH, OW)) -> None

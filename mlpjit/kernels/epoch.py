@@ -60,7 +60,7 @@ def _geo(geo, l):
 
 
 @jit
-def _forward_image_layer(l, kind, xin, m, acts, alphas, geo, As, bs_, Ss, Ys, cols, STs, args):
+def _forward_image_layer(l, kind, xin, m, acts, alphas, geo, As, bs_, Ss, Ys, cols, STs):
     """Layer l's forward pass for CONV, MAXPOOL and AVGPOOL (buffers seen as (m, C, H, W))."""
     C, H, W, O, OH, OW, KH, KW, sh, sw, ph, pw = _geo(geo, l)
     X4 = xin.reshape((m, C, H, W))
@@ -72,15 +72,14 @@ def _forward_image_layer(l, kind, xin, m, acts, alphas, geo, As, bs_, Ss, Ys, co
         if acts[l] != IDENTITY:
             activation_forward(acts[l], alphas[l], S.reshape(-1), Ys[l][:m].reshape(-1))
     elif kind == MAXPOOL:
-        maxpool2d_forward(X4, KH, KW, sh, sw, Ys[l][:m].reshape((m, C, OH, OW)),
-                          args[l][:m * C * OH * OW].reshape((m, C, OH, OW)))
+        maxpool2d_forward(X4, KH, KW, sh, sw, Ys[l][:m].reshape((m, C, OH, OW)))
     else:
         avgpool2d_forward(X4, KH, KW, sh, sw, Ys[l][:m].reshape((m, C, OH, OW)))
 
 
 @jit
 def _backward_image_layer(l, kind, dY, m, acts, alphas, geo, As, dAs, dbs, Ss, Ys, dSs, dXs,
-                          cols, STs, dcols, args):
+                          cols, STs, dcols):
     """Layer l's backward pass for CONV, MAXPOOL and AVGPOOL (its dX goes to dXs[l])."""
     C, H, W, O, OH, OW, KH, KW, sh, sw, ph, pw = _geo(geo, l)
     if kind == CONV:
@@ -98,8 +97,9 @@ def _backward_image_layer(l, kind, dY, m, acts, alphas, geo, As, dAs, dbs, Ss, Y
             conv2d_backward_input(st, As[l], KH, KW, sh, sw, ph, pw, OH, OW, dc,
                                   dXs[l][:m].reshape((m, C, H, W)))
     elif kind == MAXPOOL:
-        maxpool2d_backward(dY.reshape((m, C, OH, OW)),
-                           args[l][:m * C * OH * OW].reshape((m, C, OH, OW)),
+        # (l ≥ 1: the loop stops before a first layer without parameters)
+        maxpool2d_backward(Ys[l - 1][:m].reshape((m, C, H, W)), Ys[l][:m].reshape((m, C, OH, OW)),
+                           dY.reshape((m, C, OH, OW)), KH, KW, sh, sw,
                            dXs[l][:m].reshape((m, C, H, W)))
     else:
         avgpool2d_backward(dY.reshape((m, C, OH, OW)), KH, KW, sh, sw,
@@ -109,7 +109,7 @@ def _backward_image_layer(l, kind, dY, m, acts, alphas, geo, As, dAs, dbs, Ss, Y
 @jit
 def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
                   kinds, acts, alphas, ps, geo, images, As, bs_, dAs, dbs,
-                  Xbuf, lbuf, tbuf, Ss, Ys, dSs, dXs, masks, Us, cols, STs, dcols, args,
+                  Xbuf, lbuf, tbuf, Ss, Ys, dSs, dXs, masks, Us, cols, STs, dcols,
                   loss_code, pred, P, dOut,
                   params, grads, weight_grad_index, slot1, slot2,
                   opt_code, lr, momentum, nesterov, weight_decay, beta1, beta2, eps, step0,
@@ -117,7 +117,7 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
     """Train on batches ``b_start ≤ b < b_stop`` of ``perm``; returns the number of batches done
     (fewer when a NaN/Inf loss or gradient appeared: then ``acc[5]`` holds that batch).
     ``images``: ``geo`` for networks with image kinds, else None (``cols``, ``STs``,
-    ``dcols``, ``args`` are then unused)."""
+    ``dcols`` are then unused)."""
     n = perm.shape[0]
     L = kinds.shape[0]
     u_off = np.zeros(L, np.int64)
@@ -161,7 +161,7 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
             elif kind != FLATTEN:  # (a flatten's output buffer is its input buffer)
                 if images is not None:
                     _forward_image_layer(l, kind, xin, m, acts, alphas, images, As, bs_, Ss, Ys,
-                                         cols, STs, args)
+                                         cols, STs)
         out = Ys[L - 1][:m]
         Pm = P[:m]
         dO = dOut[:m]
@@ -213,7 +213,7 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
                 add_into(dY.reshape(-1), dXs[geo[l, 0]][:m].reshape(-1), dXs[l][:m].reshape(-1))
             elif images is not None:
                 _backward_image_layer(l, kind, dY, m, acts, alphas, images, As, dAs, dbs, Ss, Ys,
-                                      dSs, dXs, cols, STs, dcols, args)
+                                      dSs, dXs, cols, STs, dcols)
             dY = dXs[l][:m]
         # gradient norms before clipping, one pass (as the trainer: per-parameter sums in order)
         total = 0.0
