@@ -18,6 +18,15 @@ with the same ``--out`` skips the runs that finished (``summary.json`` present a
 starts the others afresh.  A failing run (diverged, or any exception) is reported and recorded
 in ``sweep.csv``; it does not stop the others.
 
+Random search: ``--sample N --space optimizer.lr=loguniform(1e-3,0.3)`` draws N trials (see
+:mod:`mlpjit.search_space`; seeded, so the same command draws the same trials), crossed with
+the ``--grid`` values and the seeds; their folders are named from the drawn values.
+
+Backends: ``--backend local`` (the default) trains ``--jobs`` runs at a time in worker
+processes; ``--backend dask`` trains each run as a task on a Dask cluster, a local one of
+``--workers`` processes or the one at ``--scheduler ADDRESS`` (see :mod:`mlpjit.sweep_dask`).
+Both write the same run folders and ``sweep.csv``.
+
 Python API: :func:`run_sweep` (returns the rows of ``sweep.csv``), :func:`parse_grid`;
 the click command :data:`sweep`.
 """
@@ -45,6 +54,7 @@ import yaml
 
 from .errors import ConfigError, MlpjitError
 from .io import timestamped_dir
+from .search_space import draw_trials, parse_space, split_values
 
 __all__ = ["run_sweep", "parse_grid", "sweep", "METRIC_COLUMNS", "SWEEP_FORMAT"]
 
@@ -61,24 +71,7 @@ _MAX_NAME = 120
 
 def _split_values(text: str) -> list[str]:
     """Split on commas outside brackets/braces and quotes: ``a,[1, 2],{x: 1, y: 2}``."""
-    items, depth, quote, cur = [], 0, None, []
-    for ch in text:
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth = max(depth - 1, 0)
-        elif ch == "," and depth == 0:
-            items.append("".join(cur))
-            cur = []
-            continue
-        cur.append(ch)
-    items.append("".join(cur))
-    return [s.strip() for s in items]
+    return split_values(text)
 
 
 def parse_grid(item: str) -> tuple[str, list]:
@@ -199,15 +192,49 @@ class _Point:
         self.group = tuple(_display(v) for v in values.values())
 
 
-def _plan(config_path, grids, seeds, overrides) -> list[_Point]:
-    """Validate every combination's config (before anything is created) and name the runs."""
+def _space_item_text(key: str, dist) -> str:
+    return f"{key}={dist!r}"
+
+
+def _check_space(space: dict | None, sample: int | None, grids: dict) -> dict:
+    """The ``--space`` distributions ({key path: distribution}) checked against ``--sample``."""
+    space = dict(space or {})
+    if sample is None:
+        if space:
+            first = next(iter(space.items()))
+            raise ConfigError(f"--space {_space_item_text(*first)}: give the number of trials "
+                              f"to draw with --sample N")
+        return space
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+        raise ConfigError(f"--sample: expected a number of trials >= 1 (got {sample!r})")
+    if not space:
+        raise ConfigError(f"--sample {sample}: give the distributions to draw from with "
+                          f"--space key.path=uniform(a,b)|loguniform(a,b)|choice(x,y,...)")
+    for key, dist in space.items():
+        if not hasattr(dist, "sample"):
+            raise ConfigError(f"--space {key}: expected a distribution (got {dist!r})")
+        if key in grids:
+            raise ConfigError(f"--space {_space_item_text(key, dist)}: key {key!r} is already "
+                              f"swept by --grid")
+    return space
+
+
+def _plan(config_path, grids, seeds, overrides, space=None, sample=None) -> list[_Point]:
+    """Validate every combination's config (before anything is created) and name the runs.
+
+    The runs are the product of the ``grids`` values, the ``sample`` trials drawn from
+    ``space`` and the seeds (innermost).
+    """
     from .config import load_config, resolved_dict
 
     overrides = [str(o) for o in overrides]
-    load_config(config_path, overrides)  # a mistake in CONFIG or --set: its own message
+    base = load_config(config_path, overrides)  # a mistake in CONFIG or --set: its own message
     if seeds is not None and "seed" in grids:
         raise ConfigError(f"--grid {_grid_item_text('seed', grids['seed'])}: "
                           f"give the seeds either with --grid seed=... or with --seeds, not both")
+    if seeds is not None and space and "seed" in space:
+        raise ConfigError(f"--space {_space_item_text('seed', space['seed'])}: "
+                          f"give the seeds either with --space seed=... or with --seeds, not both")
     # each grid value alone, so that a bad key or value names its --grid item
     for key, values in grids.items():
         item = _grid_item_text(key, values)
@@ -217,30 +244,47 @@ def _plan(config_path, grids, seeds, overrides) -> list[_Point]:
                 load_config(config_path, overrides + [ov])
             except ConfigError as e:
                 raise _replace_prefix(e, f"--set {ov}", f"--grid {item}") from None
-    keys = list(grids)
+    # the random-search trials, drawn from the base config's seed; each drawn value alone
+    trials = [{}]
+    if space:
+        trials = draw_trials(space, sample, resolved_dict(base)["seed"])
+        checked = {key: [] for key in space}
+        for k, trial in enumerate(trials):
+            for key, v in trial.items():
+                if v in checked[key]:
+                    continue
+                checked[key].append(v)
+                ov = f"{key}={_override_text(v)}"
+                try:
+                    load_config(config_path, overrides + [ov])
+                except ConfigError as e:
+                    raise _replace_prefix(e, f"--set {ov}",
+                                          f"--space {_space_item_text(key, space[key])} "
+                                          f"(trial {k} draws {_display(v)})") from None
     points, names = [], {}
     seed_values = seeds if seeds is not None else [None]
-    for combo in itertools.product(*(grids[k] for k in keys)):
-        values = dict(zip(keys, combo))
-        for seed in seed_values:
-            extra = [f"{k}={_override_text(v)}" for k, v in values.items()]
-            if seed is not None:
-                extra.append(f"seed={seed}")
-            label = ",".join(f"{k}={_display(v)}" for k, v in values.items())
-            try:
-                cfg_obj = load_config(config_path, overrides + extra)
-            except ConfigError as e:
-                raise ConfigError(f"--grid point {label or '(base config)'}: {e}") from None
-            cfg_seed = resolved_dict(cfg_obj)["seed"]
-            raw = label if "seed" in values else ",".join(filter(None, [label, f"seed={cfg_seed}"]))
-            name = _sanitize(raw)
-            if name in names:  # two values that sanitize alike: keep both, deterministically
-                k = 2
-                while f"{name}-{k}" in names:
-                    k += 1
-                name = f"{name}-{k}"
-            names[name] = True
-            points.append(_Point(len(points), values, seed, cfg_obj, name))
+    for combo in itertools.product(*(grids[k] for k in grids)):
+        for trial in trials:
+            values = {**dict(zip(grids, combo)), **trial}  # grid keys, then space keys
+            for seed in seed_values:
+                extra = [f"{k}={_override_text(v)}" for k, v in values.items()]
+                if seed is not None:
+                    extra.append(f"seed={seed}")
+                label = ",".join(f"{k}={_display(v)}" for k, v in values.items())
+                try:
+                    cfg_obj = load_config(config_path, overrides + extra)
+                except ConfigError as e:
+                    raise ConfigError(f"--grid point {label or '(base config)'}: {e}") from None
+                cfg_seed = resolved_dict(cfg_obj)["seed"]
+                raw = label if "seed" in values else ",".join(filter(None, [label, f"seed={cfg_seed}"]))
+                name = _sanitize(raw)
+                if name in names:  # two values that sanitize alike: keep both, deterministically
+                    k = 2
+                    while f"{name}-{k}" in names:
+                        k += 1
+                    name = f"{name}-{k}"
+                names[name] = True
+                points.append(_Point(len(points), values, seed, cfg_obj, name))
     _check_models(points)
     return points
 
@@ -306,7 +350,8 @@ def _execute(task: dict) -> dict:
     except Interrupted as e:
         return {"status": "failed", "error": f"{e}", "interrupted": True, "resumed": resumed}
     except MlpjitError as e:
-        return {"status": "failed", "error": " ".join(str(e).split()), "resumed": resumed}
+        return {"status": "failed", "error": " ".join(str(e).split()), "resumed": resumed,
+                "kind": type(e).__name__}
     except Exception as e:  # a bug or an environment problem: keep the traceback in the run folder
         message = " ".join(f"{type(e).__name__}: {e}".split())
         try:
@@ -447,7 +492,8 @@ def _prepare_out(out, name) -> Path:
     return out
 
 
-def _sweep_yaml(config_path, overrides, grids, seeds, points, jobs) -> str:
+def _sweep_yaml(config_path, overrides, grids, seeds, points, jobs, space=None, sample=None,
+                backend=None) -> str:
     from . import __version__
     doc = {
         "format": SWEEP_FORMAT,
@@ -455,22 +501,29 @@ def _sweep_yaml(config_path, overrides, grids, seeds, points, jobs) -> str:
         "config_abs": str(Path(config_path).resolve()),
         "overrides": list(overrides),
         "grids": {k: list(v) for k, v in grids.items()},
+        "space": {k: repr(d) for k, d in (space or {}).items()},
+        "sample": sample,
         "seeds": (None if seeds is None else
                   len(seeds) if seeds == list(range(len(seeds))) else list(seeds)),
         "jobs": jobs,
+        "backend": backend or {"name": "local"},
         "runs": [p.name for p in points],
-        "command": _command_line(config_path, overrides, grids, seeds),
+        "command": _command_line(config_path, overrides, grids, seeds, space, sample),
         "mlpjit": __version__,
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
     }
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 
 
-def _command_line(config_path, overrides, grids, seeds) -> str:
+def _command_line(config_path, overrides, grids, seeds, space=None, sample=None) -> str:
     import shlex
     parts = ["mlpjit", "sweep", str(config_path)]
     for k, v in grids.items():
         parts += ["--grid", _grid_item_text(k, v)]
+    if sample is not None:
+        parts += ["--sample", str(sample)]
+        for k, d in (space or {}).items():
+            parts += ["--space", _space_item_text(k, d)]
     if seeds is not None:
         if seeds == list(range(len(seeds))):
             parts += ["--seeds", str(len(seeds))]
@@ -481,119 +534,248 @@ def _command_line(config_path, overrides, grids, seeds) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+class _Progress:
+    """Counts of the runs to do (ok / failed / running) and, when ``enabled`` and stderr is a
+    terminal, a bar over them on stderr; :meth:`log` prints a line above the bar."""
+
+    def __init__(self, total: int, log: Callable[[str], Any], enabled: bool = False):
+        self.total, self._log = total, log
+        self.ok = self.failed = self.running = 0
+        self.bar = None
+        if enabled and total:
+            from tqdm import tqdm
+            bar = tqdm(total=total, unit="run", desc="sweep", file=sys.stderr, disable=None,
+                       dynamic_ncols=True)
+            self.bar = None if bar.disable else bar
+            self._show()
+
+    @property
+    def done(self) -> int:
+        """Runs finished so far, ok or failed."""
+        return self.ok + self.failed
+
+    def _show(self, refresh: bool = True) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.ok} ok, {self.failed} failed, {self.running} running",
+                                     refresh=refresh)
+
+    def log(self, line: str) -> None:
+        if self.bar is None:
+            self._log(line)
+        else:
+            with self.bar.external_write_mode():
+                self._log(line)
+
+    def set_running(self, n: int) -> None:
+        if n != self.running:
+            self.running = n
+            self._show()
+
+    def finished(self, ok: bool) -> None:
+        if ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+        if self.bar is not None:
+            self._show(refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _run_local(tasks: list, jobs: int, finish: Callable, progress: _Progress) -> None:
+    """Train ``tasks`` ([(point, task)]) in this process (jobs 1) or a pool of ``jobs`` worker
+    processes, calling ``finish(point, result)`` as each ends.  Raises KeyboardInterrupt when
+    interrupted (Ctrl-C, or a run stopped by SIGINT)."""
+    n_workers = min(jobs, len(tasks))
+    if n_workers <= 1:
+        for p, task in tasks:
+            progress.set_running(1)
+            res = _execute(task)
+            finish(p, res)
+            if res.get("interrupted"):
+                raise KeyboardInterrupt
+        return
+    # "spawn": fresh interpreters, no fork of a process that holds Numba or threads
+    ex = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"))
+    futures = {}
+    try:
+        futures = {ex.submit(_execute, task): p for p, task in tasks}
+        progress.set_running(n_workers)
+        for fut in as_completed(futures):
+            p = futures[fut]
+            try:
+                res = fut.result()
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:  # a worker died (BrokenProcessPool) or could not start
+                res = {"status": "failed",
+                       "error": " ".join(f"worker process failed: {type(e).__name__}: {e}".split())}
+            finish(p, res)
+            progress.set_running(min(n_workers, len(tasks) - progress.done))
+            if res.get("interrupted"):
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        for f in futures:
+            f.cancel()
+        raise
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+BACKENDS = ("local", "dask")
+
+
+def _check_backend(backend, jobs, scheduler, workers, retries) -> None:
+    """Options that belong to the other backend are a mistake, not silently ignored."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend}: unknown backend (valid: {', '.join(BACKENDS)})")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"--jobs: expected a number >= 1 (got {jobs!r})")
+    if backend == "local":
+        for option, value in (("--scheduler", scheduler), ("--workers", workers),
+                              ("--retries", retries)):
+            if value is not None:
+                raise ConfigError(f"{option} {value}: only used with --backend dask "
+                                  f"(the local backend runs --jobs worker processes)")
+        return
+    if jobs != 1:
+        raise ConfigError(f"--jobs {jobs}: only used with --backend local (with --backend dask, "
+                          f"--workers sets the size of the local cluster)")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"--workers: expected a number >= 1 (got {workers!r})")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        raise ConfigError(f"--retries: expected a number >= 0 (got {retries!r})")
+    if scheduler is not None and workers is not None:
+        raise ConfigError(f"--workers {workers}: only for the local cluster the sweep starts itself; "
+                          f"the workers of --scheduler {scheduler} are started with "
+                          f"`dask worker {scheduler}`")
+
+
 def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, jobs: int = 1,
               out: Path | None = None, overrides: Sequence[str] = (),
-              log: Callable[[str], Any] = print) -> list[dict]:
+              log: Callable[[str], Any] = print, *, space: dict | None = None,
+              sample: int | None = None, backend: str = "local", scheduler: str | None = None,
+              workers: int | None = None, retries: int | None = None,
+              progress: bool = False) -> list[dict]:
     """Run the product of ``grids`` ({key path: [values]}) times ``seeds`` as ordinary runs.
 
     ``seeds``: None runs the config's own seed only; N runs seeds 0..N-1 (a list of seeds is
-    also accepted).  ``jobs`` runs that many in parallel worker processes (1: in this
-    process).  ``out`` is the sweep folder (default ``sweeps/<name>-<timestamp>``); running
-    again with the same ``out`` skips finished runs.  ``overrides`` are ``--set`` items
-    applied before the grid values.  Every combination is validated before anything is
-    created (:class:`ConfigError` naming the ``--grid`` item).
+    also accepted).  ``out`` is the sweep folder (default ``sweeps/<name>-<timestamp>``);
+    running again with the same ``out`` skips finished runs.  ``overrides`` are ``--set``
+    items applied before the grid values.  ``sample`` random trials are drawn from ``space``
+    ({key path: distribution}, see :mod:`mlpjit.search_space`) and crossed with the grids and
+    seeds.  Every combination is validated before anything is created
+    (:class:`ConfigError` naming the ``--grid`` or ``--space`` item).
 
-    Returns one dict per run, in grid order (seeds innermost): the grid values by key path,
-    ``seed``, ``status`` ("ok" / "failed"), the final metrics (``train_loss``,
+    ``backend="local"`` trains ``jobs`` runs in parallel worker processes (1: in this
+    process).  ``backend="dask"`` trains each run as one task on a Dask cluster (see
+    :mod:`mlpjit.sweep_dask`): the one at ``scheduler`` (an address such as
+    ``tcp://10.0.0.5:8786``), else a local cluster of ``workers`` processes started for the
+    sweep; a run whose worker dies is tried again up to ``retries`` times (default 3).
+    ``progress`` shows a bar over the runs on stderr when it is a terminal.
+
+    Returns one dict per run, in grid order (seeds innermost): the grid and space values by
+    key path, ``seed``, ``status`` ("ok" / "failed"), the final metrics (``train_loss``,
     ``train_accuracy``, ``val_*``, ``test_*`` where measured), ``epochs``, ``train_seconds``,
     ``run_dir`` (the run folder's name, relative to the sweep folder) and ``error`` (None
     when ok) — the rows of ``sweep.csv``.
     Raises KeyboardInterrupt after writing sweep.csv when interrupted (Ctrl-C).
     """
+    import contextlib
     from .io import atomic_write_text
 
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"--jobs: expected a number >= 1 (got {jobs!r})")
+    _check_backend(backend, jobs, scheduler, workers, retries)
+    if backend == "dask":
+        from .sweep_dask import require_dask
+        require_dask()  # not installed: say what to install, before anything else
     grids = _check_grids(dict(grids or {}))
+    space = _check_space(space, sample, grids)
     seed_list = _seed_list(seeds)
     overrides = [str(o) for o in (overrides or ())]
-    points = _plan(config_path, grids, seed_list, overrides)
-    keys = list(grids)
+    points = _plan(config_path, grids, seed_list, overrides, space, sample)
+    keys = list(grids) + list(space)
     out = _prepare_out(out, points[0].cfg["name"])
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {out}: cannot create the sweep folder ({e.strerror or e})") from None
-    atomic_write_text(out / "sweep.yaml", _sweep_yaml(config_path, overrides, grids, seed_list,
-                                                      points, jobs))
-    log(f"sweep folder: {out} ({len(points)} run{'s' if len(points) != 1 else ''})")
+    states = {p.index: _state(p, out / p.name) for p in points}
+    n_todo = sum(state != "done" for state in states.values())
 
-    results: dict[int, dict] = {}
-    tasks = []
-    for p in points:
-        run_dir = out / p.name
-        state = _state(p, run_dir)
-        if state == "done":
-            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-            results[p.index] = {"status": "ok", "summary": summary, "skipped": True}
-            continue
-        if state == "new" and run_dir.exists():
-            shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
-        tasks.append((p, {"cfg": p.cfg, "config_text": p.config_text, "run_dir": str(run_dir),
-                          "resume": state == "resume"}))
-    skipped = len(results)
-    if skipped:
-        log(f"skipping {skipped} finished run{'s' if skipped != 1 else ''}")
-
-    def rows():
-        return [_row(p, out / p.name, results.get(p.index)) for p in points]
-
-    def finish(p, res, done_count):
-        results[p.index] = res
-        row = _row(p, out / p.name, res)
-        where = out / p.name
-        if res["status"] == "ok":
-            fig = next((m for m in SUMMARY_METRICS if row.get(m) is not None), None)
-            shown = ""
-            if fig:
-                v = row[fig]
-                shown = f"  {fig} {100 * v:.2f}%" if fig.endswith("accuracy") else f"  {fig} {v:.4g}"
-            log(f"[{done_count}/{len(tasks)}] ok      {where}{shown}  "
-                f"({row['train_seconds']:.2f}s{', resumed' if res.get('resumed') else ''})")
-        else:
-            log(f"[{done_count}/{len(tasks)}] failed  {where}: {res['error']}")
-        _write_csv(out / "sweep.csv", keys, [r for r in rows() if r["status"] != "pending"])
-
-    _write_csv(out / "sweep.csv", keys, [r for r in rows() if r["status"] != "pending"])
+    session = None
+    backend_doc = {"name": backend}
+    if backend == "dask":
+        from .sweep_dask import DEFAULT_RETRIES, DaskSession
+        backend_doc.update({"scheduler": scheduler, "workers": workers,
+                            "retries": DEFAULT_RETRIES if retries is None else retries})
+        if n_todo:  # nothing to do: no cluster to start or reach
+            session = DaskSession(scheduler=scheduler, workers=workers, retries=retries,
+                                  n_runs=n_todo, log=log)
     interrupted = False
-    n_workers = min(jobs, len(tasks))
-    if n_workers <= 1:
-        for i, (p, task) in enumerate(tasks, 1):
-            try:
-                res = _execute(task)
-            except KeyboardInterrupt:
-                interrupted = True
-                break
-            finish(p, res, i)
-            if res.get("interrupted"):
-                interrupted = True
-                break
-    elif tasks:
-        # "spawn": fresh interpreters, no fork of a process that holds Numba or threads
-        ex = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"))
-        futures = {}
+    results: dict[int, dict] = {}
+    with session if session is not None else contextlib.nullcontext():
+        if session is not None:
+            session.check_data([p.cfg for p in points if states[p.index] != "done"])
         try:
-            futures = {ex.submit(_execute, task): p for p, task in tasks}
-            count = 0
-            for fut in as_completed(futures):
-                p = futures[fut]
-                try:
-                    res = fut.result()
-                except KeyboardInterrupt:
-                    raise
-                except BaseException as e:  # a worker died (BrokenProcessPool) or could not start
-                    res = {"status": "failed",
-                           "error": " ".join(f"worker process failed: {type(e).__name__}: {e}".split())}
-                count += 1
-                finish(p, res, count)
-                if res.get("interrupted"):
-                    raise KeyboardInterrupt
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--out {out}: cannot create the sweep folder ({e.strerror or e})") from None
+        atomic_write_text(out / "sweep.yaml", _sweep_yaml(config_path, overrides, grids, seed_list,
+                                                          points, jobs, space, sample, backend_doc))
+        log(f"sweep folder: {out} ({len(points)} run{'s' if len(points) != 1 else ''})")
+
+        tasks = []
+        for p in points:
+            run_dir = out / p.name
+            state = states[p.index]
+            if state == "done":
+                summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+                results[p.index] = {"status": "ok", "summary": summary, "skipped": True}
+                continue
+            if state == "new" and run_dir.exists():
+                shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
+            tasks.append((p, {"cfg": p.cfg, "config_text": p.config_text, "run_dir": str(run_dir),
+                              "resume": state == "resume"}))
+        skipped = len(results)
+        if skipped:
+            log(f"skipping {skipped} finished run{'s' if skipped != 1 else ''}")
+
+        def rows():
+            return [_row(p, out / p.name, results.get(p.index)) for p in points]
+
+        bar = _Progress(len(tasks), log, enabled=progress)
+
+        def finish(p, res):
+            """Record one finished run: its line, its row in sweep.csv, the bar."""
+            results[p.index] = res
+            row = _row(p, out / p.name, res)
+            where = out / p.name
+            count = bar.done + 1
+            if res["status"] == "ok":
+                fig = next((m for m in SUMMARY_METRICS if row.get(m) is not None), None)
+                shown = ""
+                if fig:
+                    v = row[fig]
+                    shown = f"  {fig} {100 * v:.2f}%" if fig.endswith("accuracy") else f"  {fig} {v:.4g}"
+                extra = (", resumed" if res.get("resumed") else "") + \
+                    (f" on {res['worker']}" if res.get("worker") else "")
+                bar.log(f"[{count}/{len(tasks)}] ok      {where}{shown}  "
+                        f"({row['train_seconds']:.2f}s{extra})")
+            else:
+                bar.log(f"[{count}/{len(tasks)}] failed  {where}: {res['error']}")
+            _write_csv(out / "sweep.csv", keys, [r for r in rows() if r["status"] != "pending"])
+            bar.finished(res["status"] == "ok")
+
+        _write_csv(out / "sweep.csv", keys, [r for r in rows() if r["status"] != "pending"])
+        try:
+            if session is not None:
+                session.run(tasks, finish, bar)
+            elif tasks:
+                _run_local(tasks, jobs, finish, bar)
         except KeyboardInterrupt:
             interrupted = True
-            for f in futures:
-                f.cancel()
         finally:
-            ex.shutdown(wait=True, cancel_futures=True)
+            bar.close()
 
     final_rows = rows()
     done_rows = [r for r in final_rows if r["status"] != "pending"]
@@ -619,16 +801,34 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
 @click.option("--grid", "grid_items", multiple=True, metavar="KEY.PATH=V1,V2,...",
               help="Values to sweep for a config key, read like --set values (repeatable; "
                    "the sweep runs the product of all grids).")
+@click.option("--sample", type=click.IntRange(min=1), metavar="N",
+              help="Random search: draw N trials from the --space distributions (seeded by "
+                   "the config's seed, so the same command draws the same trials).")
+@click.option("--space", "space_items", multiple=True, metavar="KEY.PATH=DIST",
+              help="A distribution to draw a config key from with --sample: uniform(a,b), "
+                   "loguniform(a,b), randint(a,b) or choice(x,y,...) (repeatable).")
 @click.option("--seeds", type=click.IntRange(min=1),
               help="Run every grid point with seeds 0..N-1 (default: the config's seed only).")
+@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
+              help="Where runs train: local worker processes, or a Dask cluster "
+                   "(pip install \"mlpjit[dask]\").")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Runs trained in parallel (worker processes; 1 trains in this process).")
+              help="Runs trained in parallel (local backend: worker processes; 1 trains in this process).")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Dask backend: submit the runs to the cluster of this scheduler "
+                   "(e.g. tcp://10.0.0.5:8786) instead of starting a local one.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Dask backend without --scheduler: worker processes of the local cluster "
+                   "(default: the number of cores, at most one per run).")
+@click.option("--retries", type=click.IntRange(min=0),
+              help="Dask backend: times a run is tried again when its worker dies (default 3).")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Sweep folder (default sweeps/<name>-<timestamp>); the same --out again "
                    "skips finished runs.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a config key for every run, e.g. --set train.epochs=20 (repeatable).")
-def sweep(config, grid_items, seeds, jobs, out, overrides):
+def sweep(config, grid_items, sample, space_items, seeds, backend, jobs, scheduler, workers,
+          retries, out, overrides):
     """Train every combination of --grid values (times --seeds) as ordinary runs.
 
     Each run gets a run folder in the sweep folder, named from its swept values and
@@ -640,6 +840,14 @@ def sweep(config, grid_items, seeds, jobs, out, overrides):
     Running the same command with the same --out again skips finished runs and
     resumes or restarts the others.
 
+    Random search: --sample N draws N trials from the --space distributions (crossed
+    with the --grid values and the seeds); the folders are named from the drawn values.
+
+    --backend dask trains each run as a task on a Dask cluster: a local one of
+    --workers processes, or the cluster of --scheduler (started with `dask scheduler`
+    and `dask worker ADDRESS` on any machines).  The runs' files come back to this
+    machine; a run whose worker dies is retried (--retries).
+
     \b
     Examples:
       mlpjit sweep configs/spirals.yaml --grid optimizer.lr=0.01,0.05,0.1 --seeds 3
@@ -647,6 +855,11 @@ def sweep(config, grid_items, seeds, jobs, out, overrides):
           --grid optimizer.lr=0.01,0.1 --seeds 2 --jobs 2 --out sweeps/act-lr
       mlpjit sweep configs/mnist_mlp.yaml --grid model.layers.1.p=0.0,0.1,0.3 --set train.epochs=5
       mlpjit sweep configs/xor.yaml --seeds 10 --out sweeps/xor-seeds
+      mlpjit sweep configs/spirals.yaml --sample 20 --space "optimizer.lr=loguniform(1e-3,0.3)" \\
+          --space "optimizer.momentum=uniform(0.5,0.99)" --out sweeps/random
+      mlpjit sweep configs/spirals.yaml --grid optimizer.lr=0.01,0.1 --seeds 4 --backend dask --workers 2
+      mlpjit sweep configs/spirals.yaml --grid optimizer.lr=0.01,0.1 --seeds 4 \\
+          --backend dask --scheduler tcp://10.0.0.5:8786
     """
     grids: dict[str, list] = {}
     for item in grid_items:
@@ -654,7 +867,15 @@ def sweep(config, grid_items, seeds, jobs, out, overrides):
         if key in grids:
             raise ConfigError(f"--grid {item}: key {key!r} is already swept by another --grid")
         grids[key] = values
+    space: dict = {}
+    for item in space_items:
+        key, dist = parse_space(item)
+        if key in space:
+            raise ConfigError(f"--space {item}: key {key!r} is already drawn by another --space")
+        space[key] = dist
     rows = run_sweep(config, grids, seeds=seeds, jobs=jobs, out=Path(out) if out else None,
-                     overrides=overrides, log=click.echo)
+                     overrides=overrides, log=click.echo, space=space, sample=sample,
+                     backend=backend, scheduler=scheduler, workers=workers, retries=retries,
+                     progress=True)
     if any(r["status"] == "failed" for r in rows):
         sys.exit(1)

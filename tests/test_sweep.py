@@ -254,3 +254,82 @@ def test_help_has_examples(capsys):
     code, text, _ = invoke(capsys, "--help")
     assert code == 0
     assert "Examples:" in text and "--grid optimizer.lr=0.01,0.05,0.1 --seeds 3" in text
+
+
+SPACE = ["--sample", "4", "--space", "optimizer.lr=loguniform(0.01, 0.5)",
+         "--space", "model.layers.0.activation=choice(tanh, relu, {name: leaky_relu, alpha: 0.1})"]
+
+
+def test_random_search_draws_the_same_trials_every_time(spirals_file, tmp_path, capsys):
+    out = tmp_path / "random"
+    code, text, err = invoke(capsys, spirals_file, *SPACE, "--seeds", "2", "--out", out)
+    assert code == 0, err
+    rows = read_csv(out / "sweep.csv")
+    assert list(rows[0])[:4] == ["optimizer.lr", "model.layers.0.activation", "seed", "status"]
+    assert len(rows) == 8 and [r["seed"] for r in rows] == ["0", "1"] * 4
+    trials = [(r["optimizer.lr"], r["model.layers.0.activation"]) for r in rows[::2]]
+    assert len(set(trials)) == 4
+    for r in rows:  # folder named from the drawn values, and those are the values trained
+        cfg = yaml.safe_load((out / r["run_dir"] / "config.yaml").read_text())
+        lr = cfg["optimizer"]["lr"]
+        assert 0.01 <= lr < 0.5 and f"{lr:.4g}" == r["optimizer.lr"]
+        assert r["run_dir"] == f"optimizer.lr={r['optimizer.lr']},model.layers.0.activation=" \
+            + r["model.layers.0.activation"].replace("{", "_").replace("}", "_").replace(": ", "_") \
+            .replace(", ", ",_").replace(" ", "_") + f",seed={r['seed']}"
+    meta = yaml.safe_load((out / "sweep.yaml").read_text())
+    assert meta["sample"] == 4 and meta["space"]["optimizer.lr"] == "loguniform(0.01, 0.5)"
+    assert "--sample 4 --space 'optimizer.lr=loguniform(0.01, 0.5)'" in meta["command"]
+    # the same command draws the same trials: nothing to do
+    code, text, err = invoke(capsys, spirals_file, *SPACE, "--seeds", "2", "--out", out)
+    assert code == 0 and "skipping 8 finished runs" in text and "[1/" not in text
+    # more trials: the first 4 are the same draws, so only the new ones train
+    more = [a if a != "4" else "6" for a in SPACE]
+    code, text, err = invoke(capsys, spirals_file, *more, "--seeds", "2", "--out", out)
+    assert code == 0, err
+    assert "skipping 8 finished runs" in text and "[4/4]" in text and "[5/" not in text
+    assert [r["run_dir"] for r in read_csv(out / "sweep.csv")][:8] == [r["run_dir"] for r in rows]
+
+
+def test_random_search_crossed_with_a_grid(spirals_file, tmp_path, capsys):
+    out = tmp_path / "mixed"
+    code, text, err = invoke(capsys, spirals_file, "--grid", "train.batch_size=8,full",
+                             "--sample", "2", "--space", "optimizer.momentum=uniform(0.5, 0.95)",
+                             "--out", out)
+    assert code == 0, err
+    rows = read_csv(out / "sweep.csv")
+    assert [(r["train.batch_size"], r["seed"]) for r in rows] == [("8", "0")] * 2 + [("full", "0")] * 2
+    # the same two draws for every grid point
+    assert [r["optimizer.momentum"] for r in rows[:2]] == [r["optimizer.momentum"] for r in rows[2:]]
+    assert all(0.5 <= float(r["optimizer.momentum"]) < 0.95 for r in rows)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sample", "3", "--space", "optimizer.lr=uniform(0.1)"],
+     "--space optimizer.lr=uniform(0.1): uniform(a, b) takes two numbers (got 1)"),
+    (["--sample", "3", "--space", "optimizer.lr=normal(0, 1)"],
+     "--space optimizer.lr=normal(0, 1): unknown distribution 'normal' (valid: uniform, loguniform, randint, choice)"),
+    (["--sample", "3", "--space", "optimizer.lr=loguniform(0, 1)"],
+     "--space optimizer.lr=loguniform(0, 1): expected 0 < a < b (got a=0)"),
+    (["--sample", "3", "--space", "optimizer.lr=uniform(0.5, 0.1)"],
+     "--space optimizer.lr=uniform(0.5, 0.1): expected a < b"),
+    (["--sample", "3", "--space", "optimizer.lr=0.1"],
+     "--space optimizer.lr=0.1: expected key.path=uniform(a,b), loguniform(a,b), randint(a,b) or choice(x,y,...)"),
+    (["--sample", "3", "--space", "optimizer.lr=uniform(-1, -0.5)"],
+     "--space optimizer.lr=uniform(-1, -0.5) (trial 0 draws -0."),
+    (["--sample", "3", "--space", "optimizer.lrr=uniform(0.1, 0.5)"],
+     "--space optimizer.lrr=uniform(0.1, 0.5) (trial 0 draws 0."),
+    (["--sample", "3", "--space", "model.layers.0.activation=choice(tanh, rleu)"],
+     "--space model.layers.0.activation=choice(tanh, rleu) (trial "),
+    (["--space", "optimizer.lr=uniform(0.1, 0.5)"],
+     "--space optimizer.lr=uniform(0.1, 0.5): give the number of trials to draw with --sample N"),
+    (["--sample", "3"], "--sample 3: give the distributions to draw from with --space"),
+    (["--grid", "optimizer.lr=0.1,0.2", "--sample", "3", "--space", "optimizer.lr=uniform(0.1, 0.5)"],
+     "--space optimizer.lr=uniform(0.1, 0.5): key 'optimizer.lr' is already swept by --grid"),
+    (["--seeds", "2", "--sample", "3", "--space", "seed=randint(0, 9)"],
+     "--space seed=randint(0, 9): give the seeds either with --space seed=... or with --seeds, not both"),
+])
+def test_bad_space_is_one_line_exit_2_and_creates_nothing(args, message, spirals_file, tmp_path, capsys):
+    code, text, err = invoke(capsys, spirals_file, *args, "--out", tmp_path / "sw")
+    assert code == 2
+    assert err.startswith("error: " + message) and err.count("\n") == 1, err
+    assert not (tmp_path / "sw").exists()
