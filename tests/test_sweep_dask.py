@@ -163,7 +163,7 @@ def sweep_proc(cfg, *args, env):
 
 
 def test_local_cluster_gives_the_same_csv_as_the_local_backend(spirals_file, tmp_path, capsys):
-    code, text, err = invoke(capsys, spirals_file, *GRID, "--out", tmp_path / "local")
+    code, text, err = invoke(capsys, spirals_file, *GRID, "--jobs", "2", "--out", tmp_path / "local")
     assert code == 0, err
     code, text, err = invoke(capsys, spirals_file, *GRID, "--backend", "dask", "--workers", "2",
                              "--out", tmp_path / "dask")
