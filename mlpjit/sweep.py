@@ -294,7 +294,7 @@ def _plan(config_path, grids, seeds, overrides, space=None, sample=None) -> list
 def _check_models(points: list[_Point]) -> None:
     """The model of every grid point against its data (loading each distinct dataset once)."""
     from .data import load_dataset
-    from .trainer import build_model
+    from .trainer import model_for_data
 
     datasets, checked = {}, set()
     for p in points:
@@ -309,7 +309,7 @@ def _check_models(points: list[_Point]) -> None:
         ds = datasets[dkey]
         label = ",".join(f"{k}={_display(v)}" for k, v in p.values.items()) or "(base config)"
         try:
-            build_model(cfg, ds.n_features, ds.n_outputs, ds.task)
+            model_for_data(cfg, ds)
         except ConfigError as e:
             raise ConfigError(f"--grid point {label}: {e}") from None
 

@@ -448,3 +448,15 @@ def test_compiled_and_layer_paths_train_a_cnn_alike(cfg_file, mini_mnist, tmp_pa
         rows.append(read_metrics(tmp_path / str(compiled))[-1])
     for key in ("train_loss", "val_loss", "test_loss"):
         np.testing.assert_allclose(rows[0][key], rows[1][key], rtol=1e-4)
+
+
+def test_sweep_over_a_cnn(mlpjit_main, cfg_file, mini_mnist, tmp_path):
+    path = cfg_file(_cnn_cfg(mini_mnist(n_train=200, n_test=50), epochs=1))
+    out = tmp_path / "sweep"
+    res = mlpjit_main("sweep", path, "--grid", "model.layers.3.out_channels=4,6", "--out", out)
+    assert res.code == 0, res.text
+    import csv
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    res = mlpjit_main("sweep", path, "--grid", "model.layers.0.kernel_size=3,40", "--out", tmp_path / "bad")
+    assert res.code == 2 and "kernel 40×40 is larger than the input 28×28" in res.err
