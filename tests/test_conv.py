@@ -460,3 +460,21 @@ def test_sweep_over_a_cnn(mlpjit_main, cfg_file, mini_mnist, tmp_path):
     assert [r["status"] for r in rows] == ["ok", "ok"]
     res = mlpjit_main("sweep", path, "--grid", "model.layers.0.kernel_size=3,40", "--out", tmp_path / "bad")
     assert res.code == 2 and "kernel 40×40 is larger than the input 28×28" in res.err
+
+
+def test_npz_images_train_a_conv_model(mlpjit_main, cfg_file, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 2, 6, 5))
+    y = (X[:, 0, :3].mean(axis=(1, 2)) > X[:, 1, 3:].mean(axis=(1, 2))).astype(int)
+    np.savez(tmp_path / "images.npz", X=X, y=y)
+    cfg = {"name": "npz_cnn", "data": {"name": "npz", "path": str(tmp_path / "images.npz")},
+           "model": {"layers": [{"type": "conv2d", "out_channels": 3, "kernel_size": [2, 3],
+                                 "activation": "tanh"},
+                                {"type": "flatten"}, {"type": "dense", "units": 2}]},
+           "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.1},
+           "train": {"epochs": 2, "batch_size": 16}}
+    res = mlpjit_main("train", cfg_file(cfg), "--out", tmp_path / "run")
+    assert res.code == 0, res.text
+    model = Sequential.load(tmp_path / "run" / "model.npz")
+    assert model.metadata["input_shape"] == [2, 6, 5]
+    assert model.layers[2].in_features == 3 * 5 * 3
