@@ -555,10 +555,18 @@ def test_gradcheck_config(mlpjit_main, cfg_file, spirals_cfg):
 
 
 def test_gradcheck_shipped_configs(mlpjit_main):
-    for name in ("xor.yaml", "sine.yaml"):
+    for name in ("xor.yaml", "sine.yaml", "mnist_cnn.yaml"):
         res = mlpjit_main("gradcheck", CONFIGS / name)
         assert res.code == 0, res.text
         assert "OK" in res.out
+
+
+def test_gradcheck_on_raw_mnist_meets_relu_kinks(mlpjit_main):
+    # blank borders: conv pre-activations equal the bias, 0 at init, exactly the ReLU kink, and
+    # max-pool windows tie; the one-sided derivatives there fail a central difference
+    res = mlpjit_main("gradcheck", CONFIGS / "mnist_cnn.yaml", "--jitter", "0")
+    assert res.code == 1 and "FAILED" in res.out
+    assert re.search(r"^\s+0\.A\s+\S+\s*$", res.out, flags=re.M)   # the weights still agree
 
 
 def test_gradcheck_bad_config(mlpjit_main, cfg_file):
