@@ -36,10 +36,19 @@ import yaml
 from .errors import ConfigError
 
 __all__ = ["Uniform", "LogUniform", "RandInt", "Choice", "DISTRIBUTIONS", "parse_space",
-           "draw_trials", "split_values", "SIGNIFICANT_DIGITS"]
+           "draw_trials", "split_values", "parse_value", "SIGNIFICANT_DIGITS"]
 
 #: Significant digits kept of a drawn float.
 SIGNIFICANT_DIGITS = 4
+
+
+def parse_value(text: str, where: str) -> Any:
+    """One value as YAML reads it (``0.1``, ``relu``, ``[1, 2]``); a clear error naming ``where``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{where}: invalid value {text!r}: {problem}") from None
 
 
 def split_values(text: str, brackets: str = "[{") -> list[str]:
@@ -180,11 +189,7 @@ def parse_space(item: str) -> tuple[str, Any]:
     for text in texts:
         if not text:
             raise ConfigError(f"{where}: empty value in {kind}(...)")
-        try:
-            values.append(yaml.safe_load(text))
-        except yaml.YAMLError as exc:
-            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-            raise ConfigError(f"{where}: invalid value {text!r}: {problem}") from None
+        values.append(parse_value(text, where))
     cls = DISTRIBUTIONS[kind]
     if cls is Choice:
         if not values:

@@ -56,7 +56,7 @@ import yaml
 
 from .errors import ConfigError, MlpjitError
 from .io import timestamped_dir
-from .search_space import draw_trials, parse_space, split_values
+from .search_space import draw_trials, parse_space, parse_value, split_values
 
 __all__ = ["run_sweep", "parse_grid", "sweep", "METRIC_COLUMNS", "SWEEP_FORMAT"]
 
@@ -95,11 +95,7 @@ def parse_grid(item: str) -> tuple[str, list]:
     for text in _split_values(raw):
         if not text:
             raise ConfigError(f"{prefix}: empty value in the list (expected key.path=value1,value2,...)")
-        try:
-            values.append(yaml.safe_load(text))
-        except yaml.YAMLError as exc:
-            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-            raise ConfigError(f"{prefix}: invalid value {text!r}: {problem}") from None
+        values.append(parse_value(text, prefix))
     return key, values
 
 
