@@ -287,7 +287,6 @@ def _read_input(path):
         raise DataError(f"{path}: input must be numeric, got dtype {X.dtype}")
     if X.ndim == 1:
         X = X.reshape(1, -1)
-    X = X.reshape(X.shape[0], -1)
     if not np.isfinite(X).all():
         raise DataError(f"{path}: input contains NaN or Inf")
     return X
@@ -314,14 +313,18 @@ def predict(model_path, input_path, out):
 
     model = Sequential.load(model_path)
     X = _read_input(input_path)
-    if model.in_features is not None and X.shape[1] != model.in_features:
-        raise DataError(f"{input_path}: rows have {X.shape[1]} values but the model takes {model.in_features}")
     meta = model.metadata
-    if model.takes_images:  # rows of C·H·W values (or an (N, C, H, W) .npy) become images
+    if model.takes_images:
+        # an (N, C, H, W) .npy is taken as it is; rows of C·H·W values become images of the
+        # shape the model was trained on
         shape = tuple(meta.get("input_shape") or ())
-        size = int(np.prod(shape)) if shape else 0
-        if X.ndim == 2 and X.shape[1] == size:
+        if X.ndim == 2 and shape and X.shape[1] == int(np.prod(shape)):
             X = X.reshape((X.shape[0],) + shape)
+    else:
+        X = X.reshape(X.shape[0], -1)
+        if model.in_features is not None and X.shape[1] != model.in_features:
+            raise DataError(f"{input_path}: rows have {X.shape[1]} values but the model takes "
+                            f"{model.in_features}")
     try:
         model.output_shape(X.shape[1:])
     except ValueError as e:

@@ -837,11 +837,18 @@ def _load_npz(spec: dict, seed: int) -> Dataset:
         y_raw = _npz_array(npz, "y", label)
         X_test = y_test_raw = None
         if "X_test" in names:
-            X_test = _npz_X(_npz_array(npz, "X_test", label), "X_test", label)
+            X_test_arr = _npz_array(npz, "X_test", label)
+            X_test_shape = tuple(int(d) for d in X_test_arr.shape)
+            X_test = _npz_X(X_test_arr, "X_test", label)
             y_test_raw = _npz_array(npz, "y_test", label)
 
     pairs = [("X", "y", X, y_raw)]
     if X_test is not None:
+        if image_shape is not None and X_test_shape[1:] != image_shape:
+            raise DataError(
+                f"{label}: 'X_test' has examples of shape {X_test_shape[1:]} but 'X' has "
+                f"{image_shape}"
+            )
         if X_test.shape[1] != X.shape[1]:
             raise DataError(
                 f"{label}: 'X_test' has {X_test.shape[1]} features but 'X' has {X.shape[1]}"

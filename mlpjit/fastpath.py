@@ -22,6 +22,7 @@ from .losses import MSE, BinaryCrossEntropy, CrossEntropy, SumSquares
 from .optim import SGD, Adam
 
 CHUNK_EXAMPLES = 16384  # examples per compiled call: Ctrl-C and the progress bar react within one
+DRAW_BUDGET = 32 * 2 ** 20  # bytes of dropout draws made ahead of one call (float64 each)
 
 
 def _builtin_activation(act):
@@ -94,7 +95,6 @@ class CompiledLoop:
         self.Xbuf = np.zeros((bs, X.shape[1]), dtype)
         self.dropouts = []
         begins = {}
-        chunk = max(1, CHUNK_EXAMPLES // bs) * bs
         for l, (layer, end) in enumerate(flat):
             in_shape = shape
             w_in = int(np.prod(in_shape))
@@ -157,13 +157,20 @@ class CompiledLoop:
             cols.append(col), STs.append(ST), dcols.append(dcol)
             if isinstance(layer, Dropout):
                 masks.append(np.zeros((bs, width), dtype))
-                Us.append(np.zeros(chunk * width, np.float64))
+                Us.append(None)  # sized below, once the chunk length is known
                 self.dropouts.append((l, layer, width))
             else:
                 masks.append(dummy2)
                 Us.append(np.zeros(1, np.float64))
         self.As, self.bvec, self.dAs, self.dbs = tuple(As), tuple(bvec), tuple(dAs), tuple(dbs)
         self.Ss, self.Ys, self.dSs, self.dXs = tuple(Ss), tuple(Ys), tuple(dSs), tuple(dXs)
+        # a call's dropout draws are made ahead (see run): wide feature maps shorten the chunk
+        drop_width = sum(width for _, _, width in self.dropouts)
+        self.chunk_batches = max(1, CHUNK_EXAMPLES // bs)
+        if drop_width:
+            self.chunk_batches = max(1, min(self.chunk_batches, DRAW_BUDGET // (8 * bs * drop_width)))
+        for l, _, width in self.dropouts:
+            Us[l] = np.zeros(self.chunk_batches * bs * width, np.float64)
         self.masks, self.Us = tuple(masks), tuple(Us)
         self.cols, self.STs, self.dcols = tuple(cols), tuple(STs), tuple(dcols)
         width = int(np.prod(shape))
@@ -221,7 +228,6 @@ class CompiledLoop:
             self.clip = (KE.CLIP_NONE, 0.0)
         self.acc = np.zeros(KE.ACC_SIZE)
         self.layer_norms = np.zeros(len(self.weight_names))
-        self.chunk_batches = max(1, CHUNK_EXAMPLES // bs)
         # the image kinds' kernels are compiled only for networks that have them
         has_images = any(k in (KE.CONV, KE.MAXPOOL, KE.AVGPOOL) for k in self.kinds)
         self.images = self.geo if has_images else None

@@ -116,6 +116,8 @@ def _build_layers(specs, shape, where, dtype, init_seeds, drop_seeds):
             else:
                 raise ValueError(f"unknown layer type '{kind}'")
             shape = layer.output_shape(tuple(shape))
+        except ConfigError:
+            raise  # already names its key
         except (ValueError, TypeError) as e:
             raise ConfigError(f"{at}: {e}") from None
         layers.append(layer)

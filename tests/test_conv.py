@@ -113,6 +113,7 @@ def test_conv_kernels_match_numpy_and_the_direct_loop(C, H, W, O, k, s, padding)
     KC.conv2d_backward_direct(X, layer.A, dS, s, s, pt, pl, dX2, dA2, db2)
     np.testing.assert_allclose(dX, dX2, atol=1e-12)
     np.testing.assert_allclose(layer.dA, dA2, atol=1e-12)
+    np.testing.assert_allclose(layer.db, db2, atol=1e-12)
 
 
 def test_conv_float32_against_float64():
@@ -140,7 +141,11 @@ def test_pooling_matches_numpy(kind, size, stride, shape):
 def test_maxpool_propagates_nan():
     X = np.zeros((1, 1, 2, 2))
     X[0, 0, 1, 0] = np.nan
-    assert np.isnan(MaxPool2D(2).forward(X)[0, 0, 0, 0])
+    X[0, 0, 1, 1] = np.nan
+    layer = MaxPool2D(2)
+    assert np.isnan(layer.forward(X)[0, 0, 0, 0])
+    dX = layer.backward(np.full((1, 1, 1, 1), 5.0))
+    np.testing.assert_array_equal(dX[0, 0], [[0, 0], [5, 0]])   # to the first NaN
 
 
 def test_output_size_formula():
@@ -149,7 +154,17 @@ def test_output_size_formula():
                                 (5, 3, 1, "full", 4), (9, 5, 3, 2, 4)]:
         layer = Conv2D(1, 1, k, stride=s, padding=padding)
         assert layer.output_shape((1, i, i + 1)) == (1, (i + p - k) // s + 1, (i + 1 + p - k) // s + 1)
-        assert KC.out_size(i, k, s, p) == (i + p - k) // s + 1
+    assert Conv2D(1, 1, 28, padding="same").output_shape((1, 28, 28)) == (1, 28, 28)
+    assert Conv2D(1, 1, 3, stride=2, padding="same").output_shape((1, 7, 8)) == (1, 4, 4)  # ⌈i/s⌉
+
+
+def test_same_padding_with_an_even_kernel_by_hand():
+    # k = 2, "same": one row/column of zeros in all, at the bottom/right, so the output keeps 2×2
+    layer = Conv2D(1, 1, 2, padding="same", dtype=np.float64)
+    layer.A = [[[[1, 2], [3, 4]]]]
+    X = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
+    # S[0,0] = 1·1 + 2·2 + 3·3 + 4·4 = 30; S[0,1] = 1·2 + 3·4 = 14; S[1,0] = 1·3 + 2·4 = 11; S[1,1] = 4
+    np.testing.assert_allclose(layer.forward(X)[0, 0], [[30, 14], [11, 4]])
 
 
 # --- gradient checks ----------------------------------------------------------------------------
@@ -478,3 +493,39 @@ def test_npz_images_train_a_conv_model(mlpjit_main, cfg_file, tmp_path):
     model = Sequential.load(tmp_path / "run" / "model.npz")
     assert model.metadata["input_shape"] == [2, 6, 5]
     assert model.layers[2].in_features == 3 * 5 * 3
+
+
+def test_dropout_draws_on_wide_feature_maps_stay_within_a_budget():
+    from mlpjit.fastpath import DRAW_BUDGET
+    model = Sequential([Conv2D(1, 32, 3, seed=0), Dropout(0.2, seed=1), Flatten(),
+                        Dense(32 * 26 * 26, 10, seed=2)])
+    X = np.zeros((128, 784), np.float32)
+    loop = CompiledLoop(model, mlpjit.losses.get("cross_entropy"), SGD(model.parameters(), lr=0.1),
+                        X, np.zeros(128, np.int64), 1.0, "classification", 64, None,
+                        input_shape=(1, 28, 28))
+    assert loop.Us[1].nbytes <= DRAW_BUDGET and loop.chunk_batches >= 1
+    assert loop.Us[1].size == loop.chunk_batches * 64 * 32 * 26 * 26
+
+
+def test_predict_takes_images_as_they_are(mlpjit_main, tmp_path):
+    model = Sequential([Conv2D(1, 2, 3, seed=0), Flatten(), Dense(2 * 4 * 4, 3, seed=1)])
+    model.save(tmp_path / "m.npz")                      # saved from code: no input_shape recorded
+    X = np.random.default_rng(0).random((4, 1, 6, 6))
+    np.save(tmp_path / "x.npy", X)
+    res = mlpjit_main("predict", tmp_path / "m.npz", tmp_path / "x.npy")
+    assert res.code == 0, res.text
+    assert len(res.out.splitlines()) == 5
+    np.save(tmp_path / "small.npy", X[:, :, :5, :5])
+    from test_cli import assert_user_error
+    assert_user_error(mlpjit_main("predict", tmp_path / "m.npz", tmp_path / "small.npy"),
+                      "small.npy", "(1, 5, 5)", "do not fit the model")
+
+
+def test_npz_test_images_must_match_the_training_images(tmp_path):
+    from mlpjit.data import load_dataset
+    from mlpjit.errors import DataError
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.random((40, 1, 8, 8)), y=rng.integers(0, 2, 40),
+             X_test=rng.random((10, 2, 4, 8)), y_test=rng.integers(0, 2, 10))
+    with pytest.raises(DataError, match=r"'X_test' has examples of shape \(2, 4, 8\) but 'X' has \(1, 8, 8\)"):
+        load_dataset({"name": "npz", "path": str(tmp_path / "d.npz")}, 0)

@@ -30,11 +30,6 @@ from .._jit import jit
 from .linear import gemm_nn, gemm_nt, gemm_tn
 
 
-def out_size(i, k, s, pad_total):
-    """o = ⌊(i + p − k)/s⌋ + 1 (math.md §6), with p the total padding."""
-    return (i + pad_total - k) // s + 1
-
-
 # --- the reference: the complex dot product and its two copies --------------------------------
 
 # (X: (N, C, H, W), A: (O, C, KH, KW), b: (O,), sh, sw, ph, pw, S: (N, O, OH, OW)) -> None
@@ -95,7 +90,7 @@ def conv2d_backward_direct(X, A, dS, sh, sw, ph, pw, dX, dA, db):
 # (q, s, pad, W, OW) -> (lo, hi): the output columns j whose input column j·s + q − pad is in [0, W)
 @jit
 def _inside(q, s, pad, W, OW):
-    lo = max(0, -((q - pad) // s))          # ⌈(pad − q)/s⌉, at least 0
+    lo = min(OW, max(0, -((q - pad) // s)))   # ⌈(pad − q)/s⌉, within [0, OW]
     hi = min(OW, (W - 1 + pad - q) // s + 1)  # floor division: empty when negative
     return lo, max(lo, hi)
 
