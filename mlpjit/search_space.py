@@ -103,7 +103,10 @@ class Uniform:
             raise ConfigError(f"{where}: expected a < b (got a={_text(self.a)}, b={_text(self.b)})")
 
     def sample(self, rng: np.random.Generator) -> float:
-        return _round(self.a + (self.b - self.a) * rng.random())
+        while True:  # rounding can reach b; draw again, so values stay in [a, b)
+            x = _round(self.a + (self.b - self.a) * rng.random())
+            if x < self.b:
+                return x
 
     def __repr__(self) -> str:
         return f"{self.name}({_text(self.a)}, {_text(self.b)})"
@@ -121,7 +124,10 @@ class LogUniform(Uniform):
 
     def sample(self, rng: np.random.Generator) -> float:
         lo, hi = math.log(self.a), math.log(self.b)
-        return _round(math.exp(lo + (hi - lo) * rng.random()))
+        while True:  # rounding can reach b; draw again, so values stay in [a, b)
+            x = _round(math.exp(lo + (hi - lo) * rng.random()))
+            if x < self.b:
+                return x
 
 
 class RandInt(Uniform):
@@ -134,6 +140,8 @@ class RandInt(Uniform):
             raise ConfigError(f"{where}: expected integer bounds (got a={_text(self.a)}, b={_text(self.b)})")
         if self.a > self.b:
             raise ConfigError(f"{where}: expected a <= b (got a={self.a}, b={self.b})")
+        if not -2 ** 63 <= self.a <= self.b < 2 ** 63 - 1:
+            raise ConfigError(f"{where}: bounds must be 64-bit integers (got a={self.a}, b={self.b})")
 
     def sample(self, rng: np.random.Generator) -> int:
         return int(rng.integers(self.a, self.b, endpoint=True))
@@ -204,7 +212,8 @@ def parse_space(item: str) -> tuple[str, Any]:
                     v = values[i] = float(v)
                 except ValueError:
                     pass
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if (isinstance(v, bool) or not isinstance(v, (int, float))
+                    or not math.isfinite(float(v) if abs(v) < 1e300 else math.inf)):
                 raise ConfigError(f"{where}: {kind}(a, b) takes two finite numbers "
                                   f"(got {texts[i]!r})")
         dist = cls(*values)

@@ -333,3 +333,15 @@ def test_bad_space_is_one_line_exit_2_and_creates_nothing(args, message, spirals
     assert code == 2
     assert err.startswith("error: " + message) and err.count("\n") == 1, err
     assert not (tmp_path / "sw").exists()
+
+
+def test_space_draws_stay_below_b_and_huge_bounds_are_errors():
+    import numpy as np
+    from mlpjit.errors import ConfigError
+    from mlpjit.search_space import LogUniform, Uniform, parse_space
+    rng = np.random.default_rng(0)
+    assert max(Uniform(0, 1).sample(rng) for _ in range(100_000)) < 1      # 4 digits: 0.99995 → 1.0
+    assert max(LogUniform(0.1, 1).sample(rng) for _ in range(100_000)) < 1
+    for text in ["optimizer.lr=uniform(0, 1" + "0" * 400 + ")", "train.epochs=randint(1, 10000000000000000000000)"]:
+        with pytest.raises(ConfigError, match="--space"):
+            parse_space(text)
