@@ -287,6 +287,8 @@ def _read_input(path):
         raise DataError(f"{path}: input must be numeric, got dtype {X.dtype}")
     if X.ndim == 1:
         X = X.reshape(1, -1)
+    if X.shape[0] == 0:
+        raise DataError(f"{path}: no examples to predict")
     if not np.isfinite(X).all():
         raise DataError(f"{path}: input contains NaN or Inf")
     return X

@@ -529,3 +529,11 @@ def test_npz_test_images_must_match_the_training_images(tmp_path):
              X_test=rng.random((10, 2, 4, 8)), y_test=rng.integers(0, 2, 10))
     with pytest.raises(DataError, match=r"'X_test' has examples of shape \(2, 4, 8\) but 'X' has \(1, 8, 8\)"):
         load_dataset({"name": "npz", "path": str(tmp_path / "d.npz")}, 0)
+
+
+def test_predict_on_an_empty_file_is_a_clear_error(mlpjit_main, tmp_path):
+    Sequential([Dense(4, 2, seed=0)]).save(tmp_path / "m.npz")
+    np.save(tmp_path / "empty.npy", np.zeros((0, 4)))
+    from test_cli import assert_user_error
+    assert_user_error(mlpjit_main("predict", tmp_path / "m.npz", tmp_path / "empty.npy"),
+                      "empty.npy", "no examples")
