@@ -103,10 +103,7 @@ def train_run(task: dict) -> dict:
                 (run_dir / name).write_bytes(data)
         res = _execute({"cfg": task["cfg"], "config_text": task["config_text"],
                         "run_dir": str(run_dir), "resume": task["resume"]})
-        files = {}
-        if run_dir.is_dir():
-            files = {p.name: p.read_bytes() for p in sorted(run_dir.iterdir())
-                     if p.is_file() and not p.name.startswith(".")}
+        files = _read_folder(run_dir)
         if res.get("error"):
             res["error"] = res["error"].replace(str(run_dir), task["run_dir"])
             if res.get("kind") == "DataError":  # most likely a file missing on this worker

@@ -72,18 +72,12 @@ def _build_layers(specs, shape, where, dtype, init_seeds, drop_seeds):
         at = f"{where}.{i}"
         init_rng = np.random.default_rng(init_seeds[i])
         try:
+            # each layer's output_shape (below) checks that it can take ``shape``
             if kind == "dense":
-                if len(shape) != 1:
-                    raise ValueError(f"a dense layer needs flat rows, but the layer before it gives "
-                                     f"images of shape {tuple(shape)}; add {{type: flatten}} before it")
                 layer = Dense(shape[0], spec["units"], activation=spec.get("activation", "identity"),
                               init=spec.get("init", "xavier_uniform"), dtype=dtype,
                               bias_init=spec.get("bias_init", 0.0), rng=init_rng)
             elif kind == "conv2d":
-                if len(shape) != 3:
-                    raise ValueError(f"conv2d needs images (channels, height, width), but gets flat "
-                                     f"rows of {shape[0]} values (a conv model must start with conv2d "
-                                     f"or pooling, on image data)")
                 given = spec.get("in_channels")
                 if given is not None and given != shape[0]:
                     raise ConfigError(f"{at}.in_channels: {given}, but its input has {shape[0]} "
@@ -100,12 +94,9 @@ def _build_layers(specs, shape, where, dtype, init_seeds, drop_seeds):
                 layer = Flatten()
             elif kind == "residual":
                 n = len(spec["layers"])
-                inner, inner_shape = _build_layers(
+                inner, _ = _build_layers(
                     spec["layers"], shape, f"{at}.layers", dtype,
                     init_seeds[i].spawn(n), drop_seeds[i].spawn(n))
-                if tuple(inner_shape) != tuple(shape):
-                    raise ValueError(f"the residual block maps shape {tuple(shape)} to "
-                                     f"{tuple(inner_shape)}; y = x + F(x) needs its layers to keep the shape")
                 layer = Residual(inner)
             elif kind == "dropout":
                 layer = Dropout(spec["p"], seed=np.random.default_rng(drop_seeds[i]))

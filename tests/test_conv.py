@@ -380,7 +380,7 @@ BAD_CONV_CONFIGS = {
     "channel_mismatch": ([CONV, {**CONV, "in_channels": 8}, {"type": "flatten"}, {"type": "dense", "units": 10}],
                          ["model.layers.1.in_channels", "8", "4 channels"]),
     "dense_without_flatten": ([CONV, {"type": "dense", "units": 10}],
-                              ["model.layers.1", "add {type: flatten} before it"]),
+                              ["model.layers.1", "needs flat rows", "put a flatten layer before it"]),
     "ends_with_images": ([CONV], ["model.layers.0", "ends with images", "flatten"]),
     "residual_changes_shape": ([CONV, {"type": "residual", "layers": [{**CONV, "out_channels": 5,
                                                                         "padding": "same"}]},

@@ -239,12 +239,11 @@ def test_half_finished_sweep_does_only_what_is_missing(dask_sweep, spirals_file,
     assert without_timing(read_csv(out / "sweep.csv")) == without_timing(before)
 
 
-def test_worker_killed_while_training_is_retried_and_every_run_is_present_once(slow_file, cluster,
-                                                                               tmp_path):
-    cluster.ensure_workers(2)
-    out = tmp_path / "killed"
-    proc = sweep_proc(slow_file, *SLOW_GRID, "--backend", "dask", "--scheduler", cluster.address,
-                      "--retries", "2", "--out", out, env=cluster.env)
+def _sweep_killing_a_worker(cluster, config, *args):
+    """Run a --scheduler sweep in a subprocess and SIGKILL a worker while it trains; returns
+    (exit code, output, the killed worker's address, the key of the task it was running)."""
+    proc = sweep_proc(config, *args, "--backend", "dask", "--scheduler", cluster.address,
+                      env=cluster.env)
     try:
         victim, key = cluster.kill_a_worker_in_training(proc)
         text, _ = proc.communicate(timeout=180)
@@ -252,7 +251,16 @@ def test_worker_killed_while_training_is_retried_and_every_run_is_present_once(s
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, text
+    return proc.returncode, text, victim, key
+
+
+def test_worker_killed_while_training_is_retried_and_every_run_is_present_once(slow_file, cluster,
+                                                                               tmp_path):
+    cluster.ensure_workers(2)
+    out = tmp_path / "killed"
+    code, text, victim, key = _sweep_killing_a_worker(cluster, slow_file, *SLOW_GRID,
+                                                      "--retries", "2", "--out", out)
+    assert code == 0, text
     left = [line for line in text.splitlines() if line.startswith(f"worker {victim} left the cluster with ")]
     assert len(left) == 1, text
     retried = left[0].split(" (", 1)[1].split(")", 1)[0].split(" ")
@@ -277,16 +285,9 @@ def test_worker_killed_while_training_is_retried_and_every_run_is_present_once(s
 def test_with_retries_0_a_run_whose_worker_dies_is_recorded_as_failed(slow_file, cluster, tmp_path):
     cluster.ensure_workers(2)
     out = tmp_path / "no-retries"
-    proc = sweep_proc(slow_file, "--grid", "optimizer.lr=0.02,0.05", "--backend", "dask",
-                      "--scheduler", cluster.address, "--retries", "0", "--out", out, env=cluster.env)
-    try:
-        victim, key = cluster.kill_a_worker_in_training(proc)
-        text, _ = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 1, text
+    code, text, victim, key = _sweep_killing_a_worker(cluster, slow_file, "--grid", "optimizer.lr=0.02,0.05",
+                                                      "--retries", "0", "--out", out)
+    assert code == 1, text
     rows = {r["run_dir"]: r for r in read_csv(out / "sweep.csv")}
     killed = ["optimizer.lr=0.02,seed=0", "optimizer.lr=0.05,seed=0"][int(key.rsplit("-", 1)[1])]
     assert rows[killed]["status"] == "failed"
