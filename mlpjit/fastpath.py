@@ -14,7 +14,9 @@ Used when every layer is a built-in layer (``Dense``, ``Conv2D``, pooling, ``Fla
 import numpy as np
 
 from . import activations as _acts
+from . import _memory
 from .kernels import epoch as KE
+from .kernels import linear as KL
 from .kernels import misc as KM
 from .layers import (Activation, AvgPool2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Residual,
                      Softmax)
@@ -91,8 +93,10 @@ class CompiledLoop:
         As, bvec, dAs, dbs = [], [], [], []
         Ss, Ys, dSs, dXs, masks, Us = [], [], [], [], [], []
         cols, STs, dcols = [], [], []
+        sp_idx, sp_val, sp_int, sp_vals = [], [], [], []
+        self.sparse = np.zeros(L, np.int64)
         shape = tuple(input_shape) if input_shape is not None else (X.shape[1],)
-        self.Xbuf = np.zeros((bs, X.shape[1]), dtype)
+        self.Xbuf = _memory.zeros((bs, X.shape[1]), dtype)
         self.dropouts = []
         begins = {}
         for l, (layer, end) in enumerate(flat):
@@ -107,13 +111,15 @@ class CompiledLoop:
             if isinstance(layer, (Dense, Conv2D)):
                 act = layer.activation
                 self.acts[l], self.alphas[l] = act.code, act._alpha()
-                S = np.zeros((bs, width), dtype)
-                Y = S if act.code == _acts.Identity.code else np.zeros((bs, width), dtype)
-                dS = np.zeros((bs, width), dtype)
+                S = _memory.zeros((bs, width), dtype)
+                Y = S if act.code == _acts.Identity.code else _memory.zeros((bs, width), dtype)
+                dS = _memory.zeros((bs, width), dtype)
                 b, db = layer.b, layer.db
                 if isinstance(layer, Dense):
                     self.kinds[l] = KE.DENSE
                     A, dA = layer.A, layer.dA
+                    if bs * w_in * width > KL.SMALL:  # may skip its input's zeros (Dense's rule)
+                        self.sparse[l] = 1
                 else:
                     self.kinds[l] = KE.CONV
                     A, dA = layer.A2, layer.dA.reshape(layer.out_channels, -1)
@@ -149,11 +155,21 @@ class CompiledLoop:
                 self.acts[l], self.alphas[l] = layer.activation.code, layer.activation._alpha()
             else:
                 self.kinds[l] = KE.SOFTMAX
+            if self.sparse[l]:  # as Dense._sparse_buffers, for bs rows
+                sp_idx.append(np.zeros((bs, w_in), np.int32))
+                sp_val.append(np.zeros((bs, w_in), dtype))
+                sp_int.append(np.zeros(bs + w_in + 1 + bs * w_in, np.int32))
+                sp_vals.append(np.zeros(bs * w_in, dtype))
+            else:
+                sp_idx.append(np.zeros((1, 1), np.int32))
+                sp_val.append(dummy2)
+                sp_int.append(np.zeros(1, np.int32))
+                sp_vals.append(dummy1)
             if Y is None:
-                Y = np.zeros((bs, width), dtype)
+                Y = _memory.zeros((bs, width), dtype)
             As.append(A), bvec.append(b), dAs.append(dA), dbs.append(db)
             Ss.append(S), Ys.append(Y), dSs.append(dS)
-            dXs.append(np.zeros((bs, w_in), dtype) if l > 0 else dummy2)
+            dXs.append(_memory.zeros((bs, w_in), dtype) if l > 0 else dummy2)
             cols.append(col), STs.append(ST), dcols.append(dcol)
             if isinstance(layer, Dropout):
                 masks.append(np.zeros((bs, width), dtype))
@@ -173,6 +189,7 @@ class CompiledLoop:
             Us[l] = np.zeros(self.chunk_batches * bs * width, np.float64)
         self.masks, self.Us = tuple(masks), tuple(Us)
         self.cols, self.STs, self.dcols = tuple(cols), tuple(STs), tuple(dcols)
+        self.sp = (tuple(sp_idx), tuple(sp_val), tuple(sp_int), tuple(sp_vals))
         width = int(np.prod(shape))
         k = width
         n = X.shape[0]
@@ -231,6 +248,8 @@ class CompiledLoop:
         # the image kinds' kernels are compiled only for networks that have them
         has_images = any(k in (KE.CONV, KE.MAXPOOL, KE.AVGPOOL) for k in self.kinds)
         self.images = self.geo if has_images else None
+        # the sparse-input kernels are compiled only for networks with a layer large enough
+        self.sparse_flags = self.sparse if self.sparse.any() else None
 
     def run(self, perm, b_start, b_stop, lr, acc):
         """Train batches [b_start, b_stop) of ``perm``; update the trainer's ``acc`` dict.
@@ -250,7 +269,7 @@ class CompiledLoop:
             self.kinds, self.acts, self.alphas, self.ps, self.geo, self.images, self.As, self.bvec,
             self.dAs, self.dbs, self.Xbuf, self.lbuf, self.tbuf, self.Ss, self.Ys, self.dSs, self.dXs,
             self.masks, self.Us, self.cols, self.STs, self.dcols,
-            self.loss_code, self.pred, self.P, self.dOut,
+            self.sparse_flags, *self.sp, self.loss_code, self.pred, self.P, self.dOut,
             self.params, self.grads, self.weight_grad_index, self.slot1, self.slot2,
             opt, lr, mom, nest, wd, b1, b2, eps, self.optimizer.t,
             self.clip[0], self.clip[1], a, self.layer_norms)

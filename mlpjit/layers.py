@@ -11,6 +11,7 @@ call with the same batch size: copy them to keep them (``Sequential.predict`` re
 
 import numpy as np
 
+from . import _memory
 from . import activations as _activations
 from ._registry import lookup
 from .initializers import initialize, parse as _parse_init
@@ -139,13 +140,16 @@ class Dense(Layer):
         _parse_init(self.init)
         self.bias_init = float(bias_init)
         rng = np.random.default_rng(seed) if rng is None else rng
-        self._A = initialize(self.init, (self.in_features, self.out_features), rng, self.dtype)
-        self._b = np.full(self.out_features, self.bias_init, dtype=self.dtype)
-        self.dA = np.zeros_like(self._A)
-        self.db = np.zeros_like(self._b)
+        self._A = _memory.copy(initialize(self.init, (self.in_features, self.out_features), rng,
+                                          self.dtype))
+        self._b = _memory.full(self.out_features, self.bias_init, self.dtype)
+        self.dA = _memory.zeros_like(self._A)
+        self.db = _memory.zeros_like(self._b)
         self._identity = type(self.activation) is _activations.Identity
         self._n = -1
         self._X = None
+        self._sparse = False  # whether the last forward pass skipped X's zeros (see backward)
+        self._sparse_n = -1
 
     # A and b stay C-contiguous arrays of the layer's dtype: assignment copies into them.
     @property
@@ -173,11 +177,23 @@ class Dense(Layer):
     def _buffers(self, n):
         if n != self._n:
             m, k = self.out_features, self.in_features
-            self.S = np.empty((n, m), self.dtype)
-            self.Y = self.S if self._identity else np.empty((n, m), self.dtype)
-            self.dS = np.empty((n, m), self.dtype)
-            self.dX = np.empty((n, k), self.dtype)
+            self.S = _memory.empty((n, m), self.dtype)
+            self.Y = self.S if self._identity else _memory.empty((n, m), self.dtype)
+            self.dS = _memory.empty((n, m), self.dtype)
+            self.dX = _memory.empty((n, k), self.dtype)
             self._n = n
+
+    def _sparse_buffers(self, n):
+        """X's nonzeros by row (idx, val, cnt) and by column (ptr, rows, vals), for n rows."""
+        if n != self._sparse_n:
+            k = self.in_features
+            self._idx = np.empty((n, k), np.int32)
+            self._val = np.empty((n, k), self.dtype)
+            self._cnt = np.empty(n, np.int32)
+            self._ptr = np.empty(k + 1, np.int32)
+            self._rows = np.empty(n * k, np.int32)
+            self._vals = np.empty(n * k, self.dtype)
+            self._sparse_n = n
 
     def forward(self, X, training=False):
         X = _as_input(X, self.dtype, repr(self))
@@ -185,7 +201,13 @@ class Dense(Layer):
             raise ValueError(f"{self!r} expects input of shape (batch, {self.in_features}), "
                              f"got {X.shape}")
         self._buffers(X.shape[0])
-        KL.dense_forward(X, self._A, self._b, self.S)
+        self._sparse = bool(KL.sparse_pays(X, self.out_features))
+        if self._sparse:  # mostly zeros (e.g. MNIST pixels): visit only the nonzeros
+            self._sparse_buffers(X.shape[0])
+            KL.sparse_rows(X, self._idx, self._val, self._cnt)
+            KL.sparse_dense_forward(self._idx, self._val, self._cnt, self._A, self._b, self.S)
+        else:
+            KL.dense_forward(X, self._A, self._b, self.S)
         if not self._identity:
             self.activation.forward(self.S, self.Y)
         self._X = X
@@ -201,7 +223,11 @@ class Dense(Layer):
         else:
             self.activation.backward(self.S, self.Y, dY, self.dS)
             dS = self.dS
-        KL.dense_backward_params(self._X, dS, self.dA, self.db)
+        if self._sparse:
+            KL.sparse_cols(self._idx, self._val, self._cnt, self._ptr, self._rows, self._vals)
+            KL.sparse_dense_backward_params(self._ptr, self._rows, self._vals, dS, self.dA, self.db)
+        else:
+            KL.dense_backward_params(self._X, dS, self.dA, self.db)
         if not need_dX:
             return None
         KL.dense_backward_input(dS, self._A, self.dX)

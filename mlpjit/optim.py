@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from . import _memory
 from ._registry import lookup
 from .kernels import misc as KM
 
@@ -56,7 +57,7 @@ class Optimizer:
             raise ValueError(f"learning rate must be > 0, got {lr}")
         self.params = list(params)
         self.lr = float(lr)
-        self.state = {slot: {name: np.zeros_like(p) for name, p, _ in self.params}
+        self.state = {slot: {name: _memory.zeros_like(p) for name, p, _ in self.params}
                       for slot in self.slots}
         self.t = 0
 

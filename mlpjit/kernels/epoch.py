@@ -31,7 +31,8 @@ from .._jit import jit
 from .activations import IDENTITY, activation_backward, activation_forward
 from .conv import (add_into, avgpool2d_backward, avgpool2d_forward, conv2d_backward_input,
                    conv2d_backward_params, conv2d_forward, maxpool2d_backward, maxpool2d_forward)
-from .linear import dense_backward_input, dense_backward_params, dense_forward
+from .linear import (dense_backward_input, dense_backward_params, dense_forward, sparse_cols,
+                     sparse_dense_backward_params, sparse_dense_forward, sparse_pays, sparse_rows)
 from .misc import (PRED_NONE, adam_update, clip_norm_factor, clip_value_inplace, copy_into, count_correct,
                    dropout_forward, gather_rows, mul_into, scale_inplace, sgd_update, sum_squares)
 from .regression import mse_backward, mse_forward, sum_squares_backward, sum_squares_forward
@@ -57,6 +58,15 @@ ACC_SIZE = 8
 def _geo(geo, l):
     g = geo[l]
     return g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11]
+
+
+@jit
+def _sparse_views(idx, val, ints, vals, m):
+    """A dense layer's sparse scratch for a batch of m rows (as ``Dense._sparse_buffers``):
+    ``idx``/``val`` (bs, k); ``ints`` holds cnt (bs), ptr (k + 1), rows (bs·k)."""
+    bs, k = idx.shape
+    return (idx[:m], val[:m], ints[:m], ints[bs:bs + k + 1], ints[bs + k + 1:bs + k + 1 + m * k],
+            vals[:m * k])
 
 
 @jit
@@ -110,17 +120,20 @@ def _backward_image_layer(l, kind, dY, m, acts, alphas, geo, As, dAs, dbs, Ss, Y
 def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
                   kinds, acts, alphas, ps, geo, images, As, bs_, dAs, dbs,
                   Xbuf, lbuf, tbuf, Ss, Ys, dSs, dXs, masks, Us, cols, STs, dcols,
-                  loss_code, pred, P, dOut,
+                  sparse, sp_idx, sp_val, sp_int, sp_vals, loss_code, pred, P, dOut,
                   params, grads, weight_grad_index, slot1, slot2,
                   opt_code, lr, momentum, nesterov, weight_decay, beta1, beta2, eps, step0,
                   clip_code, clip_c, acc, layer_norms):
     """Train on batches ``b_start ≤ b < b_stop`` of ``perm``; returns the number of batches done
     (fewer when a NaN/Inf loss or gradient appeared: then ``acc[5]`` holds that batch).
     ``images``: ``geo`` for networks with image kinds, else None (``cols``, ``STs``,
-    ``dcols`` are then unused)."""
+    ``dcols`` are then unused).  ``sparse``: None, or per layer 1 where a dense layer has
+    scratch for skipping its input's zeros (``sp_*``, see ``_sparse_views``), used on the
+    batches where ``sparse_pays``, as ``Dense`` decides."""
     n = perm.shape[0]
     L = kinds.shape[0]
     u_off = np.zeros(L, np.int64)
+    skipped = np.zeros(L, np.bool_)  # whether layer l's forward pass skipped zeros
     sums = np.zeros(len(grads))
     done = 0
     for b in range(b_start, b_stop):
@@ -140,7 +153,16 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
             kind = kinds[l]
             if kind == DENSE:
                 S = Ss[l][:m]
-                dense_forward(xin, As[l], bs_[l], S)
+                skipped[l] = False
+                if sparse is not None:  # (pruned for networks without large dense layers)
+                    if sparse[l] != 0 and sparse_pays(xin, S.shape[1]):
+                        idx, val, cnt, _, _, _ = _sparse_views(sp_idx[l], sp_val[l], sp_int[l],
+                                                               sp_vals[l], m)
+                        sparse_rows(xin, idx, val, cnt)
+                        sparse_dense_forward(idx, val, cnt, As[l], bs_[l], S)
+                        skipped[l] = True
+                if not skipped[l]:
+                    dense_forward(xin, As[l], bs_[l], S)
                 if acts[l] != IDENTITY:
                     activation_forward(acts[l], alphas[l], S.reshape(-1), Ys[l][:m].reshape(-1))
             elif kind == DROPOUT:
@@ -197,7 +219,14 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
                                         Ys[l][:m].reshape(-1), dY.reshape(-1), dS.reshape(-1))
                 else:
                     dS = dY
-                dense_backward_params(xin, dS, dAs[l], dbs[l])
+                if sparse is not None:
+                    if skipped[l]:
+                        idx, val, cnt, ptr, rows, vals = _sparse_views(
+                            sp_idx[l], sp_val[l], sp_int[l], sp_vals[l], m)
+                        sparse_cols(idx, val, cnt, ptr, rows, vals)
+                        sparse_dense_backward_params(ptr, rows, vals, dS, dAs[l], dbs[l])
+                if not skipped[l]:
+                    dense_backward_params(xin, dS, dAs[l], dbs[l])
                 if l > 0:
                     dense_backward_input(dS, As[l], dXs[l][:m])
             elif kind == DROPOUT:
