@@ -122,6 +122,10 @@ class Dense(Layer):
 
     Shapes: X (batch, n) → Y (batch, m).  After ``backward``: ``dA`` (n, m), ``db`` (m,).
 
+    An input with few nonzeros (fewer than 22%, e.g. MNIST pixels at 19%) takes the
+    sparse-input products: X·A and Xᵀ·dS skip X's zeros (the same sums in another order; see
+    ``kernels/linear.py``).  A, b, dA and db start on 64-byte boundaries.
+
     >>> import numpy as np, mlpjit
     >>> layer = mlpjit.Dense(3, 4, activation="tanh", dtype=np.float64, seed=0)
     >>> layer.forward(np.ones((2, 3))).shape

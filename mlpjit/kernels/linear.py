@@ -24,7 +24,8 @@ from .._jit import jit
 
 SMALL = 4096   # multiply-adds below which loops beat a BLAS call
 NARROW = 8     # outputs per row below which a small product runs as dot products (one SIMD width)
-SPARSE = 0.25  # nonzero fraction of X below which skipping zeros beats BLAS (benchmarks/sparse.py)
+SPARSE = 0.22  # nonzero fraction of X below which skipping zeros beats BLAS (benchmarks/sparse.py:
+               # faster at 0.19, MNIST; mostly slower at 0.25)
 
 
 # (X: float[:, :] (n, k), A: float[:, :] (k, m), out: float[:, :] (n, m)) -> None
