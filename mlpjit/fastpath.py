@@ -19,7 +19,7 @@ from .kernels import epoch as KE
 from .kernels import linear as KL
 from .kernels import misc as KM
 from .layers import (Activation, AvgPool2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Residual,
-                     Softmax)
+                     Softmax, sparse_scratch)
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy, SumSquares
 from .optim import SGD, Adam
 
@@ -155,16 +155,9 @@ class CompiledLoop:
                 self.acts[l], self.alphas[l] = layer.activation.code, layer.activation._alpha()
             else:
                 self.kinds[l] = KE.SOFTMAX
-            if self.sparse[l]:  # as Dense._sparse_buffers, for bs rows
-                sp_idx.append(np.zeros((bs, w_in), np.int32))
-                sp_val.append(np.zeros((bs, w_in), dtype))
-                sp_int.append(np.zeros(bs + w_in + 1 + bs * w_in, np.int32))
-                sp_vals.append(np.zeros(bs * w_in, dtype))
-            else:
-                sp_idx.append(np.zeros((1, 1), np.int32))
-                sp_val.append(dummy2)
-                sp_int.append(np.zeros(1, np.int32))
-                sp_vals.append(dummy1)
+            scratch = sparse_scratch(*((bs, w_in) if self.sparse[l] else (1, 1)), dtype)
+            for group, array in zip((sp_idx, sp_val, sp_int, sp_vals), scratch):
+                group.append(array)
             if Y is None:
                 Y = _memory.zeros((bs, width), dtype)
             As.append(A), bvec.append(b), dAs.append(dA), dbs.append(db)

@@ -105,6 +105,14 @@ class Layer:
             raise RuntimeError(f"{self!r}: backward() called before forward(training=True)")
 
 
+def sparse_scratch(bs, k, dtype):
+    """Scratch for skipping the zeros of up to bs input rows of width k (``Dense`` and the
+    compiled loop): idx (bs, k) int32, val (bs, k), ints (cnt, ptr, rows: bs + k + 1 + bs·k
+    int32), vals (bs·k); ``kernels.linear.sparse_views`` cuts it for a batch."""
+    return (np.zeros((bs, k), np.int32), np.zeros((bs, k), dtype),
+            np.zeros(bs + k + 1 + bs * k, np.int32), np.zeros(bs * k, dtype))
+
+
 class Dense(Layer):
     """Fully connected layer ``Y = f(X·A + b)``.
 
@@ -188,15 +196,8 @@ class Dense(Layer):
             self._n = n
 
     def _sparse_buffers(self, n):
-        """X's nonzeros by row (idx, val, cnt) and by column (ptr, rows, vals), for n rows."""
         if n != self._sparse_n:
-            k = self.in_features
-            self._idx = np.empty((n, k), np.int32)
-            self._val = np.empty((n, k), self.dtype)
-            self._cnt = np.empty(n, np.int32)
-            self._ptr = np.empty(k + 1, np.int32)
-            self._rows = np.empty(n * k, np.int32)
-            self._vals = np.empty(n * k, self.dtype)
+            self._sparse_scratch = sparse_scratch(n, self.in_features, self.dtype)
             self._sparse_n = n
 
     def forward(self, X, training=False):
@@ -208,8 +209,9 @@ class Dense(Layer):
         self._sparse = bool(KL.sparse_pays(X, self.out_features))
         if self._sparse:  # mostly zeros (e.g. MNIST pixels): visit only the nonzeros
             self._sparse_buffers(X.shape[0])
-            KL.sparse_rows(X, self._idx, self._val, self._cnt)
-            KL.sparse_dense_forward(self._idx, self._val, self._cnt, self._A, self._b, self.S)
+            idx, val, cnt, _, _, _ = KL.sparse_views(*self._sparse_scratch, X.shape[0])
+            KL.sparse_rows(X, idx, val, cnt)
+            KL.sparse_dense_forward(idx, val, cnt, self._A, self._b, self.S)
         else:
             KL.dense_forward(X, self._A, self._b, self.S)
         if not self._identity:
@@ -228,8 +230,9 @@ class Dense(Layer):
             self.activation.backward(self.S, self.Y, dY, self.dS)
             dS = self.dS
         if self._sparse:
-            KL.sparse_cols(self._idx, self._val, self._cnt, self._ptr, self._rows, self._vals)
-            KL.sparse_dense_backward_params(self._ptr, self._rows, self._vals, dS, self.dA, self.db)
+            idx, val, cnt, ptr, rows, vals = KL.sparse_views(*self._sparse_scratch, dS.shape[0])
+            KL.sparse_cols(idx, val, cnt, ptr, rows, vals)
+            KL.sparse_dense_backward_params(ptr, rows, vals, dS, self.dA, self.db)
         else:
             KL.dense_backward_params(self._X, dS, self.dA, self.db)
         if not need_dX:

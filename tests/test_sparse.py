@@ -15,6 +15,7 @@ import naive
 from mlpjit import _memory
 from mlpjit.fastpath import CompiledLoop
 from mlpjit.gradcheck import gradcheck
+from mlpjit.layers import sparse_scratch
 from mlpjit.kernels import linear as KL
 from mlpjit.optim import SGD
 
@@ -23,8 +24,11 @@ RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 
 def scratch(n, k, dtype):
-    return (np.full((n, k), -7, np.int32), np.full((n, k), np.nan, dtype), np.full(n, -7, np.int32),
-            np.full(k + 1, -7, np.int32), np.full(n * k, -7, np.int32), np.full(n * k, np.nan, dtype))
+    """The layer's scratch (layers.sparse_scratch), filled with values no kernel may leave."""
+    arrays = sparse_scratch(n, k, dtype)
+    for a in arrays:
+        a[...] = -7 if a.dtype == np.int32 else np.nan
+    return KL.sparse_views(*arrays, n)
 
 
 def sparse_products(X, A, b, dS):
@@ -172,6 +176,9 @@ def test_compiled_loop_matches_layer_path_on_sparse_input(dtype):
            "layer_norms": {"0.A": 0.0, "1.A": 0.0}}
     done, bad = loop.run(perm, 0, -(-n // bs), 0.1, acc)
     assert (done, bad) == (6, None)
+    # the loop listed the nonzeros of its last batch (10 rows) in layer 0's scratch
+    cnt = KL.sparse_views(*(group[0] for group in loop.sp), 10)[2]
+    assert list(cnt) == list(np.count_nonzero(X[perm[80:]], axis=1))
     rtol = 1e-10 if dtype == np.float64 else 1e-5
     for (name, p_ref, _), (_, p, _) in zip(ref_model.parameters(), model.parameters()):
         np.testing.assert_allclose(p, p_ref, rtol=rtol, atol=rtol * np.abs(p_ref).max(), err_msg=name)

@@ -32,7 +32,8 @@ from .activations import IDENTITY, activation_backward, activation_forward
 from .conv import (add_into, avgpool2d_backward, avgpool2d_forward, conv2d_backward_input,
                    conv2d_backward_params, conv2d_forward, maxpool2d_backward, maxpool2d_forward)
 from .linear import (dense_backward_input, dense_backward_params, dense_forward, sparse_cols,
-                     sparse_dense_backward_params, sparse_dense_forward, sparse_pays, sparse_rows)
+                     sparse_dense_backward_params, sparse_dense_forward, sparse_pays, sparse_rows,
+                     sparse_views)
 from .misc import (PRED_NONE, adam_update, clip_norm_factor, clip_value_inplace, copy_into, count_correct,
                    dropout_forward, gather_rows, mul_into, scale_inplace, sgd_update, sum_squares)
 from .regression import mse_backward, mse_forward, sum_squares_backward, sum_squares_forward
@@ -58,15 +59,6 @@ ACC_SIZE = 8
 def _geo(geo, l):
     g = geo[l]
     return g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11]
-
-
-@jit
-def _sparse_views(idx, val, ints, vals, m):
-    """A dense layer's sparse scratch for a batch of m rows (as ``Dense._sparse_buffers``):
-    ``idx``/``val`` (bs, k); ``ints`` holds cnt (bs), ptr (k + 1), rows (bs·k)."""
-    bs, k = idx.shape
-    return (idx[:m], val[:m], ints[:m], ints[bs:bs + k + 1], ints[bs + k + 1:bs + k + 1 + m * k],
-            vals[:m * k])
 
 
 @jit
@@ -128,7 +120,7 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
     (fewer when a NaN/Inf loss or gradient appeared: then ``acc[5]`` holds that batch).
     ``images``: ``geo`` for networks with image kinds, else None (``cols``, ``STs``,
     ``dcols`` are then unused).  ``sparse``: None, or per layer 1 where a dense layer has
-    scratch for skipping its input's zeros (``sp_*``, see ``_sparse_views``), used on the
+    scratch for skipping its input's zeros (``sp_*``, see ``linear.sparse_views``), used on the
     batches where ``sparse_pays``, as ``Dense`` decides."""
     n = perm.shape[0]
     L = kinds.shape[0]
@@ -156,7 +148,7 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
                 skipped[l] = False
                 if sparse is not None:  # (pruned for networks without large dense layers)
                     if sparse[l] != 0 and sparse_pays(xin, S.shape[1]):
-                        idx, val, cnt, _, _, _ = _sparse_views(sp_idx[l], sp_val[l], sp_int[l],
+                        idx, val, cnt, _, _, _ = sparse_views(sp_idx[l], sp_val[l], sp_int[l],
                                                                sp_vals[l], m)
                         sparse_rows(xin, idx, val, cnt)
                         sparse_dense_forward(idx, val, cnt, As[l], bs_[l], S)
@@ -221,7 +213,7 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
                     dS = dY
                 if sparse is not None:
                     if skipped[l]:
-                        idx, val, cnt, ptr, rows, vals = _sparse_views(
+                        idx, val, cnt, ptr, rows, vals = sparse_views(
                             sp_idx[l], sp_val[l], sp_int[l], sp_vals[l], m)
                         sparse_cols(idx, val, cnt, ptr, rows, vals)
                         sparse_dense_backward_params(ptr, rows, vals, dS, dAs[l], dbs[l])

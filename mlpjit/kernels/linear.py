@@ -114,6 +114,13 @@ def dense_forward(X, A, b, S):
 def dense_backward_params(X, dS, dA, db):
     """dA = Xᵀ·dM and db = Σ_rows dS, with dM = dS."""
     gemm_tn(X, dS, dA)
+    bias_backward(dS, db)
+
+
+# (dS: (n, m), db: (m,)) -> None
+@jit
+def bias_backward(dS, db):
+    """db = Σ_rows dS."""
     n, m = dS.shape
     for j in range(m):
         db[j] = 0.0
@@ -148,6 +155,16 @@ def sparse_pays(X, m):
     """Whether X·A (A with m columns) and Xᵀ·dS should skip X's zeros."""
     n, k = X.shape
     return n * k * m > SMALL and nonzero_fraction(X) < SPARSE
+
+
+# (idx: int32[:, :] (bs, k), val: (bs, k), ints: int32[:] (bs + k + 1 + bs·k,), vals: (bs·k,), m)
+@jit
+def sparse_views(idx, val, ints, vals, m):
+    """A dense layer's sparse scratch for a batch of m ≤ bs rows: (idx, val, cnt) for
+    sparse_rows and (ptr, rows, vals) for sparse_cols; ``ints`` holds cnt, ptr and rows."""
+    bs, k = idx.shape
+    return (idx[:m], val[:m], ints[:m], ints[bs:bs + k + 1], ints[bs + k + 1:bs + k + 1 + m * k],
+            vals[:m * k])
 
 
 # (X: (n, k), idx: int32[:, :] (n, k), val: (n, k), cnt: int32[:] (n,)) -> None
@@ -246,8 +263,4 @@ def sparse_dense_backward_params(ptr, rows, vals, dS, dA, db):
             for j in range(m):
                 Df[U(do + j)] += x0 * Gf[U(g0 + j)]
             q += 1
-    for j in range(m):
-        db[j] = 0.0
-    for i in range(n):
-        for j in range(m):
-            db[j] += dS[i, j]
+    bias_backward(dS, db)
