@@ -4,7 +4,9 @@
 
 Every case trains the same float32 architecture on the same data with the same batch size and
 hyperparameters (plain SGD, lr 0.05, momentum 0.9, no weight decay, shuffled every epoch) in
-all three libraries, and reports the median seconds per epoch over epochs 2..N (epoch 1
+all three libraries, from the same start: PyTorch and scikit-learn are given mlpjit's initial
+weights and see the examples in mlpjit's order (the same permutation each epoch), so the three
+compute the same updates up to float32 rounding and their accuracies are comparable.  It reports the median seconds per epoch over epochs 2..N (epoch 1
 includes Numba compilation / cache loading and PyTorch's warm-up), the test accuracy after the
 last epoch, mlpjit's achieved GFLOP/s (6 * multiply-adds per example * examples / second; for an
 MLP the multiply-adds are the parameters) and that figure as
@@ -45,12 +47,12 @@ if ARGS is not None:
     for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[_var] = str(ARGS.threads)
 
+import copy  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -73,7 +75,6 @@ except ImportError:  # pragma: no cover
 
 try:
     import sklearn
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 except ImportError:  # pragma: no cover
     sklearn = None
@@ -154,9 +155,9 @@ class Data:
     def __init__(self, spec, seed):
         self.spec = spec
         self.ds = load_dataset(dict(spec), seed)
-        s = np.float32(self.ds.x_scale)
-        self.X_train = (self.ds.X_train.astype(np.float32) * s).astype(np.float32, copy=False)
-        self.X_test = (self.ds.X_test.astype(np.float32) * s).astype(np.float32, copy=False)
+        # the values mlpjit's gather makes (x · scale in float64, then rounded to float32)
+        self.X_train = (self.ds.X_train * self.ds.x_scale).astype(np.float32)
+        self.X_test = (self.ds.X_test * self.ds.x_scale).astype(np.float32)
         self.y_train = self.ds.y_train.astype(np.int64)
         self.y_test = self.ds.y_test.astype(np.int64)
         self.n_features = self.ds.n_features
@@ -175,7 +176,19 @@ def cnn_macs():
 
 # --- mlpjit ------------------------------------------------------------------------------
 
+class Start:
+    """mlpjit's initial weights, as (A, b) per layer with parameters (Dense A: (in, out); Conv2D
+    A: (O, C, KH, KW)), and the permutation of the training examples for each epoch."""
+
+    def __init__(self, trainer, epochs):
+        named = {name: p.copy() for name, p, _ in trainer.model.parameters()}
+        self.weights = [(named[nm], named[nm[:-1] + "b"]) for nm in named if nm.endswith(".A")]
+        rng = copy.deepcopy(trainer.shuffle_rng)  # the trainer draws one permutation per epoch
+        self.perms = [rng.permutation(trainer.data.n_train) for _ in range(epochs)]
+
+
 def run_mlpjit(data, hidden, activation, batch, epochs, seed, compiled=True):
+    """(median s/epoch, test accuracy, Start)."""
     if hidden == CNN:
         layers = CNN_LAYERS
     else:
@@ -197,18 +210,18 @@ def run_mlpjit(data, hidden, activation, batch, epochs, seed, compiled=True):
         trainer = Trainer(cfg, run_dir, dataset=data.ds, log=lambda *a, **k: None, progress=False)
         if compiled and trainer.fast_reason is not None:
             raise RuntimeError(f"mlpjit would not use the compiled loop: {trainer.fast_reason}")
+        start = Start(trainer, epochs)
         trainer.fit(epochs)
         rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
                 if line.strip()]
     seconds = [r["epoch_seconds"] for r in rows]
-    return steady_median(seconds), rows[-1].get("test_accuracy")
+    return steady_median(seconds), rows[-1].get("test_accuracy"), start
 
 
 # --- PyTorch -----------------------------------------------------------------------------
 
-def run_torch(data, hidden, activation, batch, epochs, seed, threads):
+def run_torch(data, hidden, activation, batch, start, threads):
     torch.set_num_threads(threads)
-    torch.manual_seed(seed)
     act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
     if hidden == CNN:
         mods = [nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
@@ -222,17 +235,22 @@ def run_torch(data, hidden, activation, batch, epochs, seed, threads):
         mods.append(nn.Linear(width, data.n_classes))
         shape = (data.n_features,)
     model = nn.Sequential(*mods)  # float32 parameters by default
+    with torch.no_grad():  # mlpjit's initial weights (Linear keeps A transposed: (out, in))
+        layers = [m for m in mods if isinstance(m, (nn.Linear, nn.Conv2d))]
+        for m, (A, b) in zip(layers, start.weights, strict=True):
+            m.weight.copy_(torch.from_numpy(A.T if isinstance(m, nn.Linear) else A))
+            m.bias.copy_(torch.from_numpy(b))
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=0.0)
     X = torch.from_numpy(data.X_train.reshape((-1,) + shape))
     y = torch.from_numpy(data.y_train)
     n = X.shape[0]
     seconds = []
     model.train()
-    for _ in range(epochs):
+    for order in start.perms:
         t0 = time.perf_counter()
-        perm = torch.randperm(n)
-        for start in range(0, n, batch):
-            idx = perm[start:start + batch]
+        perm = torch.from_numpy(order)
+        for lo in range(0, n, batch):
+            idx = perm[lo:lo + batch]
             xb, yb = X[idx], y[idx]
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
@@ -248,21 +266,31 @@ def run_torch(data, hidden, activation, batch, epochs, seed, threads):
 
 # --- scikit-learn ------------------------------------------------------------------------
 
-def run_sklearn(data, hidden, activation, batch, epochs, seed):
-    clf = MLPClassifier(hidden_layer_sizes=tuple(hidden), activation=activation, solver="sgd",
-                        learning_rate="constant", learning_rate_init=LR, momentum=MOMENTUM,
-                        nesterovs_momentum=False, batch_size=batch, alpha=0.0, max_iter=1,
-                        warm_start=True, shuffle=True, tol=0.0,
-                        # an int seed would be re-seeded by every fit() call, giving every
-                        # epoch the same order; a RandomState instance carries on.
-                        random_state=np.random.RandomState(seed))
+class _GivenStart(MLPClassifier if sklearn is not None else object):
+    """MLPClassifier starting from given weights: scikit-learn draws each layer's initial
+    (coef, intercept) in ``_init_coef`` (a private method, present from 0.18 to 1.9 at least)."""
+
+    def _init_coef(self, fan_in, fan_out, dtype):
+        A, b = self.given.pop(0)
+        if A.shape != (fan_in, fan_out):
+            raise RuntimeError(f"scikit-learn asked for a {fan_in}x{fan_out} layer, mlpjit has {A.shape}")
+        return A.astype(dtype, copy=True), b.astype(dtype, copy=True)
+
+
+def run_sklearn(data, hidden, activation, batch, start):
+    clf = _GivenStart(hidden_layer_sizes=tuple(hidden), activation=activation, solver="sgd",
+                      learning_rate="constant", learning_rate_init=LR, momentum=MOMENTUM,
+                      nesterovs_momentum=False, batch_size=batch, alpha=0.0, shuffle=False)
+    clf.given = list(start.weights)
+    classes = np.arange(data.n_classes)
     seconds = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for _ in range(epochs):
-            t0 = time.perf_counter()
-            clf.fit(data.X_train, data.y_train)
-            seconds.append(time.perf_counter() - t0)
+    for order in start.perms:
+        t0 = time.perf_counter()
+        # mlpjit's order; partial_fit (unlike fit) keeps the momentum from one epoch to the next
+        clf.partial_fit(data.X_train[order], data.y_train[order], classes=classes)
+        seconds.append(time.perf_counter() - t0)
+    if clf.given:
+        raise RuntimeError("scikit-learn did not take mlpjit's initial weights (_init_coef unused)")
     acc = float((clf.predict(data.X_test) == data.y_test).mean())
     return steady_median(seconds), acc
 
@@ -328,19 +356,19 @@ def main(args):
 
         if threadpool_limits is not None:
             threadpool_limits(args.threads)
-        m_s, m_acc = run_mlpjit(data, hidden, activation, batch, args.epochs, args.seed)
+        m_s, m_acc, start = run_mlpjit(data, hidden, activation, batch, args.epochs, args.seed)
         print(f"  mlpjit compiled {m_s:.3f} s/epoch", file=sys.stderr, flush=True)
-        l_s, _ = run_mlpjit(data, hidden, activation, batch, args.epochs, args.seed, compiled=False)
+        l_s, _, _ = run_mlpjit(data, hidden, activation, batch, args.epochs, args.seed, compiled=False)
         print(f"  mlpjit layers   {l_s:.3f} s/epoch", file=sys.stderr, flush=True)
         if torch is not None:
-            t_s, t_acc = run_torch(data, hidden, activation, batch, args.epochs, args.seed, args.threads)
+            t_s, t_acc = run_torch(data, hidden, activation, batch, start, args.threads)
             print(f"  PyTorch         {t_s:.3f} s/epoch", file=sys.stderr, flush=True)
         else:
             t_s = t_acc = NOT_INSTALLED
         if hidden == CNN:
             s_s = s_acc = "n/a (no conv)"
         elif sklearn is not None:
-            s_s, s_acc = run_sklearn(data, hidden, activation, batch, args.epochs, args.seed)
+            s_s, s_acc = run_sklearn(data, hidden, activation, batch, start)
             print(f"  sklearn         {s_s:.3f} s/epoch", file=sys.stderr, flush=True)
         else:
             s_s = s_acc = NOT_INSTALLED
