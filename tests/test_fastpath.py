@@ -92,6 +92,35 @@ def test_compiled_loop_matches_layer_path(dtype, loss_name, k, task, opt_name, c
         np.testing.assert_allclose(p_fast, p_ref, rtol=rtol, atol=rtol * np.abs(p_ref).max(), err_msg=name)
 
 
+def test_a_data_set_larger_than_the_cache_is_prefetched_and_trains_the_same():
+    """Above PREFETCH_BYTES the loop asks for the next batch's rows while it computes: a hint
+    that must not change anything (3 of the 44 batches, the loop stopping before the 4th)."""
+    from mlpjit.kernels.epoch import PREFETCH_BYTES
+    rng = np.random.default_rng(4)
+    n, k, bs = 1400, 800, 32
+    X = rng.standard_normal((n, k)).astype(np.float32)
+    assert X.nbytes > PREFETCH_BYTES
+    y = rng.integers(0, 3, n)
+    perm = rng.permutation(n)
+
+    def build():
+        model = mlpjit.Sequential([mlpjit.Dense(k, 16, activation="relu", dtype=np.float32, seed=1),
+                                   mlpjit.Dense(16, 3, dtype=np.float32, seed=2)])
+        return model, mlpjit.losses.get("cross_entropy"), None
+
+    m1, l1, _ = build()
+    o1 = SGD(m1.parameters(), lr=0.05, momentum=0.9)
+    _layer_path(m1, l1, o1, X, y, perm[:3 * bs], bs, 0.05, {})
+    m2, l2, _ = build()
+    loop = CompiledLoop(m2, l2, SGD(m2.parameters(), lr=0.05, momentum=0.9), X, y, 1.0,
+                        "classification", bs, None)
+    acc = {"loss": 0.0, "correct": 0, "seen": 0, "grad_norm": 0.0, "batches": 0,
+           "layer_norms": {"0.A": 0.0, "1.A": 0.0}}
+    assert loop.run(perm, 0, 3, 0.05, acc) == (3, None)
+    for (name, a, _), (_, b, _) in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max(), err_msg=name)
+
+
 def test_activation_and_softmax_layers_in_the_compiled_loop():
     rng = np.random.default_rng(1)
     X = rng.standard_normal((20, 6))

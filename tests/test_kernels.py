@@ -336,6 +336,19 @@ def test_gather_rows(src_dtype, dtype):
         assert_close(out, naive.gather_rows(X, idx, 1.0 / 255.0), dtype)
 
 
+@pytest.mark.parametrize("src_dtype", [np.uint8, np.float32, np.float64])
+def test_prefetch_rows_is_only_a_hint(src_dtype):
+    """The compiled loop asks for the next batch's rows early: nothing it touches may change,
+    whatever the row width (rows shorter and longer than a 64-byte cache line, the last row)."""
+    rng = np.random.default_rng(0)
+    for d in (1, 6, 100):
+        X = (rng.random((20, d)) * 255).astype(src_dtype)
+        before = X.copy()
+        for idx in (np.array([19]), np.array([0, 19, 7, 7]), np.array([], np.int64)):
+            KM.prefetch_rows(X, idx.astype(np.int64))
+        assert np.array_equal(X, before)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_clipping_kernels(dtype):
     g = np.array([-3.0, -0.5, 0.0, 0.5, 2.0, 1.0], dtype)

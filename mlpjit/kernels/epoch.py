@@ -21,6 +21,11 @@ networks without them the trainer passes None, and Numba prunes those branches b
 so an MLP run never compiles the image kernels (start-up time with a cold cache).  The other
 kinds are written out in the loop itself: passing the buffer tuples to a helper costs reference
 counting on every array at every step, which shows on tiny networks.
+
+A data set larger than ``PREFETCH_BYTES`` does not stay in cache, and a batch's rows are scattered
+over it: each row gathered would wait for memory (10 µs for 32 MNIST rows).  The loop asks for the
+next batch's rows (``prefetch_rows``) right after gathering the current one, so they arrive while
+the current batch computes.
 """
 
 import math
@@ -35,7 +40,8 @@ from .linear import (dense_backward_input, dense_backward_params, dense_forward,
                      sparse_dense_backward_params, sparse_dense_forward, sparse_pays, sparse_rows,
                      sparse_views)
 from .misc import (PRED_NONE, adam_update, clip_norm_factor, clip_value_inplace, copy_into, count_correct,
-                   dropout_forward, gather_rows, mul_into, scale_inplace, sgd_update, sum_squares)
+                   dropout_forward, gather_rows, mul_into, prefetch_rows, scale_inplace, sgd_update,
+                   sum_squares)
 from .regression import mse_backward, mse_forward, sum_squares_backward, sum_squares_forward
 from .softmax import (binary_cross_entropy_backward, binary_cross_entropy_forward,
                       cross_entropy_labels_backward, cross_entropy_labels_forward,
@@ -53,6 +59,7 @@ SGD, ADAM = 0, 1
 # acc (float64[:]): 0 loss·m summed, 1 correct, 2 examples seen, 3 grad norm summed, 4 batches,
 #                   5 the batch (1-based) where a NaN/Inf appeared, 6 the offending loss, 7 its norm
 ACC_SIZE = 8
+PREFETCH_BYTES = 4 * 2 ** 20  # data sets above this size have their next batch prefetched
 
 
 @jit
@@ -127,6 +134,7 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
     u_off = np.zeros(L, np.int64)
     skipped = np.zeros(L, np.bool_)  # whether layer l's forward pass skipped zeros
     sums = np.zeros(len(grads))
+    far = X.size * X.itemsize > PREFETCH_BYTES  # a data set that does not stay in cache
     done = 0
     for b in range(b_start, b_stop):
         lo = b * bs
@@ -135,6 +143,8 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
         idx = perm[lo:hi]
         xb = Xbuf[:m]
         gather_rows(X, idx, x_scale, xb)
+        if far and b + 1 < b_stop:  # the next batch's rows travel from memory while this one computes
+            prefetch_rows(X, perm[hi:min(hi + bs, n)])
         for r in range(m):
             lbuf[r] = labels[idx[r]]
             for j in range(tbuf.shape[1]):
