@@ -6,15 +6,19 @@ float64 (rtol 1e-12).  Also: large |x| (±1000) stays finite with the right limi
 propagates through the activations.
 """
 
+import sys
+
 import numpy as np
 import pytest
 
 import naive
+from mlpjit._jit import jit
 from mlpjit.kernels import activations as KA
 from mlpjit.kernels import linear as KL
 from mlpjit.kernels import misc as KM
 from mlpjit.kernels import regression as KR
 from mlpjit.kernels import softmax as KS
+from mlpjit.kernels.intrinsics import borrowed
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -347,6 +351,33 @@ def test_prefetch_rows_is_only_a_hint(src_dtype):
         for idx in (np.array([19]), np.array([0, 19, 7, 7]), np.array([], np.int64)):
             KM.prefetch_rows(X, idx.astype(np.int64))
         assert np.array_equal(X, before)
+
+
+@jit
+def _through_borrowed(arrays, first, x):
+    arrays, first = borrowed(arrays), borrowed(first)
+    total = 0.0
+    for i in range(len(arrays)):
+        tail = arrays[i][1:]              # a view of a borrowed array, passed to a kernel
+        KM.copy_into(np.full(tail.shape[0], x + i), tail)
+        total += arrays[i].sum()
+    first[0] = total
+    return total
+
+
+def test_borrowed_arrays_are_the_same_arrays():
+    """The compiled loop works on its arrays without counting references to them: reads and
+    writes through borrowed arrays and their views reach the caller's arrays, and Python's
+    own reference counts are left as they were."""
+    arrays = tuple(np.zeros(n) for n in (1, 3, 5))
+    first = np.zeros(2)
+    counts = [sys.getrefcount(a) for a in (*arrays, first)]
+    for _ in range(3):
+        total = _through_borrowed(arrays, first, 2.0)
+    assert total == 0 + 2 * 3.0 + 4 * 4.0
+    assert [list(a) for a in arrays] == [[0.0], [0.0, 3.0, 3.0], [0.0, 4.0, 4.0, 4.0, 4.0]]
+    assert list(first) == [22.0, 0.0]
+    assert [sys.getrefcount(a) for a in (*arrays, first)] == counts
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

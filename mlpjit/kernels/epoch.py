@@ -36,6 +36,7 @@ from .._jit import jit
 from .activations import IDENTITY, activation_backward, activation_forward
 from .conv import (add_into, avgpool2d_backward, avgpool2d_forward, conv2d_backward_input,
                    conv2d_backward_params, conv2d_forward, maxpool2d_backward, maxpool2d_forward)
+from .intrinsics import borrowed
 from .linear import (dense_backward_input, dense_backward_params, dense_forward, sparse_cols,
                      sparse_dense_backward_params, sparse_dense_forward, sparse_pays, sparse_rows,
                      sparse_views)
@@ -129,6 +130,16 @@ def train_batches(X, x_scale, labels, targets, perm, bs, b_start, b_stop,
     ``dcols`` are then unused).  ``sparse``: None, or per layer 1 where a dense layer has
     scratch for skipping its input's zeros (``sp_*``, see ``linear.sparse_views``), used on the
     batches where ``sparse_pays``, as ``Dense`` decides."""
+    # the caller keeps every array alive for the whole call: no reference counting inside
+    X, labels, targets, perm = borrowed(X), borrowed(labels), borrowed(targets), borrowed(perm)
+    As, bs_, dAs, dbs = borrowed(As), borrowed(bs_), borrowed(dAs), borrowed(dbs)
+    Xbuf, lbuf, tbuf, P, dOut = borrowed(Xbuf), borrowed(lbuf), borrowed(tbuf), borrowed(P), borrowed(dOut)
+    Ss, Ys, dSs, dXs = borrowed(Ss), borrowed(Ys), borrowed(dSs), borrowed(dXs)
+    masks, Us = borrowed(masks), borrowed(Us)
+    cols, STs, dcols = borrowed(cols), borrowed(STs), borrowed(dcols)
+    sp_idx, sp_val, sp_int, sp_vals = borrowed(sp_idx), borrowed(sp_val), borrowed(sp_int), borrowed(sp_vals)
+    params, grads, slot1, slot2 = borrowed(params), borrowed(grads), borrowed(slot1), borrowed(slot2)
+    acc, layer_norms = borrowed(acc), borrowed(layer_norms)
     n = perm.shape[0]
     L = kinds.shape[0]
     u_off = np.zeros(L, np.int64)

@@ -2,12 +2,8 @@
 
 import math
 
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
-
 from .._jit import jit
+from .intrinsics import prefetch
 
 
 # (X: (N,), U: (N,) uniform [0, 1), p: float, scale: float, Y: (N,), mask: (N,)) -> None
@@ -47,22 +43,6 @@ def gather_rows(X, idx, scale, out):
             out[r, j] = X[src, j] * scale
 
 
-@intrinsic
-def _prefetch(typingctx, arr, offset):
-    """A hint that the cache line at byte ``offset`` of arr's data will be read soon (LLVM's
-    prefetch: read, high locality, data cache); no load, no fault, no effect on results."""
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        ptr = builder.gep(builder.bitcast(ary.data, ir.IntType(8).as_pointer()), [args[1]])
-        i32 = ir.IntType(32)
-        # unmangled name: LLVM renames it to its pointer-type overload (llvm.prefetch.p0 / .p0i8)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), "llvm.prefetch")
-        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-    return types.void(arr, types.intp), codegen
-
-
 # (X: (N, d), idx: int[:] (n,)) -> None
 @jit
 def prefetch_rows(X, idx):
@@ -72,7 +52,7 @@ def prefetch_rows(X, idx):
     for r in range(idx.shape[0]):
         o = idx[r] * row
         for q in range(0, row, 64):
-            _prefetch(X, o + q)
+            prefetch(X, o + q)
 
 
 # (g: (N,)) -> float
