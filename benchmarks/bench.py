@@ -303,7 +303,9 @@ COLUMNS = ["case", "network", "batch", "mlpjit s/epoch", "mlpjit layers s/epoch"
 
 
 def fmt_s(x):
-    return x if isinstance(x, str) else f"{x:.3f}"
+    if isinstance(x, str):
+        return x
+    return f"{x:.4f}" if x < 0.1 else f"{x:.3f}"  # the tiny network's epochs take ~1 ms
 
 
 def fmt_ratio(other, mine):
