@@ -6,9 +6,13 @@ Every case trains the same float32 architecture on the same data with the same b
 hyperparameters (plain SGD, lr 0.05, momentum 0.9, no weight decay, shuffled every epoch) in
 all three libraries, from the same start: PyTorch and scikit-learn are given mlpjit's initial
 weights and see the examples in mlpjit's order (the same permutation each epoch), so the three
-compute the same updates up to float32 rounding and their accuracies are comparable.  It reports the median seconds per epoch over epochs 2..N (epoch 1
-includes Numba compilation / cache loading and PyTorch's warm-up), the test accuracy after the
-last epoch, mlpjit's achieved GFLOP/s (6 * multiply-adds per example * examples / second; for an
+compute the same updates up to float32 rounding and their accuracies are comparable.  It reports
+the median seconds per epoch over epochs 2..N (epoch 1 includes Numba compilation / cache loading
+and PyTorch's warm-up; the tiny network runs at least TINY_EPOCHS epochs in all three libraries,
+as one of its epochs takes about a millisecond and a median of three moved by 40% between runs),
+the test accuracy after epoch N (also for the tiny network: from the same start the three stay
+within float32 rounding of each other for a few epochs, while after 20 epochs at this learning
+rate single runs of any of them move by points between seeds), mlpjit's achieved GFLOP/s (6 * multiply-adds per example * examples / second; for an
 MLP the multiply-adds are the parameters) and that figure as
 a share of a NumPy float32 sgemm measured in the same run.
 
@@ -85,6 +89,7 @@ except ImportError:  # pragma: no cover
     threadpool_limits = None
 
 LR, MOMENTUM = 0.05, 0.9
+TINY_EPOCHS = 20
 NOT_INSTALLED = "not installed"
 
 SPIRALS_SPEC = {"name": "spirals", "classes": 3, "points": 3000, "test_points": 1000, "noise": 0.2}
@@ -187,8 +192,8 @@ class Start:
         self.perms = [rng.permutation(trainer.data.n_train) for _ in range(epochs)]
 
 
-def run_mlpjit(data, hidden, activation, batch, epochs, seed, compiled=True):
-    """(median s/epoch, test accuracy, Start)."""
+def run_mlpjit(data, hidden, activation, batch, epochs, seed, acc_epoch, compiled=True):
+    """(median s/epoch, test accuracy after epoch ``acc_epoch``, Start)."""
     if hidden == CNN:
         layers = CNN_LAYERS
     else:
@@ -215,12 +220,12 @@ def run_mlpjit(data, hidden, activation, batch, epochs, seed, compiled=True):
         rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
                 if line.strip()]
     seconds = [r["epoch_seconds"] for r in rows]
-    return steady_median(seconds), rows[-1].get("test_accuracy"), start
+    return steady_median(seconds), rows[acc_epoch - 1].get("test_accuracy"), start
 
 
 # --- PyTorch -----------------------------------------------------------------------------
 
-def run_torch(data, hidden, activation, batch, start, threads):
+def run_torch(data, hidden, activation, batch, start, threads, acc_epoch):
     torch.set_num_threads(threads)
     act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
     if hidden == CNN:
@@ -246,7 +251,8 @@ def run_torch(data, hidden, activation, batch, start, threads):
     n = X.shape[0]
     seconds = []
     model.train()
-    for order in start.perms:
+    acc = None
+    for epoch, order in enumerate(start.perms, 1):
         t0 = time.perf_counter()
         perm = torch.from_numpy(order)
         for lo in range(0, n, batch):
@@ -257,10 +263,12 @@ def run_torch(data, hidden, activation, batch, start, threads):
             loss.backward()
             opt.step()
         seconds.append(time.perf_counter() - t0)
-    model.eval()
-    with torch.no_grad():
-        pred = model(torch.from_numpy(data.X_test.reshape((-1,) + shape))).argmax(1)
-        acc = (pred == torch.from_numpy(data.y_test)).double().mean().item()
+        if epoch == acc_epoch:
+            model.eval()
+            with torch.no_grad():
+                pred = model(torch.from_numpy(data.X_test.reshape((-1,) + shape))).argmax(1)
+                acc = (pred == torch.from_numpy(data.y_test)).double().mean().item()
+            model.train()
     return steady_median(seconds), acc
 
 
@@ -277,21 +285,23 @@ class _GivenStart(MLPClassifier if sklearn is not None else object):
         return A.astype(dtype, copy=True), b.astype(dtype, copy=True)
 
 
-def run_sklearn(data, hidden, activation, batch, start):
+def run_sklearn(data, hidden, activation, batch, start, acc_epoch):
     clf = _GivenStart(hidden_layer_sizes=tuple(hidden), activation=activation, solver="sgd",
                       learning_rate="constant", learning_rate_init=LR, momentum=MOMENTUM,
                       nesterovs_momentum=False, batch_size=batch, alpha=0.0, shuffle=False)
     clf.given = list(start.weights)
     classes = np.arange(data.n_classes)
     seconds = []
-    for order in start.perms:
+    acc = None
+    for epoch, order in enumerate(start.perms, 1):
         t0 = time.perf_counter()
         # mlpjit's order; partial_fit (unlike fit) keeps the momentum from one epoch to the next
         clf.partial_fit(data.X_train[order], data.y_train[order], classes=classes)
         seconds.append(time.perf_counter() - t0)
+        if epoch == acc_epoch:
+            acc = float((clf.predict(data.X_test) == data.y_test).mean())
     if clf.given:
         raise RuntimeError("scikit-learn did not take mlpjit's initial weights (_init_coef unused)")
-    acc = float((clf.predict(data.X_test) == data.y_test).mean())
     return steady_median(seconds), acc
 
 
@@ -353,24 +363,26 @@ def main(args):
             sizes = [data.n_features, *hidden, data.n_classes]
             net = "-".join(map(str, sizes)) + f" {activation}"
             macs = n_params(sizes)
+        epochs = max(args.epochs, TINY_EPOCHS) if name == "tiny" else args.epochs
         print(f"[{name}] {net}, batch {batch}, {data.n_train} training examples, "
-              f"{args.epochs} epochs", file=sys.stderr, flush=True)
+              f"{epochs} epochs", file=sys.stderr, flush=True)
 
         if threadpool_limits is not None:
             threadpool_limits(args.threads)
-        m_s, m_acc, start = run_mlpjit(data, hidden, activation, batch, args.epochs, args.seed)
+        m_s, m_acc, start = run_mlpjit(data, hidden, activation, batch, epochs, args.seed, args.epochs)
         print(f"  mlpjit compiled {m_s:.3f} s/epoch", file=sys.stderr, flush=True)
-        l_s, _, _ = run_mlpjit(data, hidden, activation, batch, args.epochs, args.seed, compiled=False)
+        l_s, _, _ = run_mlpjit(data, hidden, activation, batch, epochs, args.seed, args.epochs,
+                               compiled=False)
         print(f"  mlpjit layers   {l_s:.3f} s/epoch", file=sys.stderr, flush=True)
         if torch is not None:
-            t_s, t_acc = run_torch(data, hidden, activation, batch, start, args.threads)
+            t_s, t_acc = run_torch(data, hidden, activation, batch, start, args.threads, args.epochs)
             print(f"  PyTorch         {t_s:.3f} s/epoch", file=sys.stderr, flush=True)
         else:
             t_s = t_acc = NOT_INSTALLED
         if hidden == CNN:
             s_s = s_acc = "n/a (no conv)"
         elif sklearn is not None:
-            s_s, s_acc = run_sklearn(data, hidden, activation, batch, start)
+            s_s, s_acc = run_sklearn(data, hidden, activation, batch, start, args.epochs)
             print(f"  sklearn         {s_s:.3f} s/epoch", file=sys.stderr, flush=True)
         else:
             s_s = s_acc = NOT_INSTALLED
@@ -386,8 +398,9 @@ def main(args):
         })
 
     print()
-    print(f"Median s/epoch over epochs 2..{args.epochs} (training only), float32, SGD lr {LR} "
-          f"momentum {MOMENTUM}; ratios > 1 mean mlpjit is faster.")
+    print(f"Median s/epoch over epochs 2..{args.epochs} (2..{max(args.epochs, TINY_EPOCHS)} for tiny; "
+          f"training only), float32, SGD lr {LR} momentum {MOMENTUM}, test accuracy after epoch "
+          f"{args.epochs}; ratios > 1 mean mlpjit is faster.")
     print()
     print(markdown(rows))
 
