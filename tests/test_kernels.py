@@ -8,8 +8,12 @@ propagates through the activations.
 
 import sys
 
+import numba
 import numpy as np
 import pytest
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 import naive
 from mlpjit._jit import jit
@@ -18,7 +22,7 @@ from mlpjit.kernels import linear as KL
 from mlpjit.kernels import misc as KM
 from mlpjit.kernels import regression as KR
 from mlpjit.kernels import softmax as KS
-from mlpjit.kernels.intrinsics import borrowed
+from mlpjit.kernels.intrinsics import borrowed, prefetch
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -341,9 +345,19 @@ def test_gather_rows(src_dtype, dtype):
 
 
 @pytest.mark.parametrize("src_dtype", [np.uint8, np.float32, np.float64])
-def test_prefetch_rows_is_only_a_hint(src_dtype):
-    """The compiled loop asks for the next batch's rows early: nothing it touches may change,
-    whatever the row width (rows shorter and longer than a 64-byte cache line, the last row)."""
+def test_prefetch_rows_asks_for_each_cache_line_and_changes_nothing(src_dtype):
+    """The compiled loop asks for the next batch's rows early.  The hint must reach the machine
+    code (a prefetch instruction, not a load) and must not change anything, whatever the row
+    width (rows shorter and longer than a 64-byte cache line, the last row, no rows)."""
+    @numba.njit  # not cached, so its LLVM IR can be read back
+    def hint(X, offset):
+        prefetch(X, offset)
+
+    X = np.zeros((3, 100), src_dtype)
+    hint(X, 64)
+    ir = next(iter(hint.inspect_llvm().values()))
+    assert "@llvm.prefetch" in ir and "load " + {np.uint8: "i8", np.float32: "float",
+                                                 np.float64: "double"}[src_dtype] not in ir
     rng = np.random.default_rng(0)
     for d in (1, 6, 100):
         X = (rng.random((20, d)) * 255).astype(src_dtype)
@@ -353,27 +367,41 @@ def test_prefetch_rows_is_only_a_hint(src_dtype):
         assert np.array_equal(X, before)
 
 
+@intrinsic
+def _has_owner(typingctx, arr):
+    """Whether an array carries an owner for Numba to count references to (a meminfo)."""
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        return cgutils.is_not_null(builder, ary.meminfo)
+    return types.boolean(arr), codegen
+
+
 @jit
-def _through_borrowed(arrays, first, x):
+def _through_borrowed(arrays, first, x, owners):
+    owners[0] = _has_owner(arrays[0])
     arrays, first = borrowed(arrays), borrowed(first)
+    owners[1] = _has_owner(arrays[0]) or _has_owner(first)
     total = 0.0
     for i in range(len(arrays)):
         tail = arrays[i][1:]              # a view of a borrowed array, passed to a kernel
+        owners[2] = owners[2] or _has_owner(tail)
         KM.copy_into(np.full(tail.shape[0], x + i), tail)
         total += arrays[i].sum()
     first[0] = total
     return total
 
 
-def test_borrowed_arrays_are_the_same_arrays():
-    """The compiled loop works on its arrays without counting references to them: reads and
-    writes through borrowed arrays and their views reach the caller's arrays, and Python's
-    own reference counts are left as they were."""
+def test_borrowed_arrays_are_the_same_arrays_without_an_owner():
+    """The compiled loop works on its arrays without counting references to them: a borrowed
+    array and its views have no owner, reads and writes through them reach the caller's arrays,
+    and Python's own reference counts are left as they were (nothing leaked or freed twice)."""
     arrays = tuple(np.zeros(n) for n in (1, 3, 5))
     first = np.zeros(2)
     counts = [sys.getrefcount(a) for a in (*arrays, first)]
     for _ in range(3):
-        total = _through_borrowed(arrays, first, 2.0)
+        owners = np.zeros(3, np.bool_)
+        total = _through_borrowed(arrays, first, 2.0, owners)
+        assert list(owners) == [True, False, False]
     assert total == 0 + 2 * 3.0 + 4 * 4.0
     assert [list(a) for a in arrays] == [[0.0], [0.0, 3.0, 3.0], [0.0, 4.0, 4.0, 4.0, 4.0]]
     assert list(first) == [22.0, 0.0]
