@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from mlpjit._jit import jit  # noqa: E402
 from mlpjit.data import load_dataset  # noqa: E402
-from mlpjit.kernels import linear as KL  # noqa: E402
+from mlpjit.layers import dense as KL  # noqa: E402
 
 
 @jit

@@ -1,17 +1,19 @@
-"""Your own layer: a 4-parameter sinusoid y = a2·sin(a0·x + a1) + a3 with a hand-derived backward.
+"""Your own layer, compiled: y = a2·sin(a0·x + a1) + a3 (the layer is examples/sine.py).
 
-The layer subclasses :class:`mlpjit.Layer` (``forward``, ``backward``, ``parameters``).  With
-z = a0·x + a1 and an incoming dY (= ∂E/∂y), the chain rule gives, summed over the batch:
+The layer lives in its own module, ``sine.py``: its formulas, its parameter ``a``, the array it
+keeps for backward (``Z``), its two ``@mlpjit.jit`` kernels and ``@mlpjit.register_layer("sine")``.
+This script
 
-    d a0 = Σ dy·a2·cos(z)·x      d a1 = Σ dy·a2·cos(z)
-    d a2 = Σ dy·sin(z)           d a3 = Σ dy
-    dx   = dy·a2·a0·cos(z)
+1. checks the hand-derived backward against float64 central differences (``mlpjit.gradcheck``);
+2. fits the layer to the ``sine`` data with the trainer, which runs it in the compiled training
+   step (fitting a sinusoid is non-convex in the frequency a0, so it starts from a few
+   frequencies and keeps the fit with the lowest training loss);
+3. trains it again from the config ``sine_layer.yaml`` (``imports: [sine]``), as
+   ``mlpjit train examples/sine_layer.yaml`` does;
+4. times an epoch in the compiled step against the layer-by-layer (Python) path;
+5. trains a 1-32-32-1 tanh MLP on the same data for comparison.
 
-``mlpjit.gradcheck`` compares this with central differences; then the layer is fitted to the
-``sine`` data with an explicit loop (forward, mse loss, backward, θ ← θ − η·g).  Fitting a
-sinusoid is non-convex in the frequency a0 (many local minima), so the loop starts from a few
-frequencies and keeps the fit with the lowest training loss.  For comparison, a 1-32-32-1 tanh
-MLP is trained on the same data by the trainer.  Run:  python examples/sine_layer.py [--quick]
+Run:  python examples/sine_layer.py [--quick]
 """
 
 import math
@@ -22,63 +24,28 @@ from pathlib import Path
 
 import numpy as np
 
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))            # the layer's module, sine.py
 try:
     import mlpjit
 except ImportError:                      # run from a checkout without installing the package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(HERE.parent))
     import mlpjit
 
-from mlpjit.data import load_dataset
+from mlpjit.config import config_from_dict, load_config, resolved_dict  # noqa: E402
+from mlpjit.data import load_dataset  # noqa: E402
+from mlpjit.trainer import Trainer, read_metrics  # noqa: E402
+from sine import SineLayer  # noqa: E402  (registers the layer type "sine")
 
 TRUE_A = [2.0, 0.5, 1.5, 0.3]            # the data of configs/sine.yaml
 DATA = {"name": "sine", "points": 1000, "test_points": 200, "a": TRUE_A, "noise": 0.1}
 STARTS = (0.5, 1.0, 1.5, 2.5, 3.0)       # initial frequencies a0 tried by fit_layer
 
 
-class SineLayer(mlpjit.Layer):
-    """y = a2·sin(a0·x + a1) + a3 on inputs of shape (batch, 1); parameters ``a`` = [a0..a3]."""
-
-    type_name = "sine"
-
-    def __init__(self, a=(1.0, 0.0, 1.0, 0.0)):
-        self.a = np.array(a, dtype=np.float64)      # float64: gradcheck needs it
-        self.da = np.zeros(4)
-        self._X = None
-
-    def forward(self, X, training=False):
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != 1:
-            raise ValueError(f"SineLayer expects input of shape (batch, 1), got {X.shape}")
-        a0, a1, a2, a3 = self.a
-        z = a0 * X + a1
-        self._X, self._sin, self._cos = X, np.sin(z), np.cos(z)
-        return a2 * self._sin + a3
-
-    def backward(self, dY, need_dX=True):
-        self._need_forward()
-        dY = np.asarray(dY, dtype=np.float64).reshape(self._X.shape)
-        a0, _, a2, _ = self.a
-        dz = dY * a2 * self._cos                     # ∂E/∂z
-        self.da[0] = np.sum(dz * self._X)            # z = a0·x + a1
-        self.da[1] = np.sum(dz)
-        self.da[2] = np.sum(dY * self._sin)
-        self.da[3] = np.sum(dY)
-        return dz * a0 if need_dX else None
-
-    def parameters(self):
-        return [("a", self.a, self.da)]
-
-    def get_config(self):
-        return {"type": "sine", "a": self.a.tolist()}
-
-    def __repr__(self):
-        return "SineLayer(a=[" + ", ".join(f"{v:.4g}" for v in self.a) + "])"
-
-
 def check_gradients(seed=0):
     """Worst relative errors of the hand-derived backward against central differences."""
     rng = np.random.default_rng(seed)
-    layer = SineLayer(rng.normal(size=4) + np.array([1.5, 0.0, 1.0, 0.0]))
+    layer = SineLayer(rng.normal(size=4) + np.array([1.5, 0.0, 1.0, 0.0]), dtype=np.float64)
     X = rng.uniform(-3, 3, size=(16, 1))
     y = rng.normal(size=(16, 1))
     return mlpjit.gradcheck(mlpjit.Sequential([layer]), "mse", X, y)
@@ -95,39 +62,61 @@ def canonical(a):
     return [a0, a1, a2, a3]
 
 
-def fit_layer(data, starts=STARTS, steps=3000, lr=0.05):
-    """Full-batch gradient descent from each start frequency; returns (layer, train_mse, tried)."""
-    loss = mlpjit.losses.get("mse")
-    X, y = data.X_train, data.y_train
+def layer_config(a, epochs, compiled=True):
+    """A run config with the sine layer as the whole model (what sine_layer.yaml says)."""
+    return resolved_dict(config_from_dict({
+        "name": "sine_layer", "imports": ["sine"], "seed": 0, "dtype": "float64", "data": dict(DATA),
+        "model": {"layers": [{"type": "sine", "a": [float(v) for v in a]}]},
+        "loss": "mse", "optimizer": {"type": "sgd", "lr": 0.05},
+        "train": {"epochs": epochs, "batch_size": 32, "compiled": compiled}}))
+
+
+def train(cfg, data, run_dir):
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, run_dir, dataset=data, log=lambda *a: None, progress=False)
+    summary = trainer.fit()
+    return trainer, summary
+
+
+def fit_layer(data, starts=STARTS, epochs=150, workdir=None):
+    """Mini-batch SGD from each start frequency; returns (layer, train_mse, tried)."""
+    y = data.y_train
     best, tried = None, []
-    for a0 in starts:
-        layer = SineLayer([a0, 0.0, float(np.std(y) * math.sqrt(2)), float(np.mean(y))])
-        for _ in range(steps):                   # the training loop, written out
-            loss.forward(layer.forward(X, training=True), y)
-            layer.backward(loss.backward(), need_dX=False)
-            for _, param, grad in layer.parameters():
-                param -= lr * grad
-        value = loss.forward(layer.forward(X), y)
-        tried.append((a0, value))
-        if best is None or value < best[1]:
-            best = (layer, value)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for i, a0 in enumerate(starts):
+            a = [a0, 0.0, float(np.std(y) * math.sqrt(2)), float(np.mean(y))]
+            trainer, summary = train(layer_config(a, epochs), data, Path(tmp) / f"start{i}")
+            value = summary["final"]["train_loss"]
+            tried.append((a0, value))
+            if best is None or value < best[1]:
+                best = (trainer.model.layers[0], value)
     return best[0], best[1], tried
 
 
-def fit_mlp(data_spec, epochs, run_dir, seed=0):
+def epoch_times(data, epochs=6):
+    """Median training seconds per epoch (after the first) in the compiled step and on the
+    layer-by-layer path, same config."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for compiled in (True, False):
+            trainer, _ = train(layer_config([1.9, 0.4, 1.4, 0.3], epochs, compiled), data,
+                               Path(tmp) / str(compiled))
+            seconds = [r["epoch_seconds"] for r in read_metrics(trainer.run_dir)][1:]
+            out[compiled] = float(np.median(seconds))
+    return out[True], out[False]
+
+
+def fit_mlp(data, epochs, run_dir, seed=0):
     """A 1-32-32-1 tanh MLP trained on the same data by the trainer; returns (model, test_mse)."""
-    from mlpjit.config import config_from_dict, resolved_dict
-    from mlpjit.trainer import Trainer
     cfg = resolved_dict(config_from_dict({
-        "name": "sine_mlp", "seed": seed, "data": dict(data_spec),
+        "name": "sine_mlp", "seed": seed, "data": dict(DATA),
         "model": {"layers": [{"type": "dense", "units": 32, "activation": "tanh"},
                              {"type": "dense", "units": 32, "activation": "tanh"},
                              {"type": "dense", "units": 1}]},
         "loss": "mse", "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9},
         "schedule": {"type": "cosine"}, "train": {"epochs": epochs, "batch_size": 32}}))
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    summary = Trainer(cfg, run_dir, log=lambda *a: None, progress=False).fit()
-    return mlpjit.Sequential.load(Path(run_dir) / "model.npz"), summary["final"]["test_loss"]
+    trainer, summary = train(cfg, data, run_dir)
+    return trainer.model, summary["final"]["test_loss"]
 
 
 def test_mse(model, data):
@@ -142,19 +131,32 @@ def main(argv):
 
     data = load_dataset(dict(DATA), 0)
     t0 = time.perf_counter()
-    layer, train_mse, tried = fit_layer(data, steps=800 if quick else 3000)
+    layer, train_mse, tried = fit_layer(data, epochs=60 if quick else 150)
     print("starts (a0 → train mse):", ", ".join(f"{a0:g} → {v:.4f}" for a0, v in tried))
     a = canonical(layer.a)
     print("recovered a0..a3:", " ".join(f"{v:.4f}" for v in a), " truth:", " ".join(f"{v:g}" for v in TRUE_A),
-          f"({time.perf_counter() - t0:.1f}s)")
+          f"({time.perf_counter() - t0:.1f}s, compiled)")
     layer_mse = test_mse(mlpjit.Sequential([layer]), data)
+
+    cfg = resolved_dict(load_config(HERE / "sine_layer.yaml", ["train.epochs=100" if quick else "train.epochs=300"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer, summary = train(cfg, data, Path(tmp) / "from_config")
+        print(f"from sine_layer.yaml ({cfg['train']['epochs']} epochs, full batch): test MSE "
+              f"{summary['final']['test_loss']:.4f}, a = "
+              + " ".join(f"{v:.3f}" for v in canonical(trainer.model.layers[0].a)))
+
+    compiled_s, python_s = epoch_times(data)
+    print(f"seconds per epoch (1000 examples, batch 32): compiled step {compiled_s * 1e3:.3f} ms, "
+          f"layer-by-layer path {python_s * 1e3:.3f} ms ({python_s / compiled_s:.1f}× faster compiled)")
+
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        _, mlp_mse = fit_mlp(DATA, 20 if quick else 150, Path(tmp) / "mlp")
+        _, mlp_mse = fit_mlp(data, 20 if quick else 150, Path(tmp) / "mlp")
         print(f"MLP 1-32-32-1 tanh trained ({time.perf_counter() - t0:.1f}s)")
     print(f"test MSE: sine layer {layer_mse:.4f} (4 parameters), MLP {mlp_mse:.4f} (1153 parameters); "
           f"noise variance {DATA['noise'] ** 2:.4f}")
-    print(f"RESULT layer_mse={layer_mse:.6f} mlp_mse={mlp_mse:.6f} a=" + ",".join(f"{v:.4f}" for v in a))
+    print(f"RESULT layer_mse={layer_mse:.6f} mlp_mse={mlp_mse:.6f} a=" + ",".join(f"{v:.4f}" for v in a)
+          + f" speedup={python_s / compiled_s:.2f}")
 
 
 if __name__ == "__main__":

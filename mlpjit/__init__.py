@@ -6,17 +6,23 @@
 >>> loss = mlpjit.losses.get("binary_cross_entropy")
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from . import activations, initializers, losses  # noqa: E402
+from ._jit import jit  # noqa: E402
 from .errors import ConfigError, DataError, MlpjitError, ModelFileError, TrainingDiverged  # noqa: E402
-from .gradcheck import gradcheck, relative_error  # noqa: E402
-from .layers import (Activation, AvgPool2D, Conv2D, Dense, Dropout, Flatten, Layer,  # noqa: E402
+from .registry import (register_activation, register_initializer, register_layer,  # noqa: E402
+                       register_loss, register_optimizer, register_schedule)
+from . import activations, initializers  # noqa: E402
+from .layers import (Activation, AvgPool2D, Call, Conv2D, Dense, Dropout, Flatten, Layer,  # noqa: E402
                      MaxPool2D, Residual, Softmax)
+from . import losses, optim, schedules  # noqa: E402
+from .gradcheck import gradcheck, relative_error  # noqa: E402
 from .model import Sequential  # noqa: E402
 
 __all__ = [
-    "Activation", "AvgPool2D", "ConfigError", "Conv2D", "DataError", "Dense", "Dropout", "Flatten",
-    "Layer", "MaxPool2D", "MlpjitError", "ModelFileError", "Residual", "Sequential", "Softmax", "TrainingDiverged", "__version__", "activations",
-    "gradcheck", "initializers", "losses", "relative_error",
+    "Activation", "AvgPool2D", "Call", "ConfigError", "Conv2D", "DataError", "Dense", "Dropout",
+    "Flatten", "Layer", "MaxPool2D", "MlpjitError", "ModelFileError", "Residual", "Sequential",
+    "Softmax", "TrainingDiverged", "__version__", "activations", "gradcheck", "initializers", "jit",
+    "losses", "optim", "register_activation", "register_initializer", "register_layer",
+    "register_loss", "register_optimizer", "register_schedule", "relative_error", "schedules",
 ]

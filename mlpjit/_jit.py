@@ -17,9 +17,11 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 CACHE = True
 
 
-def jit(fn=None, *, parallel=False):
-    """``numba.njit`` with the package's options; use as ``@jit`` or ``@jit(parallel=True)``."""
-    options = dict(fastmath=set(FASTMATH), cache=CACHE, nogil=True, parallel=parallel,
+def jit(fn=None, *, parallel=False, cache=CACHE):
+    """``numba.njit`` with the package's options; use as ``@jit`` or ``@jit(parallel=True)``
+    (``cache=False`` for code that cannot be cached: a generated step calling kernels defined
+    in a script's ``__main__``).  Your own kernels use it too: ``from mlpjit import jit``."""
+    options = dict(fastmath=set(FASTMATH), cache=cache, nogil=True, parallel=parallel,
                    error_model="numpy")
     if fn is None:
         return numba.njit(**options)

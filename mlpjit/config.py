@@ -1,25 +1,31 @@
 """YAML run configs: schema, loading, ``--set`` overrides and one-line error messages.
 
-A config is a YAML mapping validated by the pydantic models below (every model
-forbids unknown keys; ints reject floats, strings and booleans; floats accept
-ints; booleans accept only ``true``/``false``).  Every user mistake raises
-:class:`~mlpjit.errors.ConfigError` with a single line naming the file (or the
-``--set`` item), the key path and the offending value, e.g.::
+A config is a YAML mapping validated by pydantic models (every model forbids unknown keys; ints
+reject floats, strings and booleans; floats accept ints; booleans accept only ``true``/``false``).
+The parts that name something — layers, activations, initializers, the loss, the optimizer, the
+schedule — are built from the registries (:mod:`mlpjit.registry`): a layer's keys are its
+constructor's arguments (:mod:`mlpjit.schema`), so a layer registered by a user's module
+(``imports: [my_layers]`` at the top of the config) is configured like a built-in one.
+
+Every user mistake raises :class:`~mlpjit.errors.ConfigError` with a single line naming the file
+(or the ``--set`` item), the key path and the offending value, e.g.::
 
     configs/x.yaml: optimizer.lr: must be > 0 (got -0.1)
     configs/x.yaml: unknown key 'optimizr' (did you mean 'optimizer'?)
     --set optimizer.lrr=0.1: no such key 'lrr' under 'optimizer' (did you mean 'lr'?)
 
-Public API: :class:`Config`, :func:`load_config`, :func:`config_from_dict`,
-:func:`resolved_dict`, :func:`dump_yaml`.
+Public API: :func:`schema` (the current models: ``schema().Config``, ``.layers["dense"]``, ...),
+:func:`load_config`, :func:`config_from_dict`, :func:`resolved_dict`, :func:`dump_yaml`,
+:func:`import_modules`.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-import json
+import importlib
 import re
+import sys
 import types
 import typing
 from pathlib import Path
@@ -29,97 +35,25 @@ import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    StrictBool,
-    StrictInt,
-    StrictStr,
     ValidationError,
-    field_validator,
+    create_model,
     model_serializer,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
+from . import registry
 from .errors import ConfigError
+from .schema import (Bool, ConfigIssue, ConfigModel, Float, Int, Str, config_model, error_message,
+                     fmt_value)
 
-__all__ = [
-    "ACTIVATIONS",
-    "ACTIVATION_ALIASES",
-    "INITIALIZERS",
-    "INIT_ALIASES",
-    "LOSSES",
-    "OPTIMIZERS",
-    "SCHEDULES",
-    "LAYER_TYPES",
-    "DATA_SOURCES",
-    "ActivationSpec",
-    "InitSpec",
-    "MnistData",
-    "XorData",
-    "SpiralsData",
-    "SineData",
-    "CsvData",
-    "NpzData",
-    "DenseLayer",
-    "DropoutLayer",
-    "ActivationLayer",
-    "SoftmaxLayer",
-    "ModelConfig",
-    "SGDConfig",
-    "AdamConfig",
-    "ConstantSchedule",
-    "StepSchedule",
-    "ExponentialSchedule",
-    "CosineSchedule",
-    "ClipConfig",
-    "EarlyStoppingConfig",
-    "TrainConfig",
-    "Config",
-    "load_config",
-    "config_from_dict",
-    "resolved_dict",
-    "dump_yaml",
-]
+__all__ = ["schema", "load_config", "config_from_dict", "resolved_dict", "dump_yaml",
+           "apply_overrides", "import_modules", "DATA_SOURCES"]
 
-# ---------------------------------------------------------------------------
-# Names.  Kept in one place so they can later be replaced by imports from the
-# library modules that implement them.
-# ---------------------------------------------------------------------------
+_Issue = ConfigIssue
+_Model = ConfigModel
+_fmt = fmt_value
 
-ACTIVATIONS: tuple[str, ...] = (
-    "identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "arctan",
-    "softsign", "elu", "swish", "gelu", "tanh_linear",
-)
-ACTIVATION_ALIASES: dict[str, str] = {"linear": "identity", "silu": "swish", "logistic": "sigmoid"}
-# activation -> (parameter name, default); activations not listed take no parameter
-ACTIVATION_PARAMS: dict[str, tuple[str, float]] = {
-    "leaky_relu": ("alpha", 0.01),
-    "elu": ("alpha", 1.0),
-    "tanh_linear": ("a", 0.1),
-}
-INITIALIZERS: tuple[str, ...] = (
-    "normal", "uniform", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal",
-    "zeros", "constant",
-)
-INIT_ALIASES: dict[str, str] = {
-    "glorot_uniform": "xavier_uniform", "glorot_normal": "xavier_normal",
-    "kaiming_uniform": "he_uniform", "kaiming_normal": "he_normal",
-}
-# initializer -> (parameter name, default); initializers not listed take no parameter
-INIT_PARAMS: dict[str, tuple[str, float]] = {
-    "normal": ("std", 0.01),
-    "uniform": ("scale", 0.05),
-    "constant": ("value", 0.0),
-}
-LOSSES: tuple[str, ...] = (
-    "cross_entropy", "binary_cross_entropy", "mse", "sum_squares", "smape", "soft_f1",
-)
-OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
-SCHEDULES: tuple[str, ...] = ("constant", "step", "exponential", "cosine")
-LAYER_TYPES: tuple[str, ...] = ("dense", "dropout", "activation", "softmax", "conv2d", "maxpool2d",
-                                "avgpool2d", "flatten", "residual")
-PADDINGS: tuple[str, ...] = ("valid", "same", "full")
 DATA_SOURCES: tuple[str, ...] = ("mnist", "xor", "spirals", "sine", "csv", "npz")
 DTYPES: tuple[str, ...] = ("float32", "float64")
 TASKS: tuple[str, ...] = ("auto", "classification", "regression")
@@ -131,27 +65,6 @@ EARLY_STOPPING_METRICS: tuple[str, ...] = (
 # ---------------------------------------------------------------------------
 # Message helpers
 # ---------------------------------------------------------------------------
-
-
-def _fmt(value: Any, limit: int = 80) -> str:
-    """Show a value as it would be written in YAML, on one line."""
-    if isinstance(value, str):
-        text = repr(value)
-    elif value is None:
-        text = "null"
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, (int, float)):
-        text = repr(value)
-    else:
-        try:
-            text = json.dumps(value, default=repr)
-        except (TypeError, ValueError):
-            text = repr(value)
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return text
 
 
 def _suggest(word: Any, options: Sequence[str]) -> list[str]:
@@ -175,40 +88,9 @@ def _unknown_key(key: Any, options: Sequence[str]) -> str:
     return f"unknown key {_fmt(key)} (valid keys: {', '.join(options)})"
 
 
-class _Issue(ValueError):
-    """A validation problem raised by our validators.
-
-    ``message`` is complete (it names the value); ``key`` is an optional path
-    (``"nesterov"`` or ``"train.early_stopping.metric"``) relative to the place
-    pydantic reports, appended to the key path in the final message.
-    """
-
-    def __init__(self, message: str, key: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.key = key
-
-
 # ---------------------------------------------------------------------------
 # Field types
 # ---------------------------------------------------------------------------
-
-# PyYAML (YAML 1.1) reads ``1e-3`` (no dot) as a *string*; accept exactly that form.
-_EXP_FLOAT = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+$")
-
-
-def _coerce_float(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise PydanticCustomError("float_type", "Input should be a valid number")
-    if isinstance(value, str) and _EXP_FLOAT.match(value.strip()):
-        return float(value)
-    return value
-
-
-Float = Annotated[float, BeforeValidator(_coerce_float), Field(strict=True)]
-Int = StrictInt
-Bool = StrictBool
-Str = StrictStr
 
 
 def _choice(kind: str, options: Sequence[str]):
@@ -227,125 +109,10 @@ Task = Annotated[Literal["auto", "classification", "regression"], _choice("task"
 XorFunction = Annotated[
     Literal["xor", "and", "or", "nand", "nor", "xnor"], _choice("function", XOR_FUNCTIONS)
 ]
-LossName = Annotated[
-    Literal["cross_entropy", "binary_cross_entropy", "mse", "sum_squares", "smape", "soft_f1"],
-    _choice("loss", LOSSES),
-]
 MetricName = Annotated[
     Literal["train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"],
     _choice("metric", EARLY_STOPPING_METRICS),
 ]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-# ---------------------------------------------------------------------------
-# Activation / initializer specs: a name, or {name: ..., <param>: ...}
-# ---------------------------------------------------------------------------
-
-
-def _named_spec_before(
-    value: Any, kind: str, names: Sequence[str], aliases: dict[str, str],
-    params: dict[str, tuple[str, float]], all_params: Sequence[str],
-) -> Any:
-    if isinstance(value, str):
-        value = {"name": value}
-    if not isinstance(value, dict):
-        raise _Issue(
-            f"must be an {kind} name or a mapping with 'name' (got {_fmt(value)})"
-        )
-    name = value.get("name")
-    if not isinstance(name, str):
-        return value  # missing / wrong type: reported by field validation
-    name = aliases.get(name, name)
-    if name not in names:
-        raise _Issue(_unknown_name(kind, name, tuple(names) + tuple(aliases)))
-    out = dict(value)
-    out["name"] = name
-    allowed = params.get(name)
-    for p in all_params:
-        if p in out and out[p] is not None and (allowed is None or allowed[0] != p):
-            if allowed is None:
-                raise _Issue(f"{kind} {name!r} takes no parameters (got {_fmt(out[p])})", p)
-            raise _Issue(
-                f"{kind} {name!r} takes {allowed[0]!r}, not {p!r} (got {_fmt(out[p])})", p
-            )
-    if allowed is not None and out.get(allowed[0]) is None:
-        out[allowed[0]] = allowed[1]
-    return out
-
-
-def _named_spec_dump(spec: BaseModel, params: Sequence[str]) -> Any:
-    values = {p: getattr(spec, p) for p in params if getattr(spec, p) is not None}
-    if not values:
-        return spec.name
-    return {"name": spec.name, **values}
-
-
-class ActivationSpec(_Model):
-    """An activation: ``relu`` or ``{name: leaky_relu, alpha: 0.2}``.
-
-    ``name`` is canonical (aliases resolved); ``alpha`` is set (default filled in)
-    for leaky_relu and elu, ``a`` for tanh_linear, otherwise both are None.
-    Serialized as a plain string when it has no parameter.
-    """
-
-    name: Str
-    alpha: Optional[Float] = None
-    a: Optional[Float] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _before(cls, value: Any) -> Any:
-        return _named_spec_before(
-            value, "activation", ACTIVATIONS, ACTIVATION_ALIASES, ACTIVATION_PARAMS, ("alpha", "a")
-        )
-
-    @model_validator(mode="after")
-    def _ranges(self) -> "ActivationSpec":
-        if self.name == "leaky_relu" and not (0.0 <= self.alpha <= 1.0):
-            raise _Issue(f"must be in [0, 1] for leaky_relu (got {_fmt(self.alpha)})", "alpha")
-        if self.name == "elu" and not self.alpha > 0:
-            raise _Issue(f"must be > 0 for elu (got {_fmt(self.alpha)})", "alpha")
-        return self
-
-    @model_serializer(mode="plain")
-    def _dump(self) -> Any:
-        return _named_spec_dump(self, ("alpha", "a"))
-
-
-class InitSpec(_Model):
-    """A weight initializer: ``he_normal`` or ``{name: normal, std: 0.02}``.
-
-    ``std`` is set for normal, ``scale`` for uniform (U(-scale, scale)), ``value``
-    for constant (defaults filled in); the others are None.
-    """
-
-    name: Str
-    std: Optional[Float] = None
-    scale: Optional[Float] = None
-    value: Optional[Float] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _before(cls, value: Any) -> Any:
-        return _named_spec_before(
-            value, "initializer", INITIALIZERS, INIT_ALIASES, INIT_PARAMS, ("std", "scale", "value")
-        )
-
-    @model_validator(mode="after")
-    def _ranges(self) -> "InitSpec":
-        for p in ("std", "scale"):
-            v = getattr(self, p)
-            if v is not None and not v > 0:
-                raise _Issue(f"must be > 0 (got {_fmt(v)})", p)
-        return self
-
-    @model_serializer(mode="plain")
-    def _dump(self) -> Any:
-        return _named_spec_dump(self, ("std", "scale", "value"))
 
 
 # ---------------------------------------------------------------------------
@@ -422,148 +189,8 @@ DataConfig = Annotated[
 ]
 
 # ---------------------------------------------------------------------------
-# Layers (discriminated by ``type``)
+# Clipping, early stopping, training loop
 # ---------------------------------------------------------------------------
-
-
-class DenseLayer(_Model):
-    type: Literal["dense"]
-    units: Annotated[Int, Field(ge=1)]
-    activation: ActivationSpec = Field(default_factory=lambda: ActivationSpec(name="identity"))
-    init: InitSpec = Field(default_factory=lambda: InitSpec(name="xavier_uniform"))
-    bias_init: Float = 0.0
-
-
-class DropoutLayer(_Model):
-    type: Literal["dropout"]
-    p: Annotated[Float, Field(ge=0, lt=1)]
-
-
-class ActivationLayer(_Model):
-    type: Literal["activation"]
-    activation: ActivationSpec
-
-
-class SoftmaxLayer(_Model):
-    type: Literal["softmax"]
-
-
-Size = Annotated[Int, Field(ge=1)]
-SizePair = Union[Size, Annotated[list[Size], Field(min_length=2, max_length=2)]]
-
-
-def _padding_value(value: Any) -> Any:
-    if isinstance(value, str) and value not in PADDINGS:
-        raise _Issue(_unknown_name("padding", value, PADDINGS) + " or an integer ≥ 0")
-    return value
-
-
-class Conv2DLayer(_Model):
-    type: Literal["conv2d"]
-    out_channels: Size
-    kernel_size: SizePair
-    stride: SizePair = 1
-    padding: Annotated[Union[Literal["valid", "same", "full"], Annotated[Int, Field(ge=0)]],
-                       BeforeValidator(_padding_value)] = "valid"
-    in_channels: Optional[Size] = None  # taken from the input; when given, it is checked
-    activation: ActivationSpec = Field(default_factory=lambda: ActivationSpec(name="identity"))
-    init: InitSpec = Field(default_factory=lambda: InitSpec(name="xavier_uniform"))
-    bias_init: Float = 0.0
-
-
-class MaxPool2DLayer(_Model):
-    type: Literal["maxpool2d"]
-    size: SizePair
-    stride: Optional[SizePair] = None  # default: the window size
-
-
-class AvgPool2DLayer(_Model):
-    type: Literal["avgpool2d"]
-    size: SizePair
-    stride: Optional[SizePair] = None
-
-
-class FlattenLayer(_Model):
-    type: Literal["flatten"]
-
-
-class ResidualLayer(_Model):
-    type: Literal["residual"]
-    layers: Annotated[list["LayerConfig"], Field(min_length=1)]
-
-
-LayerConfig = Annotated[
-    Union[DenseLayer, DropoutLayer, ActivationLayer, SoftmaxLayer, Conv2DLayer, MaxPool2DLayer,
-          AvgPool2DLayer, FlattenLayer, ResidualLayer],
-    Field(discriminator="type"),
-]
-ResidualLayer.model_rebuild()
-
-
-class ModelConfig(_Model):
-    layers: Annotated[list[LayerConfig], Field(min_length=1)]
-
-
-# ---------------------------------------------------------------------------
-# Optimizers, schedules, clipping, training loop
-# ---------------------------------------------------------------------------
-
-Unit = Annotated[Float, Field(ge=0, lt=1)]  # [0, 1)
-
-
-class SGDConfig(_Model):
-    type: Literal["sgd"]
-    lr: Annotated[Float, Field(gt=0)] = 0.01
-    momentum: Unit = 0.0
-    nesterov: Bool = False
-    weight_decay: Annotated[Float, Field(ge=0)] = 0.0
-
-    @model_validator(mode="after")
-    def _nesterov(self) -> "SGDConfig":
-        if self.nesterov and self.momentum == 0:
-            raise _Issue(
-                f"true requires momentum > 0 (got momentum={_fmt(self.momentum)})",
-                "nesterov",
-            )
-        return self
-
-
-class AdamConfig(_Model):
-    type: Literal["adam"]
-    lr: Annotated[Float, Field(gt=0)] = 0.001
-    beta1: Unit = 0.9
-    beta2: Unit = 0.999
-    eps: Annotated[Float, Field(gt=0)] = 1e-8
-    weight_decay: Annotated[Float, Field(ge=0)] = 0.0
-
-
-OptimizerConfig = Annotated[Union[SGDConfig, AdamConfig], Field(discriminator="type")]
-
-
-class ConstantSchedule(_Model):
-    type: Literal["constant"]
-
-
-class StepSchedule(_Model):
-    type: Literal["step"]
-    every: Annotated[Int, Field(ge=1)] = 10
-    gamma: Annotated[Float, Field(gt=0, le=1)] = 0.1
-
-
-class ExponentialSchedule(_Model):
-    type: Literal["exponential"]
-    gamma: Annotated[Float, Field(gt=0, le=1)] = 0.95
-
-
-class CosineSchedule(_Model):
-    type: Literal["cosine"]
-    min_lr: Annotated[Float, Field(ge=0)] = 0.0
-
-
-ScheduleConfig = Annotated[
-    Union[ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule],
-    Field(discriminator="type"),
-]
 
 
 class ClipConfig(_Model):
@@ -616,61 +243,151 @@ def _shorthand_type(value: Any) -> Any:
     return {"type": value} if isinstance(value, str) else value
 
 
-class Config(_Model):
-    """A whole run config (the root of the YAML file)."""
+def _check_name(value: str) -> str:
+    if isinstance(value, str) and value and set(value) == {"."}:
+        raise _Issue(f"must not be only dots (got {_fmt(value)})")
+    return value
 
-    name: Annotated[Str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "run"
-    seed: Annotated[Int, Field(ge=0, le=2**32 - 1)] = 0  # numba's np.random.seed takes uint32
-    dtype: DType = "float32"
-    data: DataConfig
-    model: ModelConfig
-    loss: LossName
-    optimizer: Annotated[OptimizerConfig, BeforeValidator(_shorthand_type)] = Field(
-        default_factory=lambda: SGDConfig(type="sgd")
-    )
-    schedule: Annotated[ScheduleConfig, BeforeValidator(_shorthand_type)] = Field(
-        default_factory=lambda: ConstantSchedule(type="constant")
-    )
-    clip: Optional[ClipConfig] = None
-    train: TrainConfig = Field(default_factory=TrainConfig)
 
-    @field_validator("name")
-    @classmethod
-    def _not_dots(cls, value: str) -> str:
-        if set(value) == {"."}:
-            raise _Issue(f"must not be only dots (got {_fmt(value)})")
-        return value
+def _imports(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    return value
+
+
+class Schema:
+    """The config models built from the registries as they are now.
+
+    ``Config`` validates a whole file; ``layers``, ``optimizers`` and ``schedules`` map each
+    registered name to the model of its entry (keys from the constructor, see
+    :func:`mlpjit.schema.config_model`); ``tagged`` records each tagged union for the error
+    messages (``frozenset(members) -> (label, discriminator, {tag: model})``).
+    """
+
+    def __init__(self):
+        self.tagged: dict[frozenset, tuple[str, str, dict[str, type[BaseModel]]]] = {}
+        self._register("data source", "name", MnistData, XorData, SpiralsData, SineData, CsvData,
+                       NpzData)
+        self.layers = {}
+        for name, cls in registry.layers.items():
+            replace = {f: _LAYER_LIST for f, ann, _ in _fields(cls) if _is_layer_list(ann)}
+            self.layers[name] = config_model(cls, name, optional=tuple(cls.inferred),
+                                             replace=replace,
+                                             check=getattr(cls, "check_config", None))
+            self.layers[name].inferred = tuple(cls.inferred)
+            if cls.inferred:
+                self.layers[name] = _dropping_unset(self.layers[name], tuple(cls.inferred))
+        layer_union = _union(list(self.layers.values()), "type")
+        for model in self.layers.values():
+            if any(_is_layer_list_field(f) for f in model.model_fields.values()):
+                model.model_rebuild(_types_namespace={"LayerConfig": layer_union}, force=True)
+        self.LayerConfig = layer_union
+        self._register("layer type", "type", *self.layers.values())
+        self.optimizers = {name: config_model(cls, name, check=getattr(cls, "check_config", None))
+                           for name, cls in registry.optimizers.items()}
+        self._register("optimizer", "type", *self.optimizers.values())
+        self.schedules = {name: config_model(cls, name) for name, cls in registry.schedules.items()}
+        self._register("schedule", "type", *self.schedules.values())
+        losses = tuple(registry.losses.names())
+        LossName = Annotated[Literal[losses], _choice("loss", losses)]
+
+        ModelConfig = create_model("ModelConfig", __base__=_Model,
+                                   layers=(Annotated[list[layer_union], Field(min_length=1)], ...))
+        default_opt = "sgd" if "sgd" in self.optimizers else next(iter(self.optimizers))
+        default_sched = "constant" if "constant" in self.schedules else next(iter(self.schedules))
+        opt_default = self.optimizers[default_opt](type=default_opt)
+        sched_default = self.schedules[default_sched](type=default_sched)
+        self.Config = create_model(
+            "Config", __base__=_Model,
+            imports=(Annotated[list[Str], BeforeValidator(_imports)], Field(default_factory=list)),
+            name=(Annotated[Str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), BeforeValidator(_check_name)], "run"),
+            seed=(Annotated[Int, Field(ge=0, le=2**32 - 1)], 0),  # numba's np.random.seed takes uint32
+            dtype=(DType, "float32"),
+            data=(DataConfig, ...),
+            model=(ModelConfig, ...),
+            loss=(LossName, ...),
+            optimizer=(Annotated[_union(list(self.optimizers.values()), "type"),
+                                 BeforeValidator(_shorthand_type)],
+                       Field(default_factory=lambda: opt_default.model_copy())),
+            schedule=(Annotated[_union(list(self.schedules.values()), "type"),
+                                BeforeValidator(_shorthand_type)],
+                      Field(default_factory=lambda: sched_default.model_copy())),
+            clip=(Optional[ClipConfig], None),
+            train=(TrainConfig, Field(default_factory=TrainConfig)),
+        )
+        self.Config.__doc__ = "A whole run config (the root of the YAML file)."
+        self.ModelConfig = ModelConfig
+
+    def _register(self, label: str, key: str, *classes: type[BaseModel]) -> None:
+        variants = {}
+        for c in classes:
+            (tag,) = typing.get_args(c.model_fields[key].annotation)
+            variants[tag] = c
+        self.tagged[frozenset(classes)] = (label, key, variants)
+
+
+_LAYER_LIST = Annotated[list["LayerConfig"], Field(min_length=1)]
+
+
+def _fields(cls):
+    from .schema import signature_fields
+    return signature_fields(cls.__init__)
+
+
+def _is_layer_list(ann) -> bool:
+    from .layers.residual import LayerList
+    base = typing.get_args(ann)[0] if typing.get_origin(ann) is Annotated else ann
+    return base is LayerList
+
+
+def _is_layer_list_field(field) -> bool:
+    ann = field.annotation
+    return typing.get_origin(ann) is list and "LayerConfig" in repr(typing.get_args(ann))
+
+
+def _union(models: list, key: str):
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator=key)]
+
+
+def _dropping_unset(model, keys):
+    """``model`` whose dump leaves out the sizes taken from the input while they are unset."""
+    def _dump(self, handler):
+        out = handler(self)
+        for k in keys:
+            if out.get(k) is None:
+                out.pop(k, None)
+        return out
+    sub = create_model(model.__name__, __base__=model,
+                       __validators__={"_dump": model_serializer(mode="wrap")(_dump)})
+    sub.implementation = model.implementation
+    sub.inferred = keys
+    return sub
+
+
+_SCHEMA: dict = {}
+
+
+def schema() -> Schema:
+    """The config models for the registries as they are now (rebuilt when something registers)."""
+    gen = registry.generation()
+    if gen not in _SCHEMA:
+        _SCHEMA.clear()
+        _SCHEMA[gen] = Schema()
+    return _SCHEMA[gen]
+
+
+_current = schema
+
+
+def _tagged() -> dict:
+    return _current().tagged
 
 
 # ---------------------------------------------------------------------------
 # Schema walking (for clean key paths and the valid keys at a place)
 # ---------------------------------------------------------------------------
-
-# tagged unions: frozenset(member classes) -> (label, discriminator key, {tag: class})
-_TAGGED: dict[frozenset, tuple[str, str, dict[str, type[BaseModel]]]] = {}
-
-
-def _register(label: str, key: str, *classes: type[BaseModel]) -> None:
-    variants = {}
-    for c in classes:
-        (tag,) = typing.get_args(c.model_fields[key].annotation)
-        variants[tag] = c
-    _TAGGED[frozenset(classes)] = (label, key, variants)
-
-
-_register("data source", "name", MnistData, XorData, SpiralsData, SineData, CsvData, NpzData)
-_LAYER_CLASSES = (DenseLayer, DropoutLayer, ActivationLayer, SoftmaxLayer, Conv2DLayer,
-                  MaxPool2DLayer, AvgPool2DLayer, FlattenLayer, ResidualLayer)
-_register("layer type", "type", *_LAYER_CLASSES)
-_register("optimizer", "type", SGDConfig, AdamConfig)
-_register("schedule", "type", ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule)
-
-assert tuple(_TAGGED[frozenset((MnistData, XorData, SpiralsData, SineData, CsvData, NpzData))][2]) == DATA_SOURCES
-assert tuple(_TAGGED[frozenset(_LAYER_CLASSES)][2]) == LAYER_TYPES
-assert tuple(_TAGGED[frozenset((SGDConfig, AdamConfig))][2]) == OPTIMIZERS
-assert tuple(
-    _TAGGED[frozenset((ConstantSchedule, StepSchedule, ExponentialSchedule, CosineSchedule))][2]
-) == SCHEDULES
 
 
 def _unwrap(ann: Any):
@@ -687,7 +404,7 @@ def _unwrap(ann: Any):
                 continue
             inner = [_unwrap(a)[0] for a in args]
             try:
-                return ann, _TAGGED.get(frozenset(inner))
+                return ann, _tagged().get(frozenset(inner))
             except TypeError:
                 return ann, None
         return ann, None
@@ -704,7 +421,7 @@ def _walk_loc(loc: Sequence[Any]):
     labels of other unions.  Returns (path, model class owning the last key or
     None, tagged-union info of that owner or None).
     """
-    schema: Any = Config
+    schema: Any = _current().Config
     path: list[str] = []
     owner = None
     owner_union = None
@@ -752,25 +469,6 @@ def _model_at(schema: Any, node: Any):
 # Error translation
 # ---------------------------------------------------------------------------
 
-_TYPE_MESSAGES = {
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "int_from_float": "must be an integer",
-    "float_type": "must be a number",
-    "float_parsing": "must be a number",
-    "finite_number": "must be a finite number",
-    "bool_type": "must be true or false",
-    "bool_parsing": "must be true or false",
-    "string_type": "must be a string",
-    "list_type": "must be a list",
-    "dict_type": "must be a mapping",
-    "model_type": "must be a mapping",
-    "model_attributes_type": "must be a mapping",
-}
-
-_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-
-
 def _describe_error(err: dict) -> tuple[list[str], str]:
     """One pydantic error -> (key path, message that names the value)."""
     etype = err["type"]
@@ -798,7 +496,7 @@ def _describe_error(err: dict) -> tuple[list[str], str]:
         return path, f"missing required key {key!r}"
     if etype in ("union_tag_invalid", "union_tag_not_found"):
         # loc points at the union itself; find which union from the schema
-        schema: Any = Config
+        schema: Any = _current().Config
         for item in path:
             ann, _ = _unwrap(schema)
             if _is_model(ann) and item in ann.model_fields:
@@ -821,22 +519,14 @@ def _describe_error(err: dict) -> tuple[list[str], str]:
         if issue.key:
             path = path + issue.key.split(".")
         return path, issue.message
-    if etype in _TYPE_MESSAGES:
-        return path, f"{_TYPE_MESSAGES[etype]} {got}"
-    if etype in _BOUNDS:
-        bound = next(iter(ctx.values())) if ctx else "?"
-        return path, f"must be {_BOUNDS[etype]} {_fmt(bound)} {got}"
-    if etype in ("too_short", "too_long"):
-        lo = ctx.get("min_length")
+    if etype == "too_short" and owner is SineData and path and path[-1] == "a":
         n = ctx.get("actual_length", len(value) if hasattr(value, "__len__") else "?")
-        if owner is SineData and path and path[-1] == "a":
-            return path, f"must have exactly 4 items (got {n}: {_fmt(value)})"
-        if etype == "too_short":
-            return path, f"must have at least {lo} item{'s' if lo != 1 else ''} (got {n})"
-        return path, f"must have at most {ctx.get('max_length')} items (got {n})"
-    if etype == "literal_error":
-        expected = ctx.get("expected", "")
-        return path, f"must be one of {expected} {got}"
+        return path, f"must have exactly 4 items (got {n}: {_fmt(value)})"
+    if etype == "too_long" and owner is SineData and path and path[-1] == "a":
+        return path, f"must have exactly 4 items (got {len(value)}: {_fmt(value)})"
+    scalar = error_message(err)
+    if scalar is not None:
+        return path, scalar
     if etype == "string_pattern_mismatch":
         pattern = ctx.get("pattern", "").strip("^$")
         return path, f"must match {pattern} (letters, digits, '_', '.', '-') {got}"
@@ -868,13 +558,14 @@ def _fail(prefix: str, path: Sequence[str], msg: str) -> ConfigError:
     return ConfigError(_one_line(text))
 
 
-def _validate(data: Any, prefix: str) -> Config:
+def _validate(data: Any, prefix: str, base: Path | None = None):
     if not isinstance(data, dict):
         raise ConfigError(
             _one_line(f"{prefix}: top level must be a mapping of keys (got {_kind(data)})")
         )
     try:
-        return Config.model_validate(data)
+        import_modules(data.get("imports"), prefix, base)
+        return _current().Config.model_validate(data)
     except ValidationError as exc:
         path, msg = _first_error(exc)
         raise _fail(prefix, path, msg) from None
@@ -1006,7 +697,7 @@ def _apply_override(tree: dict, item: str) -> list[str]:
         raise ConfigError(_one_line(f"{prefix}: invalid value: {problem}")) from None
 
     node: Any = tree
-    schema: Any = Config
+    schema: Any = _current().Config
     done: list[str] = []
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
@@ -1035,7 +726,7 @@ def _apply_override(tree: dict, item: str) -> list[str]:
             node, schema = child, child_schema
         elif isinstance(node, dict):
             cls, tagged = _model_at(schema, node)
-            fields = list(cls.model_fields) if cls is not None else []
+            fields = _keys_at(cls, node)
             if part not in node and part not in fields:
                 options = list(dict.fromkeys(list(node) + fields))
                 where = f"under {here!r}" if done else "at the top level"
@@ -1062,6 +753,20 @@ def _apply_override(tree: dict, item: str) -> list[str]:
             )
         done.append(part)
     return parts
+
+
+def _keys_at(cls: Any, node: dict) -> list[str]:
+    """The keys the model ``cls`` knows for ``node``: its fields, and for an activation or
+    initializer spec the parameters of the one it names."""
+    if cls is None:
+        return []
+    fields = list(cls.model_fields)
+    kind = getattr(cls, "kind", None)
+    if kind in ("activation", "initializer") and isinstance(node.get("name"), str):
+        from .schema import spec_params
+        reg = registry.activations if kind == "activation" else registry.initializers
+        fields += list(spec_params(kind).get(reg.canonical(node["name"]), {}))
+    return fields
 
 
 def _prepare_child(child: Any, schema: Any, prefix: str, path: list[str]) -> Any:
@@ -1111,7 +816,35 @@ def _common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
 # ---------------------------------------------------------------------------
 
 
-def config_from_dict(d: dict, source: str = "<config>") -> Config:
+def import_modules(names: Any, prefix: str = "imports", base: Path | None = None) -> None:
+    """Import the modules a config names under ``imports:`` (they register layers, activations,
+    losses, ...), looking first in ``base`` (the config file's folder).  A module that cannot be
+    imported, or registers a name that is taken, is a one-line ConfigError."""
+    if not names:
+        return
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list):
+        raise ConfigError(_one_line(f"{prefix}: imports: must be a list of module names (got {_fmt(names)})"))
+    if base is not None and str(base) not in sys.path:
+        sys.path.insert(0, str(base))
+    for name in names:
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", name):
+            raise ConfigError(_one_line(f"{prefix}: imports: {_fmt(name)} is not a module name "
+                                        f"(such as my_layers or package.layers)"))
+        try:
+            importlib.import_module(name)
+        except registry.RegistryError as exc:
+            raise ConfigError(_one_line(f"{prefix}: imports: {name}: {exc}")) from None
+        except ImportError as exc:
+            where = f" (looked in {base} and on sys.path)" if base is not None else ""
+            raise ConfigError(_one_line(f"{prefix}: imports: cannot import {name!r}: {exc}{where}")) from None
+        except Exception as exc:  # the module itself fails: its error, on one line
+            raise ConfigError(_one_line(f"{prefix}: imports: importing {name!r} failed: "
+                                        f"{type(exc).__name__}: {exc}")) from None
+
+
+def config_from_dict(d: dict, source: str = "<config>"):
     """Validate a plain dict (as read from YAML) into a :class:`Config`.
 
     Raises :class:`ConfigError` (one line, starting with ``source``) on any mistake.
@@ -1119,17 +852,17 @@ def config_from_dict(d: dict, source: str = "<config>") -> Config:
     return _validate(d, source)
 
 
-def resolved_dict(config: Config) -> dict:
+def resolved_dict(config) -> dict:
     """A plain JSON/YAML-safe dict with every default filled in."""
     return config.model_dump(mode="json")
 
 
-def dump_yaml(config: Config) -> str:
+def dump_yaml(config) -> str:
     """The resolved config as YAML (keys in schema order)."""
     return yaml.safe_dump(resolved_dict(config), sort_keys=False)
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+def load_config(path: str | Path, overrides: Sequence[str] = ()):
     """Read a YAML config file, validate it, then apply ``--set key.path=value`` overrides.
 
     Each override's value is parsed as YAML (``0.1`` -> float, ``true`` -> bool,
@@ -1140,10 +873,11 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     ``model.layers.N.type``, ``optimizer.type``, ``schedule.type``) drops the keys
     the new variant does not have and those left at the old variant's defaults.
     """
-    return apply_overrides(_validate(_read_yaml(path), str(path)), overrides)
+    return apply_overrides(_validate(_read_yaml(path), str(path), Path(path).resolve().parent),
+                           overrides)
 
 
-def apply_overrides(config: Config, overrides: Sequence[str] = ()) -> Config:
+def apply_overrides(config, overrides: Sequence[str] = ()):
     """``config`` with ``key.path=value`` overrides applied (as ``--set``; see :func:`load_config`)."""
     if isinstance(overrides, str):  # a single "k=v" passed by mistake
         overrides = (overrides,)
@@ -1154,7 +888,7 @@ def apply_overrides(config: Config, overrides: Sequence[str] = ()) -> Config:
     for item in overrides:
         applied.append((item, _apply_override(tree, str(item))))
     try:
-        return Config.model_validate(tree)
+        return _current().Config.model_validate(tree)
     except ValidationError as exc:
         err_path, msg = _first_error(exc)
     # blame the override closest to the error's key path (the last one on ties)

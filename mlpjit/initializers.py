@@ -13,13 +13,18 @@ n_in = C·KH·KW, n_out = O·KH·KW):
 ``zeros``                 A = 0
 ``constant(value=0)``     A = value  (all equal: the symmetry problem)
 ========================  ==============================================
+
+Each is a registered function ``f(shape, rng, dtype, **params)``; its keyword parameters, with
+their annotated ranges, are its config keys (``{name: normal, std: 0.02}``).
 """
 
 import math
 
 import numpy as np
 
-from ._registry import lookup
+from .registry import initializers as _registry
+from .registry import register_initializer
+from .schema import ConfigIssue, Float, Positive, normalize_spec
 
 
 def _fans(shape):
@@ -33,77 +38,69 @@ def _fans(shape):
     return fan_in, fan_out
 
 
-def normal(shape, rng, dtype, std=0.01):
+@register_initializer("normal")
+def normal(shape, rng, dtype, std: Positive = 0.01):
     return (rng.standard_normal(shape) * std).astype(dtype)
 
 
-def uniform(shape, rng, dtype, scale=0.05):
+@register_initializer("uniform")
+def uniform(shape, rng, dtype, scale: Positive = 0.05):
     return rng.uniform(-scale, scale, shape).astype(dtype)
 
 
+@register_initializer("xavier_uniform", aliases=("glorot_uniform",))
 def xavier_uniform(shape, rng, dtype):
     fan_in, fan_out = _fans(shape)
     r = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-r, r, shape).astype(dtype)
 
 
+@register_initializer("xavier_normal", aliases=("glorot_normal",))
 def xavier_normal(shape, rng, dtype):
     fan_in, fan_out = _fans(shape)
     return (rng.standard_normal(shape) * math.sqrt(2.0 / (fan_in + fan_out))).astype(dtype)
 
 
+@register_initializer("he_uniform", aliases=("kaiming_uniform",))
 def he_uniform(shape, rng, dtype):
     fan_in, _ = _fans(shape)
     r = math.sqrt(6.0 / fan_in)
     return rng.uniform(-r, r, shape).astype(dtype)
 
 
+@register_initializer("he_normal", aliases=("kaiming_normal",))
 def he_normal(shape, rng, dtype):
     fan_in, _ = _fans(shape)
     return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
 
 
+@register_initializer("zeros")
 def zeros(shape, rng, dtype):
     return np.zeros(shape, dtype=dtype)
 
 
-def constant(shape, rng, dtype, value=0.0):
+@register_initializer("constant")
+def constant(shape, rng, dtype, value: Float = 0.0):
     return np.full(shape, value, dtype=dtype)
 
 
-INITIALIZERS = {f.__name__: f for f in (normal, uniform, xavier_uniform, xavier_normal,
-                                        he_uniform, he_normal, zeros, constant)}
-ALIASES = {"glorot_uniform": "xavier_uniform", "glorot_normal": "xavier_normal",
-           "kaiming_uniform": "he_uniform", "kaiming_normal": "he_normal"}
-_PARAMS = {"normal": ("std",), "uniform": ("scale",), "constant": ("value",)}
-
-
 def parse(spec):
-    """(name, params) from ``"he_normal"`` or ``{"name": "normal", "std": 0.1}``, validated."""
-    if isinstance(spec, dict):
-        params = dict(spec)
-        name = params.pop("name", None)
-    else:
-        name, params = spec, {}
-    name = ALIASES.get(name, name) if isinstance(name, str) else name
-    lookup(INITIALIZERS, "initializer", name)
-    allowed = _PARAMS.get(name, ())
-    for key, value in params.items():
-        if key not in allowed:
-            raise ValueError(f"initializer '{name}' takes no parameter '{key}'"
-                             + (f" (it takes {', '.join(allowed)})" if allowed else ""))
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise TypeError(f"initializer '{name}' parameter '{key}' must be a number, got {value!r}")
-        if key in ("std", "scale") and not value > 0:
-            raise ValueError(f"initializer '{name}' {key} must be > 0, got {value}")
-    return name, params
+    """(name, params) from ``"he_normal"`` or ``{"name": "normal", "std": 0.1}``, validated
+    (ValueError naming the initializer and the parameter)."""
+    try:
+        full = normalize_spec(spec, "initializer")
+    except ConfigIssue as e:
+        name = spec.get("name") if isinstance(spec, dict) else spec
+        raise ValueError(f"initializer '{name}' {e.key} {e.message}" if e.key else e.message) from None
+    name = full.pop("name")
+    return name, full
 
 
 def initialize(spec, shape, rng, dtype):
     """A new array of ``shape`` drawn by initializer ``spec`` from ``rng``."""
     name, params = parse(spec)
-    return np.ascontiguousarray(INITIALIZERS[name](tuple(shape), rng, np.dtype(dtype), **params))
+    return np.ascontiguousarray(_registry.get(name)(tuple(shape), rng, np.dtype(dtype), **params))
 
 
 def names():
-    return sorted(INITIALIZERS)
+    return _registry.names()

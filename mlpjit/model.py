@@ -75,12 +75,12 @@ class Sequential:
 
     @property
     def takes_images(self):
-        """True when the first layer to see the input is a convolution or pooling (NCHW input)."""
-        from .layers import AvgPool2D, Conv2D, MaxPool2D
+        """True when the first layer to see the input needs images (NCHW input: a convolution
+        or pooling)."""
         layer = self.layers[0]
         while getattr(layer, "layers", None):
             layer = layer.layers[0]
-        return isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D))
+        return bool(getattr(layer, "image_input", False))
 
     def parameters(self):
         """``[(name, param, grad), ...]``: ``"<layer index>.<name>"``, the array, its gradient."""
@@ -117,8 +117,12 @@ class Sequential:
 
     # --- structure and files -----------------------------------------------------------
     def get_config(self):
-        return {"layers": [layer.get_config() for layer in self.layers],
-                "dtype": np.dtype(self.dtype).name}
+        config = {"layers": [layer.get_config() for layer in self.layers],
+                  "dtype": np.dtype(self.dtype).name}
+        modules = user_modules(self)
+        if modules:
+            config["imports"] = modules
+        return config
 
     @classmethod
     def from_config(cls, config, dtype=None, seed=None):
@@ -126,6 +130,8 @@ class Sequential:
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("model config must be a dict with a 'layers' list")
         dtype = np.dtype(dtype or DTYPES.get(config.get("dtype", "float32"), np.float32))
+        for module in config.get("imports") or ():
+            _import_for_model(module)
         seeds = np.random.SeedSequence(seed).spawn(len(config["layers"]))
         layers = []
         for c, s in zip(config["layers"], seeds):
@@ -137,12 +143,20 @@ class Sequential:
         """A copy computing in ``dtype`` (e.g. float64 for gradient checks)."""
         return Sequential([layer.astype(dtype) for layer in self.layers])
 
+    def state_items(self):
+        """``[(name, array), ...]`` of the arrays that are not trained but belong to the model
+        (running estimates), named like parameters."""
+        return [(f"{i}.{name}", a) for i, layer in enumerate(self.layers)
+                for name, a in layer.state_items()]
+
     def state_arrays(self):
-        """The parameters by name, as copies."""
-        return {name: np.array(p) for name, p, _ in self.parameters()}
+        """The parameters and the state arrays by name, as copies."""
+        out = {name: np.array(p) for name, p, _ in self.parameters()}
+        out.update({name: np.array(a) for name, a in self.state_items()})
+        return out
 
     def load_state_arrays(self, arrays, source="<arrays>"):
-        for name, p, _ in self.parameters():
+        for name, p in [(n, p) for n, p, _ in self.parameters()] + self.state_items():
             if name not in arrays:
                 raise ModelFileError(f"{source}: parameter '{name}' is missing")
             if arrays[name].shape != p.shape:
@@ -184,3 +198,28 @@ class Sequential:
     def __repr__(self):
         lines = [f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers)]
         return "Sequential(\n" + "\n".join(lines) + f"\n)  # {self.n_params:,} parameters"
+
+
+def user_modules(model):
+    """The modules (not mlpjit's) that define the model's layers and activations: a model file
+    names them so that loading it imports them."""
+    modules = []
+    for layer in model.walk():
+        for obj in (layer, getattr(layer, "activation", None)):
+            if obj is None:
+                continue
+            module = type(obj).__module__
+            if not module.startswith("mlpjit.") and module not in modules:
+                modules.append(module)
+    return modules
+
+
+def _import_for_model(module):
+    import importlib
+    if module == "__main__":
+        return  # a script's own layers: registered when the script runs
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"the model uses layers from module '{module}', which cannot be imported "
+                         f"({e}); run from its folder or add it to PYTHONPATH") from None

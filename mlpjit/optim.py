@@ -1,4 +1,4 @@
-"""Optimizers, learning-rate schedules and gradient clipping (math.md §5).
+"""Optimizers and gradient clipping (math.md §5), each with its kernels.
 
 An optimizer updates the parameters of ``model.parameters()`` in place from their gradients::
 
@@ -9,15 +9,64 @@ An optimizer updates the parameters of ``model.parameters()`` in place from thei
 
 Clipping: global (norm) g ← c·g/‖g‖ when ‖g‖ > c, with ‖g‖ over all parameters together;
 local (value) gᵢ ← sign(gᵢ)·c when |gᵢ| > c.
+
+An optimizer is a registered class whose ``update_kernel`` updates one parameter, its arguments
+named: ``theta`` (the parameter, flat), ``g`` (its gradient), one array per state ``slot``,
+``lr``, ``t`` (the step number, from 1) and the optimizer's hyperparameters (its constructor's
+arguments, which are also its config keys).  ``step`` calls it for each parameter; the compiled
+training step calls the same kernel.
 """
 
+import inspect
 import math
 
 import numpy as np
 
 from . import _memory
-from ._registry import lookup
-from .kernels import misc as KM
+from ._jit import jit
+from .registry import optimizers as _registry
+from .registry import register_optimizer
+from .schema import Bool, NonNegative, Positive, Unit, validated
+
+__all__ = ["Optimizer", "SGD", "Adam", "make_optimizer", "global_norm", "clip_grad_norm",
+           "clip_grad_value", "scheduled_lr"]
+
+
+# --- clipping kernels ------------------------------------------------------------------------------
+
+# (g: (N,)) -> float
+@jit
+def sum_squares(g):
+    """Σ gᵢ² (for gradient norms)."""
+    total = 0.0
+    for i in range(g.shape[0]):
+        total += g[i] * g[i]
+    return total
+
+
+# (g: (N,), c: float) -> None
+@jit
+def scale_inplace(g, c):
+    for i in range(g.shape[0]):
+        g[i] *= c
+
+
+# (norm: float, c: float) -> float
+@jit
+def clip_norm_factor(norm, c):
+    """Global clipping: g ← c·g/‖g‖ if ‖g‖ > c, i.e. the factor c/‖g‖ (or 1 when ‖g‖ ≤ c)."""
+    return c / norm if norm > c else 1.0
+
+
+# (g: (N,), c: float) -> None
+@jit
+def clip_value_inplace(g, c):
+    """gᵢ ← sign(gᵢ)·c where |gᵢ| > c (local clipping)."""
+    for i in range(g.shape[0]):
+        if g[i] > c:
+            g[i] = c
+        elif g[i] < -c:
+            g[i] = -c
 
 
 def _flat(a):
@@ -26,31 +75,33 @@ def _flat(a):
 
 def global_norm(params):
     """‖g‖₂ over the gradients of all parameters together."""
-    return math.sqrt(sum(KM.sum_squares(_flat(g)) for _, _, g in params))
+    return math.sqrt(sum(sum_squares(_flat(g)) for _, _, g in params))
 
 
 def clip_grad_norm(params, max_norm, norm=None):
     """Scale all gradients by c/‖g‖ if ‖g‖ > c; return ‖g‖ as it was before clipping
     (``norm``, if the caller has computed it already)."""
     norm = global_norm(params) if norm is None else norm
-    factor = KM.clip_norm_factor(norm, max_norm)
+    factor = clip_norm_factor(norm, max_norm)
     if factor != 1.0:
         for _, _, g in params:
-            KM.scale_inplace(_flat(g), factor)
+            scale_inplace(_flat(g), factor)
     return norm
 
 
 def clip_grad_value(params, max_value):
     """Clip each gradient component to [−c, c]."""
     for _, _, g in params:
-        KM.clip_value_inplace(_flat(g), max_value)
+        clip_value_inplace(_flat(g), max_value)
 
+
+# --- optimizers ---------------------------------------------------------------------------------------
 
 class Optimizer:
-    """Base: holds ``(name, param, grad)`` triples and per-parameter state arrays."""
+    """Base: holds ``(name, param, grad)`` triples and per-parameter state arrays (``slots``)."""
 
-    name = "optimizer"
     slots = ()
+    update_kernel = None
 
     def __init__(self, params, lr):
         if not lr > 0:
@@ -60,6 +111,36 @@ class Optimizer:
         self.state = {slot: {name: _memory.zeros_like(p) for name, p, _ in self.params}
                       for slot in self.slots}
         self.t = 0
+
+    @property
+    def name(self):
+        return getattr(type(self), "registered_name", type(self).__name__.lower())
+
+    @classmethod
+    def hyperparameters(cls):
+        """The constructor's arguments after ``params`` and ``lr`` (the kernel's constants)."""
+        return [p for p in inspect.signature(cls.__init__).parameters
+                if p not in ("self", "params", "lr")]
+
+    def constants(self):
+        return {name: getattr(self, name) for name in self.hyperparameters()}
+
+    def kernel_args(self):
+        """The update kernel's parameter names, in order."""
+        from .layers.base import kernel_names
+        return kernel_names(type(self).update_kernel)
+
+    def step(self, lr=None):
+        lr = self.lr if lr is None else lr
+        self.t += 1
+        kernel = type(self).update_kernel
+        names = self.kernel_args()
+        consts = dict(self.constants(), lr=lr, t=self.t)
+        for name, p, g in self.params:
+            ns = dict(consts, theta=_flat(p), g=_flat(g))
+            for slot in self.slots:
+                ns[slot] = _flat(self.state[slot][name])
+            kernel(*[ns[a] for a in names])
 
     def state_arrays(self):
         """The optimizer state as named arrays (for checkpoints)."""
@@ -73,7 +154,38 @@ class Optimizer:
                 a[...] = arrays[f"{slot}/{name}"]
         self.t = int(arrays["t"])
 
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in dict(lr=self.lr, **self.constants()).items())
+        return f"{type(self).__name__}({args})"
 
+
+# (θ, g, velocity: (N,), lr, momentum, weight_decay: float, nesterov: bool) -> None
+@jit
+def sgd_update(theta, g, velocity, lr, momentum, weight_decay, nesterov):
+    """SGD with momentum and L2 weight decay, as torch.optim.SGD:
+
+    g' = g + λθ;  v ← μv + g';  step = g' + μv (Nesterov) or v;  θ ← θ − η·step.
+    With μ = 0 this is plain θ ← θ − η(g + λθ).
+    """
+    for i in range(theta.shape[0]):
+        gi = g[i] + weight_decay * theta[i]
+        if momentum != 0.0:
+            velocity[i] = momentum * velocity[i] + gi
+            if nesterov:
+                gi = gi + momentum * velocity[i]
+            else:
+                gi = velocity[i]
+        theta[i] -= lr * gi
+
+
+def _check_nesterov(values):
+    from .schema import ConfigIssue
+    if values.get("nesterov") and values.get("momentum", 0.0) == 0:
+        raise ConfigIssue(f"true requires momentum > 0 (got momentum={values.get('momentum', 0.0)!r})",
+                          "nesterov")
+
+
+@register_optimizer("sgd")
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum μ, Nesterov option and L2 weight decay λ
     (the update of ``torch.optim.SGD``):
@@ -81,67 +193,57 @@ class SGD(Optimizer):
     g' = g + λθ;  v ← μv + g';  θ ← θ − η·(g' + μv if nesterov else v)   (θ ← θ − ηg' if μ = 0).
     """
 
-    name = "sgd"
     slots = ("velocity",)
+    update_kernel = sgd_update
+    check_config = staticmethod(_check_nesterov)
 
-    def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+    @validated
+    def __init__(self, params, lr: Positive = 0.01, momentum: Unit = 0.0, nesterov: Bool = False,
+                 weight_decay: NonNegative = 0.0):
         super().__init__(params, lr)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         if nesterov and momentum == 0:
             raise ValueError("nesterov momentum needs momentum > 0")
         self.momentum, self.nesterov, self.weight_decay = float(momentum), bool(nesterov), float(weight_decay)
 
-    def step(self, lr=None):
-        lr = self.lr if lr is None else lr
-        self.t += 1
-        v = self.state["velocity"]
-        for name, p, g in self.params:
-            KM.sgd_update(_flat(p), _flat(g), _flat(v[name]), lr, self.momentum,
-                          self.weight_decay, self.nesterov)
+
+# (θ, g, m, v: (N,), lr, beta1, beta2, eps, weight_decay: float, t: int) -> None
+@jit
+def adam_update(theta, g, m, v, lr, beta1, beta2, eps, weight_decay, t):
+    """Adam (Kingma & Ba) with L2 weight decay added to the gradient, as torch.optim.Adam:
+
+    m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;  θ ← θ − η·m̂/(√v̂ + ε),
+    m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ).
+    """
+    c1 = 1.0 - beta1 ** t
+    c2 = 1.0 - beta2 ** t
+    for i in range(theta.shape[0]):
+        gi = g[i] + weight_decay * theta[i]
+        m[i] = beta1 * m[i] + (1.0 - beta1) * gi
+        v[i] = beta2 * v[i] + (1.0 - beta2) * gi * gi
+        theta[i] -= lr * (m[i] / c1) / (math.sqrt(v[i] / c2) + eps)
 
 
+@register_optimizer("adam")
 class Adam(Optimizer):
     """Adam: m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g², θ ← θ − η·m̂/(√v̂ + ε) with bias-corrected
     m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ); L2 weight decay λ is added to g (as ``torch.optim.Adam``)."""
 
-    name = "adam"
     slots = ("m", "v")
+    update_kernel = adam_update
 
-    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    @validated
+    def __init__(self, params, lr: Positive = 0.001, beta1: Unit = 0.9, beta2: Unit = 0.999,
+                 eps: Positive = 1e-8, weight_decay: NonNegative = 0.0):
         super().__init__(params, lr)
         self.beta1, self.beta2, self.eps, self.weight_decay = float(beta1), float(beta2), float(eps), float(weight_decay)
 
-    def step(self, lr=None):
-        lr = self.lr if lr is None else lr
-        self.t += 1
-        m, v = self.state["m"], self.state["v"]
-        for name, p, g in self.params:
-            KM.adam_update(_flat(p), _flat(g), _flat(m[name]), _flat(v[name]), lr, self.beta1,
-                           self.beta2, self.eps, self.weight_decay, self.t)
-
-
-OPTIMIZERS = {"sgd": SGD, "adam": Adam}
-
 
 def make_optimizer(name, params, **kwargs):
-    return lookup(OPTIMIZERS, "optimizer", name)(params, **kwargs)
+    return _registry.get(name)(params, **kwargs)
 
 
 def scheduled_lr(lr, schedule, epoch, epochs):
-    """Learning rate of epoch ``epoch`` (0-based) out of ``epochs``.
-
-    constant: η;  step: η·γ^⌊epoch/every⌋;  exponential: η·γ^epoch;
-    cosine: η_min + (η − η_min)(1 + cos(π·epoch/epochs))/2.
-    """
-    kind = schedule.get("type", "constant")
-    if kind == "constant":
-        return lr
-    if kind == "step":
-        return lr * schedule.get("gamma", 0.1) ** (epoch // schedule.get("every", 10))
-    if kind == "exponential":
-        return lr * schedule.get("gamma", 0.95) ** epoch
-    if kind == "cosine":
-        lo = schedule.get("min_lr", 0.0)
-        return lo + (lr - lo) * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
-    raise ValueError(f"unknown schedule '{kind}'; valid: constant, cosine, exponential, step")
+    """Learning rate of epoch ``epoch`` (0-based) out of ``epochs`` under a schedule config
+    (``{"type": "cosine", ...}``, see :mod:`mlpjit.schedules`)."""
+    from .schedules import schedule_from_config
+    return schedule_from_config(schedule).lr(lr, epoch, epochs)

@@ -32,10 +32,10 @@ from .data import load_dataset
 from .errors import ConfigError, ModelFileError, TrainingDiverged
 from .io import atomic_write_npz, atomic_write_text, json_array, read_json_array, read_npz
 from .kernels import misc as KM
-from .layers import (Activation, AvgPool2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Residual,
-                     Softmax)
+from .layers import build_layers
 from .model import Sequential
-from .optim import clip_grad_norm, clip_grad_value, make_optimizer, scheduled_lr
+from .optim import clip_grad_norm, clip_grad_value, make_optimizer, scheduled_lr, sum_squares
+from .registry import layers as _layer_types
 
 CHECKPOINT_FORMAT = "mlpjit-checkpoint/1"
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -49,9 +49,6 @@ def _seeds(seed):
     return init, shuffle, dropout
 
 
-SPATIAL = ("conv2d", "maxpool2d", "avgpool2d")
-
-
 def _first_type(specs):
     """The type of the first layer that sees the input (looking inside residual blocks)."""
     spec = specs[0]
@@ -59,60 +56,10 @@ def _first_type(specs):
 
 
 def takes_images(cfg):
-    """True when the config's model starts with a convolution or pooling (it reads images)."""
-    return _first_type(cfg["model"]["layers"]) in SPATIAL
-
-
-def _build_layers(specs, shape, where, dtype, init_seeds, drop_seeds):
-    """Layers of ``specs`` for one example of ``shape``; returns (layers, output shape).
-    Sizes the config leaves out (in_features, in_channels) come from the shape so far."""
-    layers = []
-    for i, spec in enumerate(specs):
-        kind = spec["type"]
-        at = f"{where}.{i}"
-        init_rng = np.random.default_rng(init_seeds[i])
-        try:
-            # each layer's output_shape (below) checks that it can take ``shape``
-            if kind == "dense":
-                layer = Dense(shape[0], spec["units"], activation=spec.get("activation", "identity"),
-                              init=spec.get("init", "xavier_uniform"), dtype=dtype,
-                              bias_init=spec.get("bias_init", 0.0), rng=init_rng)
-            elif kind == "conv2d":
-                given = spec.get("in_channels")
-                if given is not None and given != shape[0]:
-                    raise ConfigError(f"{at}.in_channels: {given}, but its input has {shape[0]} "
-                                      f"channels")
-                layer = Conv2D(shape[0], spec["out_channels"], spec["kernel_size"],
-                               stride=spec.get("stride", 1), padding=spec.get("padding", "valid"),
-                               activation=spec.get("activation", "identity"),
-                               init=spec.get("init", "xavier_uniform"), dtype=dtype,
-                               bias_init=spec.get("bias_init", 0.0), rng=init_rng)
-            elif kind in ("maxpool2d", "avgpool2d"):
-                cls = MaxPool2D if kind == "maxpool2d" else AvgPool2D
-                layer = cls(spec["size"], spec.get("stride"))
-            elif kind == "flatten":
-                layer = Flatten()
-            elif kind == "residual":
-                n = len(spec["layers"])
-                inner, _ = _build_layers(
-                    spec["layers"], shape, f"{at}.layers", dtype,
-                    init_seeds[i].spawn(n), drop_seeds[i].spawn(n))
-                layer = Residual(inner)
-            elif kind == "dropout":
-                layer = Dropout(spec["p"], seed=np.random.default_rng(drop_seeds[i]))
-            elif kind == "activation":
-                layer = Activation(spec["activation"])
-            elif kind == "softmax":
-                layer = Softmax()
-            else:
-                raise ValueError(f"unknown layer type '{kind}'")
-            shape = layer.output_shape(tuple(shape))
-        except ConfigError:
-            raise  # already names its key
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"{at}: {e}") from None
-        layers.append(layer)
-    return layers, shape
+    """True when the config's model starts with a layer that reads images (a convolution or
+    pooling)."""
+    cls = _layer_types.get(_first_type(cfg["model"]["layers"]))
+    return bool(getattr(cls, "image_input", False))
 
 
 def build_model(cfg, n_features, n_outputs, task, image_shape=None):
@@ -130,23 +77,25 @@ def build_model(cfg, n_features, n_outputs, task, image_shape=None):
         shape = tuple(image_shape)
     else:
         shape = (n_features,)
-    layers, out_shape = _build_layers(specs, shape, "model.layers", dtype,
-                                      init_ss.spawn(len(specs)), dropout_ss.spawn(len(specs)))
+    from .config import import_modules
+    import_modules(cfg.get("imports"))
+    layers, out_shape = build_layers(specs, shape, "model.layers", dtype,
+                                     init_ss.spawn(len(specs)), dropout_ss.spawn(len(specs)))
     last = len(specs) - 1
     if len(out_shape) != 1:
         raise ConfigError(f"model.layers.{last}: the model ends with images of shape {tuple(out_shape)}; "
                           f"add {{type: flatten}} and a dense layer with one unit per class or target")
     width = out_shape[0]
-    if not any(isinstance(layer, (Dense, Conv2D)) for layer in layers):
-        raise ConfigError("model.layers: the model needs at least one dense or conv2d layer")
+    if not any(layer.parameters() for layer in layers):
+        raise ConfigError("model.layers: the model needs at least one layer with parameters "
+                          "(dense, conv2d, ...)")
     loss_name = cfg["loss"]
     loss = _losses.get(loss_name)
     if task == "classification":
-        if not loss.classification and loss_name not in ("mse", "sum_squares"):
+        if not loss.classification and not loss.accepts_class_ids:
             raise ConfigError(f"loss: '{loss_name}' is a regression loss but data '{cfg['data']['name']}' "
                               f"is a classification task (use cross_entropy)")
-        ok = width == n_outputs or (width == 1 and n_outputs == 2 and loss_name in (
-            "binary_cross_entropy", "soft_f1", "mse", "sum_squares"))
+        ok = width == n_outputs or (width == 1 and n_outputs == 2 and loss.one_output_for_two_classes)
         if not ok:
             raise ConfigError(f"model.layers.{last}: the last layer gives {width} outputs but the data "
                               f"has {n_outputs} classes (set its units to {n_outputs})")
@@ -161,7 +110,7 @@ def build_model(cfg, n_features, n_outputs, task, image_shape=None):
         loss.check_outputs(width)
     except ValueError as e:
         raise ConfigError(f"loss: {e}") from None
-    if loss_name in ("cross_entropy", "binary_cross_entropy", "soft_f1") and isinstance(layers[-1], Softmax):
+    if loss.on_logits and getattr(layers[-1], "type_name", None) == "softmax":
         raise ConfigError(f"model.layers.{last}: '{loss_name}' works on logits and applies softmax "
                           f"itself; remove the final softmax layer")
     return Sequential(layers), loss
@@ -299,7 +248,7 @@ class Trainer:
         self.optimizer = make_optimizer_from(cfg, self.params)
         _, shuffle_ss, _ = _seeds(cfg["seed"])
         self.shuffle_rng = np.random.default_rng(shuffle_ss)
-        self.dropouts = [layer for layer in self.model.walk() if isinstance(layer, Dropout)]
+        self.dropouts = [layer for layer in self.model.walk() if hasattr(layer, "rng")]
         self.weight_names = [name for name, p, _ in self.params if name.endswith(".A")]
         # position and state
         self.epoch = 0                 # finished epochs
@@ -320,9 +269,10 @@ class Trainer:
         self.fast = None  # the compiled loop, built at the first epoch (see fastpath.py)
         self.fast_reason = None
         if cfg["train"].get("compiled", True):
-            from .fastpath import unsupported_reason
-            self.fast_reason = unsupported_reason(self.model, self.loss, self.optimizer,
-                                                  self.data.task, self.data.y_train)
+            from .step import unsupported_reason
+            self.fast_reason = unsupported_reason(self.model, self.loss, self.optimizer)
+            if self.fast_reason is not None:
+                log(f"note: {self.fast_reason}; training runs layer by layer")
         else:
             self.fast_reason = "train.compiled is false"
         self.early = {"best": None, "best_epoch": 0, "wait": 0, "stopped": False} if es else None
@@ -408,9 +358,9 @@ class Trainer:
         bar = self._bar(n_batches, epochs)
         t0 = time.perf_counter()
         if self.fast_reason is None and self.fast is None:
-            from .fastpath import CompiledLoop
-            self.fast = CompiledLoop(self.model, self.loss, self.optimizer, rows, y, data.x_scale,
-                                     data.task, bs, clip, input_shape=X.shape[1:])
+            from .step import CompiledStep
+            self.fast = CompiledStep(self.model, self.loss, self.optimizer, rows, y, data.x_scale,
+                                     data.task, bs, clip, input_shape=X.shape[1:], notice=self.log)
         try:
             while self.fast is not None and self.batch < n_batches:
                 stop = min(self.batch + self.fast.chunk_batches, n_batches)
@@ -437,7 +387,7 @@ class Trainer:
                 if self.classification:
                     acc["correct"] += KM.count_correct(out, yb, self.loss.pred_rule(out.shape[1]))
                 self.model.backward(self.loss.backward(), need_dX=False)
-                sums = [KM.sum_squares(g.reshape(-1)) for _, _, g in self.params]
+                sums = [sum_squares(g.reshape(-1)) for _, _, g in self.params]
                 norm = math.sqrt(sum(sums))  # = global_norm(self.params), before clipping
                 if not (math.isfinite(value) and math.isfinite(norm)):
                     raise TrainingDiverged(self._diverged(value, norm, b + 1, lr))

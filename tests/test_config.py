@@ -7,20 +7,21 @@ import pytest
 import yaml
 
 from mlpjit.config import (
-    AdamConfig,
     ClipConfig,
-    Config,
-    CosineSchedule,
-    DenseLayer,
     MnistData,
-    SGDConfig,
     XorData,
     config_from_dict,
     dump_yaml,
     load_config,
     resolved_dict,
+    schema,
 )
 from mlpjit.errors import ConfigError
+
+Config = schema().Config
+DenseLayer = schema().layers["dense"]
+SGDConfig, AdamConfig = schema().optimizers["sgd"], schema().optimizers["adam"]
+CosineSchedule = schema().schedules["cosine"]
 
 EXAMPLE = """\
 name: mnist_mlp

@@ -48,7 +48,7 @@ One SGD step, θ ← θ − η·g with η = 0.5
 import numpy as np
 
 import mlpjit
-from mlpjit.kernels.misc import sgd_update
+from mlpjit.optim import sgd_update
 
 ATOL = 1e-12
 

@@ -17,16 +17,18 @@ from numba.extending import intrinsic
 
 import naive
 from mlpjit._jit import jit
-from mlpjit.kernels import activations as KA
+from mlpjit import activations
+from mlpjit import losses as KS
+from mlpjit import optim as KO
 from mlpjit.kernels import linear as KL
 from mlpjit.kernels import misc as KM
-from mlpjit.kernels import regression as KR
-from mlpjit.kernels import softmax as KS
+from mlpjit.layers import dense as KD
+from mlpjit.layers.dropout import dropout_forward
 from mlpjit.kernels.intrinsics import borrowed, prefetch
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
-ACT_NAMES = sorted(KA.CODES)
+ACT_NAMES = activations.names()
 PARAMS = {"leaky_relu": [0.01, 0.3], "elu": [1.0, 0.5], "tanh_linear": [0.1, 0.7]}
 
 
@@ -38,6 +40,13 @@ def assert_close(got, ref, dtype, scale=None):
     if scale is None:
         scale = max(1.0, float(np.abs(ref).max())) if ref.size else 1.0
     np.testing.assert_allclose(np.asarray(got, np.float64), ref, rtol=rtol, atol=rtol * scale)
+
+
+def _act(name, alpha):
+    """The activation ``name`` with its one parameter (if it has one) set to ``alpha``."""
+    cls = activations.get(name)
+    params = type(cls).param_names()
+    return activations.get(name, **({params[0]: alpha} if params else {}))
 
 
 def act_cases():
@@ -57,11 +66,11 @@ def test_activation_forward_backward(name, alpha, dtype, size):
     s = (rng.standard_normal(size) * 3).astype(dtype)
     s[s == 0] = 0.5
     dy = rng.standard_normal(size).astype(dtype)
-    code = KA.CODES[name]
+    act = _act(name, alpha)
     y = np.empty_like(s)
     ds = np.empty_like(s)
-    KA.activation_forward(code, alpha, s, y)
-    KA.activation_backward(code, alpha, s, y, dy, ds)
+    act.forward(s, y)
+    act.backward(s, y, dy, ds)
     assert y.dtype == dtype and ds.dtype == dtype
     assert_close(y, naive.activation(name, s, alpha), dtype)
     assert_close(ds, naive.activation_backward(name, s, dy, alpha), dtype)
@@ -72,9 +81,9 @@ def test_activation_backward_ignores_stale_output(name):
     """backward reads S and the forward Y; ds is fully overwritten (no accumulation)."""
     s = np.linspace(-2.1, 2.3, 9)
     y = np.empty_like(s)
-    KA.activation_forward(KA.CODES[name], 0.2, s, y)
+    _act(name, 0.2).forward(s, y)
     ds = np.full_like(s, 123.0)
-    KA.activation_backward(KA.CODES[name], 0.2, s, y, np.ones_like(s), ds)
+    _act(name, 0.2).backward(s, y, np.ones_like(s), ds)
     np.testing.assert_allclose(ds, naive.activation_derivative(name, s, 0.2), rtol=1e-12, atol=1e-12)
 
 
@@ -83,8 +92,8 @@ def test_kink_values_are_the_documented_ones():
     out = {}
     for name in ("relu", "leaky_relu", "elu"):
         y, ds = np.empty(1), np.empty(1)
-        KA.activation_forward(KA.CODES[name], 0.25, s, y)
-        KA.activation_backward(KA.CODES[name], 0.25, s, y, np.ones(1), ds)
+        _act(name, 0.25).forward(s, y)
+        _act(name, 0.25).backward(s, y, np.ones(1), ds)
         assert y[0] == 0.0
         out[name] = ds[0]
     assert out == {"relu": 0.0, "leaky_relu": 0.25, "elu": 1.0}
@@ -103,8 +112,8 @@ def test_activation_large_inputs_are_stable(dtype):
     }
     for name, (f, df) in expect.items():
         y, ds = np.empty_like(s), np.empty_like(s)
-        KA.activation_forward(KA.CODES[name], 1.0, s, y)
-        KA.activation_backward(KA.CODES[name], 1.0, s, y, np.ones_like(s), ds)
+        _act(name, 1.0).forward(s, y)
+        _act(name, 1.0).backward(s, y, np.ones_like(s), ds)
         assert np.isfinite(y).all() and np.isfinite(ds).all(), name
         np.testing.assert_allclose(y, f, rtol=1e-6, atol=1e-30, err_msg=name)
         np.testing.assert_allclose(ds, df, rtol=1e-6, atol=1e-30, err_msg=name)
@@ -115,7 +124,7 @@ def test_activation_large_inputs_are_stable(dtype):
 def test_nan_propagates_through_activations(name, dtype):
     s = np.array([1.0, np.nan, -1.0], dtype)
     y = np.empty_like(s)
-    KA.activation_forward(KA.CODES[name], 0.5, s, y)
+    _act(name, 0.5).forward(s, y)
     assert np.isnan(y[1]) and np.isfinite(y[[0, 2]]).all()
 
 
@@ -153,13 +162,13 @@ def test_gemm_and_dense(n, k, m, dtype):
     assert_close(out, naive.matmul(G, A.T), dtype, scale)
 
     S = np.full((n, m), np.nan, dtype)
-    KL.dense_forward(X, A, b, S)
+    KD.dense_forward(X, A, b, S)
     assert_close(S, naive.dense_forward(X, A, b), dtype, scale)
     dA = np.full((k, m), np.nan, dtype)
     db = np.full(m, np.nan, dtype)
     dX = np.full((n, k), np.nan, dtype)
-    KL.dense_backward_params(X, G, dA, db)
-    KL.dense_backward_input(G, A, dX)
+    KD.dense_backward_params(X, G, dA, db)
+    KD.dense_backward_input(G, A, dX)
     rdA, rdb, rdX = naive.dense_backward(X, A, G)
     assert_close(dA, rdA, dtype, scale)
     assert_close(db, rdb, dtype, scale)
@@ -260,9 +269,9 @@ def test_regression_losses(n, k, dtype):
     if n * k > 1:
         Yh.flat[0] = T.flat[0] = 0.0          # smape's 0/0 term counts as 0
     d = np.empty_like(Yh)
-    for fwd, bwd, twin in ((KR.mse_forward, KR.mse_backward, naive.mse),
-                           (KR.sum_squares_forward, KR.sum_squares_backward, naive.sum_squares),
-                           (KR.smape_forward, KR.smape_backward, naive.smape)):
+    for fwd, bwd, twin in ((KS.mse_forward, KS.mse_backward, naive.mse),
+                           (KS.sum_squares_forward, KS.sum_squares_backward, naive.sum_squares),
+                           (KS.smape_forward, KS.smape_backward, naive.smape)):
         E = fwd(Yh, T)
         bwd(Yh, T, d)
         rE, rd = twin(Yh, T)
@@ -279,9 +288,9 @@ def test_soft_f1_multiclass(n, k, dtype):
     P = np.empty_like(S)
     KS.softmax_forward(S, P)
     work = np.empty((3, k), dtype)
-    E = KR.soft_f1_forward(P, T, work)
+    E = KS.soft_f1_forward(P, T, work)
     dP = np.empty_like(S)
-    KR.soft_f1_backward(P, T, work, dP)
+    KS.soft_f1_backward(P, T, work, dP)
     rE, rdS = naive.soft_f1(S, T)
     assert_close(E, rE, dtype)
     # dP is defined up to a constant per row (rows of P sum to 1): compare through softmax
@@ -302,12 +311,12 @@ def test_soft_f1_binary(n, dtype):
     T = rng.integers(0, 2, (n, 1)).astype(dtype)
     T[0, 0] = 1.0
     P = np.empty_like(S)
-    KR.sigmoid_rows(S, P)
+    KS.sigmoid_rows(S, P)
     assert_close(P, naive.activation("sigmoid", S), dtype)
     work = np.empty((3, 1), dtype)
-    E = KR.soft_f1_binary_forward(P, T, work)
+    E = KS.soft_f1_binary_forward(P, T, work)
     dS = np.empty_like(S)
-    KR.soft_f1_binary_backward(P, T, work, dS)
+    KS.soft_f1_binary_backward(P, T, work, dS)
     rE, rdS = naive.soft_f1(S, T)
     assert_close(E, rE, dtype)
     assert_close(dS, rdS, dtype)
@@ -323,7 +332,7 @@ def test_dropout_and_mul_into(size, p, dtype):
     X = rng.standard_normal(size).astype(dtype)
     U = rng.random(size, dtype=dtype)
     Y, mask = np.empty_like(X), np.empty_like(X)
-    KM.dropout_forward(X, U, p, 1.0 / (1.0 - p), Y, mask)
+    dropout_forward(X, U, p, Y, mask)
     rY, rmask = naive.dropout(X, U, p)
     assert_close(mask, rmask, dtype)
     assert_close(Y, rY, dtype)
@@ -412,12 +421,12 @@ def test_borrowed_arrays_are_the_same_arrays_without_an_owner():
 def test_clipping_kernels(dtype):
     g = np.array([-3.0, -0.5, 0.0, 0.5, 2.0, 1.0], dtype)
     c = g.copy()
-    KM.clip_value_inplace(c, 1.0)
+    KO.clip_value_inplace(c, 1.0)
     assert_close(c, naive.clip_value(g, 1.0), dtype)
-    assert_close(KM.sum_squares(g), np.sum(g.astype(np.float64) ** 2), dtype)
+    assert_close(KO.sum_squares(g), np.sum(g.astype(np.float64) ** 2), dtype)
     clipped, norm = naive.clip_norm(g, 2.0)
     h = g.copy()
-    KM.scale_inplace(h, 2.0 / np.sqrt(KM.sum_squares(g)))
+    KO.scale_inplace(h, 2.0 / np.sqrt(KO.sum_squares(g)))
     assert_close(h, clipped, dtype)
     np.testing.assert_allclose(np.sqrt(np.sum(clipped ** 2)), 2.0, rtol=1e-12)
 
@@ -434,7 +443,7 @@ def test_sgd_update(size, momentum, nesterov, weight_decay, dtype):
     r_theta, r_v = theta.astype(np.float64), np.zeros(size)
     for _ in range(3):
         g = rng.standard_normal(size).astype(dtype)
-        KM.sgd_update(theta, g, v, 0.1, momentum, weight_decay, nesterov)
+        KO.sgd_update(theta, g, v, 0.1, momentum, weight_decay, nesterov)
         r_theta, r_v = naive.sgd_step(r_theta, g, r_v, 0.1, momentum, weight_decay, nesterov)
         assert_close(theta, r_theta, dtype)
         if momentum:
@@ -451,7 +460,7 @@ def test_adam_update(size, weight_decay, dtype):
     r = (theta.astype(np.float64), np.zeros(size), np.zeros(size))
     for t in range(1, 5):
         g = rng.standard_normal(size).astype(dtype)
-        KM.adam_update(theta, g, m, v, 0.01, 0.9, 0.999, 1e-8, weight_decay, t)
+        KO.adam_update(theta, g, m, v, 0.01, 0.9, 0.999, 1e-8, weight_decay, t)
         r = naive.adam_step(r[0], g, r[1], r[2], t, 0.01, 0.9, 0.999, 1e-8, weight_decay)
         assert_close(theta, r[0], dtype)
         assert_close(m, r[1], dtype)

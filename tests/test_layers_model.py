@@ -229,9 +229,9 @@ def test_repr_is_readable():
 
 def test_bad_layer_input():
     layer = mlpjit.Dense(3, 2)
-    with pytest.raises(ValueError, match=r"\(batch, 3\)"):
+    with pytest.raises(ValueError, match=r"expects 3 inputs but gets 5"):
         layer.forward(np.ones((4, 5)))
-    with pytest.raises(ValueError, match=r"\(batch, 3\)"):
+    with pytest.raises(ValueError, match=r"expects a batch \(N, ...\), got shape \(3,\)"):
         layer.forward(np.ones(3))
     with pytest.raises(TypeError, match="numeric"):
         layer.forward(np.array([["a", "b", "c"]]))
@@ -240,10 +240,10 @@ def test_bad_layer_input():
         layer.backward(np.ones((4, 3)))
     with pytest.raises(RuntimeError, match="before forward"):
         mlpjit.Dense(3, 2).backward(np.ones((1, 2)))
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match=r"expects a batch \(N, ...\)"):
         mlpjit.Softmax().forward(np.ones(4))
     model = mlpjit.Sequential([mlpjit.Dense(3, 2)])
-    with pytest.raises(ValueError, match=r"\(batch, 3\)"):
+    with pytest.raises(ValueError, match=r"expects a batch \(N, ...\), got shape \(3,\)"):
         model.predict(np.ones(3))
 
 
@@ -279,13 +279,13 @@ def test_unknown_names_list_valid_ones():
 
 @pytest.mark.parametrize("p", [1.0, -0.1, 1.5, float("nan"), "0.5", True])
 def test_dropout_p_outside_range(p):
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+    with pytest.raises(ValueError, match=r"^Dropout: p must be (>= 0|< 1|a number) \(got "):
         mlpjit.Dropout(p)
 
 
 @pytest.mark.parametrize("args", [(0, 3), (3, 0), (-1, 3), (2.5, 3), (3, True)])
 def test_non_positive_or_non_integer_sizes(args):
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match=r"^Dense: (in_features|units) must be (>= 1|an integer) \(got "):
         mlpjit.Dense(*args)
 
 

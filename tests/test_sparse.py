@@ -13,10 +13,10 @@ import pytest
 import mlpjit
 import naive
 from mlpjit import _memory
-from mlpjit.fastpath import CompiledLoop
 from mlpjit.gradcheck import gradcheck
-from mlpjit.layers import sparse_scratch
-from mlpjit.kernels import linear as KL
+from mlpjit.layers import dense as KL
+from mlpjit.layers.dense import sparse_scratch
+from mlpjit.step import CompiledStep
 from mlpjit.optim import SGD
 
 DTYPES = [np.float32, np.float64]
@@ -24,8 +24,9 @@ RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 
 def scratch(n, k, dtype):
-    """The layer's scratch (layers.sparse_scratch), filled with values no kernel may leave."""
-    arrays = sparse_scratch(n, k, dtype)
+    """The layer's scratch (dense.sparse_scratch), filled with values no kernel may leave."""
+    spec = sparse_scratch(n, k, dtype)
+    arrays = [np.empty(*spec[name]) for name in ("idx", "val", "ints", "vals")]
     for a in arrays:
         a[...] = -7 if a.dtype == np.int32 else np.nan
     return KL.sparse_views(*arrays, n)
@@ -122,7 +123,7 @@ def test_dense_layer_takes_the_sparse_path(dtype):
     layer = mlpjit.Dense(100, 24, activation="tanh", dtype=dtype, seed=0)
     dY = np.random.default_rng(1).standard_normal((16, 24)).astype(dtype)
     Y = layer.forward(X)
-    assert layer._sparse
+    assert layer.skipped_zeros
     dX = layer.backward(dY)
     S = naive.dense_forward(X, layer.A, layer.b)
     rtol = RTOL[dtype]
@@ -133,7 +134,7 @@ def test_dense_layer_takes_the_sparse_path(dtype):
         np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * 10)
     # a dense batch through the same layer goes back to BLAS
     layer.forward(np.ones((16, 100), dtype))
-    assert not layer._sparse
+    assert not layer.skipped_zeros
 
 
 def test_gradient_check_through_a_sparse_first_layer():
@@ -144,7 +145,7 @@ def test_gradient_check_through_a_sparse_first_layer():
                                mlpjit.Dense(16, 4, dtype=np.float64, seed=5)])
     errors = gradcheck(model, "mse", X, Y)
     assert max(errors.values()) < 1e-6, errors
-    assert model.layers[0]._sparse
+    assert model.layers[0].skipped_zeros
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -165,19 +166,19 @@ def test_compiled_loop_matches_layer_path_on_sparse_input(dtype):
         idx = perm[b * bs:(b + 1) * bs]
         ref_loss.forward(ref_model.forward(X[idx].astype(dtype), training=True), y[idx])
         ref_model.backward(ref_loss.backward(), need_dX=False)
-        assert ref_model.layers[0]._sparse
+        assert ref_model.layers[0].skipped_zeros
         ref_opt.step(0.1)
 
     model, loss, _ = build()
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
-    loop = CompiledLoop(model, loss, opt, X, y, 1.0, "classification", bs, {})
-    assert list(loop.sparse) == [1, 0]          # 16·32·5 ≤ SMALL: the last layer has none
+    loop = CompiledStep(model, loss, opt, X, y, 1.0, "classification", bs, {})
+    assert [layer.sparse_input for layer in model.layers] == [True, False]  # 32·5 < SPARSE_MIN
     acc = {"loss": 0.0, "correct": 0, "seen": 0, "grad_norm": 0.0, "batches": 0,
            "layer_norms": {"0.A": 0.0, "1.A": 0.0}}
     done, bad = loop.run(perm, 0, -(-n // bs), 0.1, acc)
     assert (done, bad) == (6, None)
     # the loop listed the nonzeros of its last batch (10 rows) in layer 0's scratch
-    cnt = KL.sparse_views(*(group[0] for group in loop.sp), 10)[2]
+    cnt = KL.sparse_views(*(loop.array(f"l0_{name}") for name in ("idx", "val", "ints", "vals")), 10)[2]
     assert list(cnt) == list(np.count_nonzero(X[perm[80:]], axis=1))
     rtol = 1e-10 if dtype == np.float64 else 1e-5
     for (name, p_ref, _), (_, p, _) in zip(ref_model.parameters(), model.parameters()):

@@ -245,9 +245,9 @@ class _FlagAfter:
 def test_interrupt_mid_epoch_then_resume_is_bit_identical(compiled, monkeypatch, mlpjit_main,
                                                           cfg_file, spirals_cfg, run_files,
                                                           tmp_path):
-    import mlpjit.fastpath
+    import mlpjit.step
     import mlpjit.trainer
-    monkeypatch.setattr(mlpjit.fastpath, "CHUNK_EXAMPLES", 14)   # chunks of 2 batches of 7
+    monkeypatch.setattr(mlpjit.step, "CHUNK_EXAMPLES", 14)   # chunks of 2 batches of 7
     cfg = spirals_cfg(points=90, epochs=3, batch_size=7, dropout=0.25,
                       optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True})
     cfg["train"]["compiled"] = compiled

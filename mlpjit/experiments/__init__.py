@@ -94,7 +94,7 @@ def reproduce(selected=None, out=REPO, quick=False, log=print):
     """Run the selected experiments (all by default), store each result as JSON next to its
     figures, and regenerate ``EXPERIMENTS.md`` in ``out`` from every stored result."""
     from ..errors import ConfigError
-    from .._registry import unknown_name
+    from ..registry import unknown_name
     _load_all()
     selected = list(selected or EXPERIMENTS)
     for name in selected:

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .. import registry
+
 from . import CONFIGS, REPO, Result, experiment, mean_std, train
 
 EXAMPLES = REPO / "examples"
@@ -85,8 +87,8 @@ def _m(values):
 
 # --- 8. activations --------------------------------------------------------------------------
 
-ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "arctan",
-               "softsign", "elu", "swish", "gelu", "tanh_linear"]
+# every built-in activation, in the order they are defined (the registry's)
+ACTIVATIONS = [name for name, cls in registry.activations.items() if cls.__module__ == "mlpjit.activations"]
 
 
 @experiment("activations", "Activation table",
@@ -314,8 +316,8 @@ def batch_size(ctx):
 # --- 11. your own layer -----------------------------------------------------------------------
 
 @experiment("sine_layer", "Your own layer",
-            claim="A layer with a hand-derived backward (y = a2·sin(a0·x + a1) + a3, examples/sine_layer.py) "
-                  "passes the gradient check and, fitted with an explicit loop, recovers the 4 parameters of the "
+            claim="A layer with a hand-derived backward (y = a2·sin(a0·x + a1) + a3, examples/sine.py) "
+                  "passes the gradient check and, trained in the compiled step, recovers the 4 parameters of the "
                   "sine data and fits it as well as (or better than) a 1-32-32-1 MLP.")
 def sine_layer(ctx):
     from ..data import load_dataset
@@ -324,7 +326,7 @@ def sine_layer(ctx):
     worst = max(errors.values())
     data = load_dataset(dict(ex.DATA), 0)
     t0 = time.perf_counter()
-    layer, _, tried = ex.fit_layer(data, steps=800 if ctx.quick else 3000)
+    layer, _, tried = ex.fit_layer(data, epochs=60 if ctx.quick else 150)
     layer_seconds = time.perf_counter() - t0
     a = ex.canonical(layer.a)
     from ..model import Sequential
@@ -362,7 +364,7 @@ def sine_layer(ctx):
     return Result(table=rows, verdict=verdict, supported=ok, plots=[out],
                   columns=["", "truth", "sine layer", "MLP 1-32-32-1"],
                   notes="Fitting a sinusoid is non-convex in the frequency a0: gradient descent from a0 far from "
-                        f"the truth ends in a poor local minimum. The loop tries several starts (training MSE: "
+                        f"the truth ends in a poor local minimum. The example tries several starts (training MSE: "
                         f"{starts}) and keeps the best ({layer_seconds:.1f} s). Parameters are shown in the "
                         "canonical form a0 ≥ 0, a2 ≥ 0, a1 in (−π, π].")
 

@@ -1,27 +1,25 @@
-"""Dropout, batch gathering, predicted classes, gradient clipping and optimizer updates (math.md §5)."""
-
-import math
+"""Element-wise helpers, batch gathering and predicted classes (math.md §5)."""
 
 from .._jit import jit
 from .intrinsics import prefetch
 
 
-# (X: (N,), U: (N,) uniform [0, 1), p: float, scale: float, Y: (N,), mask: (N,)) -> None
-@jit
-def dropout_forward(X, U, p, scale, Y, mask):
-    """mask = scale·[U ≥ p] with scale = 1/(1 − p) (inverted dropout); Y = X ∘ mask."""
-    for i in range(X.shape[0]):
-        m = scale if U[i] >= p else 0.0
-        mask[i] = m
-        Y[i] = X[i] * m
-
-
-# (dY: (N,), mask: (N,), dX: (N,)) -> None
+# (dY, mask, dX: arrays of one shape) -> None
 @jit
 def mul_into(dY, mask, dX):
     """dX = dY ∘ mask."""
-    for i in range(dY.shape[0]):
-        dX[i] = dY[i] * mask[i]
+    g, mk, d = dY.reshape(-1), mask.reshape(-1), dX.reshape(-1)
+    for i in range(g.shape[0]):
+        d[i] = g[i] * mk[i]
+
+
+# (X, R, Y: arrays of one shape) -> None
+@jit
+def add_into(X, R, Y):
+    """Y = X + R (a residual block's output x + F(x), and its input derivative)."""
+    x, r, y = X.reshape(-1), R.reshape(-1), Y.reshape(-1)
+    for i in range(x.shape[0]):
+        y[i] = x[i] + r[i]
 
 
 # (X: (N,), Y: (N,)) -> None
@@ -53,77 +51,6 @@ def prefetch_rows(X, idx):
         o = idx[r] * row
         for q in range(0, row, 64):
             prefetch(X, o + q)
-
-
-# (g: (N,)) -> float
-@jit
-def sum_squares(g):
-    """Σ gᵢ² (for gradient norms)."""
-    total = 0.0
-    for i in range(g.shape[0]):
-        total += g[i] * g[i]
-    return total
-
-
-# (g: (N,), c: float) -> None
-@jit
-def scale_inplace(g, c):
-    for i in range(g.shape[0]):
-        g[i] *= c
-
-
-# (norm: float, c: float) -> float
-@jit
-def clip_norm_factor(norm, c):
-    """Global clipping: g ← c·g/‖g‖ if ‖g‖ > c, i.e. the factor c/‖g‖ (or 1 when ‖g‖ ≤ c)."""
-    return c / norm if norm > c else 1.0
-
-
-# (g: (N,), c: float) -> None
-@jit
-def clip_value_inplace(g, c):
-    """gᵢ ← sign(gᵢ)·c where |gᵢ| > c (local clipping)."""
-    for i in range(g.shape[0]):
-        if g[i] > c:
-            g[i] = c
-        elif g[i] < -c:
-            g[i] = -c
-
-
-# (θ, g, v: (N,), lr, momentum, weight_decay: float, nesterov: bool) -> None
-@jit
-def sgd_update(theta, g, v, lr, momentum, weight_decay, nesterov):
-    """SGD with momentum and L2 weight decay, as torch.optim.SGD:
-
-    g' = g + λθ;  v ← μv + g';  step = g' + μv (Nesterov) or v;  θ ← θ − η·step.
-    With μ = 0 this is plain θ ← θ − η(g + λθ).
-    """
-    for i in range(theta.shape[0]):
-        gi = g[i] + weight_decay * theta[i]
-        if momentum != 0.0:
-            v[i] = momentum * v[i] + gi
-            if nesterov:
-                gi = gi + momentum * v[i]
-            else:
-                gi = v[i]
-        theta[i] -= lr * gi
-
-
-# (θ, g, m, v: (N,), lr, beta1, beta2, eps, weight_decay: float, t: int) -> None
-@jit
-def adam_update(theta, g, m, v, lr, beta1, beta2, eps, weight_decay, t):
-    """Adam (Kingma & Ba) with L2 weight decay added to the gradient, as torch.optim.Adam:
-
-    m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;  θ ← θ − η·m̂/(√v̂ + ε),
-    m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ).
-    """
-    c1 = 1.0 - beta1 ** t
-    c2 = 1.0 - beta2 ** t
-    for i in range(theta.shape[0]):
-        gi = g[i] + weight_decay * theta[i]
-        m[i] = beta1 * m[i] + (1.0 - beta1) * gi
-        v[i] = beta2 * v[i] + (1.0 - beta2) * gi * gi
-        theta[i] -= lr * (m[i] / c1) / (math.sqrt(v[i] / c2) + eps)
 
 
 # How a classifier's outputs become a class (Loss.pred_rule picks one):

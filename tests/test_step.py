@@ -1,4 +1,4 @@
-"""The compiled loop (fastpath.py) against the layer-by-layer path.
+"""The compiled training step (mlpjit/step) against the layer-by-layer path.
 
 Both paths call the same kernels in the same order.  Inlined into the compiled loop, the
 kernels may be optimized differently (fastmath allows reassociation and fused multiply-add), so
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mlpjit
-from mlpjit.fastpath import CompiledLoop, unsupported_reason
+from mlpjit.step import CompiledStep as CompiledLoop, unsupported_reason
 from mlpjit.kernels import misc as KM
 from mlpjit.optim import Adam, SGD, clip_grad_norm, clip_grad_value, global_norm
 
@@ -55,6 +55,9 @@ CASES = [
     ("mse", 3, "classification", "sgd", {}),
     ("mse", 2, "regression", "sgd", {"norm": 1.0}),
     ("sum_squares", 2, "regression", "adam", {}),
+    ("smape", 2, "regression", "adam", {}),
+    ("soft_f1", 3, "classification", "sgd", {}),
+    ("soft_f1", 1, "classification", "adam", {"norm": 0.5}),
 ]
 
 
@@ -75,7 +78,7 @@ def test_compiled_loop_matches_layer_path(dtype, loss_name, k, task, opt_name, c
         opts = [SGD(m.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3) for m in models]
     else:
         opts = [Adam(m.parameters(), lr=0.01, weight_decay=1e-3) for m in models]
-    assert unsupported_reason(models[1], losses[1], opts[1], task, y) is None
+    assert unsupported_reason(models[1], losses[1], opts[1]) is None
 
     ref = _layer_path(models[0], losses[0], opts[0], X, y, perm, bs, 0.05, clip)
     loop = CompiledLoop(models[1], losses[1], opts[1], X, y, 1.0, task, bs, clip)
@@ -95,7 +98,7 @@ def test_compiled_loop_matches_layer_path(dtype, loss_name, k, task, opt_name, c
 def test_a_data_set_larger_than_the_cache_is_prefetched_and_trains_the_same():
     """Above PREFETCH_BYTES the loop asks for the next batch's rows while it computes: a hint
     that must not change anything (3 of the 44 batches, the loop stopping before the 4th)."""
-    from mlpjit.kernels.epoch import PREFETCH_BYTES
+    from mlpjit.step.codegen import PREFETCH_BYTES
     rng = np.random.default_rng(4)
     n, k, bs = 1400, 800, 32
     X = rng.standard_normal((n, k)).astype(np.float32)
@@ -155,13 +158,93 @@ def test_nan_is_reported_with_its_batch():
     assert done == 0 and bad[0] == 1 and not np.isfinite(bad[1] * bad[2])
 
 
-def test_custom_layers_and_losses_fall_back_to_the_layer_path():
-    m = mlpjit.Sequential([mlpjit.Dense(2, 2, seed=0)])
+@mlpjit.jit
+def square_forward(S, Y):
+    s, y = S.reshape(-1), Y.reshape(-1)
+    for i in range(s.shape[0]):
+        y[i] = s[i] * s[i]
+
+
+@mlpjit.jit
+def square_backward(S, Y, dY, dS):
+    s, dy, ds = S.reshape(-1), dY.reshape(-1), dS.reshape(-1)
+    for i in range(s.shape[0]):
+        ds[i] = 2.0 * s[i] * dy[i]
+
+
+class Square(mlpjit.activations.Activation):
+    """f(x) = x², f'(x) = 2x: an activation of the test's own (not registered)."""
+    forward_kernel = square_forward
+    backward_kernel = square_backward
+
+
+@mlpjit.jit
+def scale_forward(X, w, Y):
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            Y[i, j] = w[j] * X[i, j]
+
+
+@mlpjit.jit
+def scale_backward(X, w, dY, dw, dX):
+    for j in range(X.shape[1]):
+        dw[j] = 0.0
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            dw[j] += dY[i, j] * X[i, j]
+            dX[i, j] = dY[i, j] * w[j]
+
+
+class Scale(mlpjit.Layer):
+    """Y = X ∘ w (one weight per feature): a layer of the test's own, by its two kernels."""
+    params = ("w",)
+    forward_kernel = scale_forward
+    backward_kernel = scale_backward
+
+    def __init__(self, n, dtype=np.float64):
+        self.dtype = np.dtype(dtype)
+        self.w = np.linspace(0.5, 1.5, n).astype(dtype)
+        self.dw = np.zeros_like(self.w)
+
+
+class PythonOnly(mlpjit.Layer):
+    """A layer whose forward/backward are NumPy code: it can only run layer by layer."""
+
+    def forward(self, X, training=False):
+        return X
+
+    def backward(self, dY, need_dX=True):
+        return dY
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_user_activation_and_user_layer_run_compiled_and_match(dtype):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((30, 6))
+    y = rng.integers(0, 3, 30)
+    perm = rng.permutation(30)
+
+    def model():
+        return mlpjit.Sequential([mlpjit.Dense(6, 5, activation=Square(), dtype=dtype, seed=1),
+                                  Scale(5, dtype), mlpjit.Dense(5, 3, dtype=dtype, seed=2)])
+    m1, m2 = model(), model()
+    l1, l2 = mlpjit.losses.get("cross_entropy"), mlpjit.losses.get("cross_entropy")
+    o1, o2 = SGD(m1.parameters(), lr=0.05), SGD(m2.parameters(), lr=0.05)
+    assert unsupported_reason(m2, l2, o2) is None
+    _layer_path(m1, l1, o1, X, y, perm, 8, 0.05, {})
+    loop = CompiledLoop(m2, l2, o2, X, y, 1.0, "classification", 8, None)
+    assert "scale_forward(X1, l1_w, Y1)" in loop.source and "square_backward(" in loop.source
+    acc = {"loss": 0.0, "correct": 0, "seen": 0, "grad_norm": 0.0, "batches": 0,
+           "layer_norms": {"0.A": 0.0, "2.A": 0.0}}
+    assert loop.run(perm, 0, 4, 0.05, acc) == (4, None)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    for (name, a, _), (_, b, _) in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=rtol * np.abs(a).max(), err_msg=name)
+
+
+def test_a_layer_written_in_python_falls_back_to_the_layer_path():
+    m = mlpjit.Sequential([mlpjit.Dense(2, 2, seed=0), PythonOnly()])
     opt = SGD(m.parameters(), lr=0.1)
-    assert "soft_f1" in unsupported_reason(m, mlpjit.losses.get("soft_f1"), opt, "classification", None)
-
-    class Square(mlpjit.activations.Activation):
-        name = "square"
-
-    m2 = mlpjit.Sequential([mlpjit.Dense(2, 2, activation=Square(), seed=0)])
-    assert "custom activation" in unsupported_reason(m2, mlpjit.losses.get("mse"), opt, "regression", None)
+    assert "PythonOnly" in unsupported_reason(m, mlpjit.losses.get("mse"), opt)
+    assert unsupported_reason(mlpjit.Sequential([mlpjit.Dense(2, 2, seed=0)]),
+                              mlpjit.losses.get("soft_f1"), opt) is None

@@ -1,0 +1,87 @@
+"""Average pooling over KH×KW windows, per example and channel (math.md §6).
+
+Forward:  Y[n, c, i, j] = (1/(KH·KW)) Σ_{p,q} X[n, c, i·sh + p, j·sw + q].
+Backward: dX[n, c, i·sh + p, j·sw + q] += dY[n, c, i, j]/(KH·KW) for every p, q.
+Shapes:   (N, C, H, W) → (N, C, OH, OW), OH = ⌊(H − KH)/sh⌋ + 1; no padding.  Kept: nothing.
+"""
+
+from typing import Optional
+
+from numba import uint64 as U
+
+from .._jit import jit
+from ..registry import register_layer
+from ..schema import SizePair, validated
+from .base import Call, Layer, image_shape, pair, pooled
+from .maxpool2d import _repr
+
+
+# (X: (N, C, H, W), KH, KW, sh, sw, Y: (N, C, OH, OW)) -> None
+@jit
+def avgpool2d_forward(X, KH, KW, sh, sw, Y):
+    """Y = the window's mean."""
+    N, C, H, W = X.shape
+    OH, OW = Y.shape[2], Y.shape[3]
+    inv = 1.0 / (KH * KW)
+    Xf = X.reshape(-1)
+    Yf = Y.reshape(-1)
+    for nc in range(N * C):
+        for i in range(OH):
+            out = U((nc * OH + i) * OW)
+            for j in range(OW):
+                corner = U((nc * H + i * sh) * W + j * sw)
+                acc = 0.0
+                for p in range(KH):
+                    for q in range(KW):
+                        acc += Xf[corner + U(p * W + q)]
+                Yf[out + U(j)] = acc * inv
+
+
+# (dY: (N, C, OH, OW), KH, KW, sh, sw, dX: (N, C, H, W)) -> None
+@jit
+def avgpool2d_backward(dY, KH, KW, sh, sw, dX):
+    """dX = 0, then every input of a window gets dY/(KH·KW)."""
+    N, C, H, W = dX.shape
+    OH, OW = dY.shape[2], dY.shape[3]
+    inv = 1.0 / (KH * KW)
+    dX[...] = 0.0
+    Gf = dY.reshape(-1)
+    Df = dX.reshape(-1)
+    for nc in range(N * C):
+        for i in range(OH):
+            out = U((nc * OH + i) * OW)
+            for j in range(OW):
+                corner = U((nc * H + i * sh) * W + j * sw)
+                g = Gf[out + U(j)] * inv
+                for p in range(KH):
+                    for q in range(KW):
+                        Df[corner + U(p * W + q)] += g
+
+
+@register_layer("avgpool2d")
+class AvgPool2D(Layer):
+    """Average pooling over size×size windows moved by ``stride`` (default: the size)."""
+
+    image_input = True
+
+    @validated
+    def __init__(self, size: SizePair, stride: Optional[SizePair] = None):
+        self.size = pair("size", size)
+        self.stride = self.size if stride is None else pair("stride", stride)
+
+    def output_shape(self, in_shape):
+        C, H, W = image_shape(self, in_shape)
+        OH, OW = pooled(self, "window", *self.size, *self.stride, ((0, 0), (0, 0)), H, W)
+        return (C, OH, OW)
+
+    def constants(self):
+        return {"KH": self.size[0], "KW": self.size[1], "sh": self.stride[0], "sw": self.stride[1]}
+
+    def forward_calls(self, training):
+        return [Call(avgpool2d_forward, "X", "KH", "KW", "sh", "sw", "Y")]
+
+    def backward_calls(self, training=True):
+        return [Call(avgpool2d_backward, "dY", "KH", "KW", "sh", "sw", "dX")]
+
+    def __repr__(self):
+        return _repr(self)

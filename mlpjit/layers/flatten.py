@@ -1,0 +1,27 @@
+"""Each example's (C, H, W) as one row of C·H·W values (row-major), for a dense layer.
+
+Forward:  Y = X.reshape(N, C·H·W).
+Backward: dX = dY.reshape(N, C, H, W).
+Both are views: no kernel runs, and nothing is kept.
+"""
+
+import math
+
+from ..registry import register_layer
+from .base import Layer
+
+
+@register_layer("flatten")
+class Flatten(Layer):
+    """(N, C, H, W) → (N, C·H·W), as a view (see the module docstring)."""
+
+    def output_shape(self, in_shape):
+        if in_shape is None or any(d is None for d in in_shape):
+            return (None,)
+        return (math.prod(in_shape),)
+
+    def aliases(self, training):
+        return {"Y": "X", "dX": "dY"}
+
+    def __repr__(self):
+        return "Flatten()"

@@ -1,0 +1,32 @@
+"""Softmax over the last axis, as a layer (math.md §3).
+
+Forward:  Yᵢ = softmax(Xᵢ) = e^(Xᵢ − max Xᵢ) / Σⱼ e^(Xᵢⱼ − max Xᵢ), per row i.
+Backward: dXᵢ = Yᵢ ∘ (dYᵢ − ⟨dYᵢ, Yᵢ⟩)  (the Jacobian ∂yⱼ/∂xₗ = yⱼ(𝟙[j = l] − yₗ), never built).
+Shapes:   (batch, k) → (batch, k).  Kept for backward: Y.
+
+To train a classifier, prefer an identity output with the ``cross_entropy`` loss, which fuses
+softmax and log-likelihood into the stable gradient (p − y)/N.
+"""
+
+from ..kernels.softmax import softmax_backward, softmax_forward
+from ..registry import register_layer
+from .base import Call, Layer, fmt_shape
+
+
+@register_layer("softmax")
+class Softmax(Layer):
+    """Softmax over each row (see the module docstring)."""
+
+    def output_shape(self, in_shape):
+        if in_shape is not None and len(in_shape) != 1:
+            raise ValueError(f"Softmax needs flat rows, but gets {fmt_shape(in_shape)}")
+        return in_shape
+
+    def forward_calls(self, training):
+        return [Call(softmax_forward, "X", "Y")]
+
+    def backward_calls(self, training=True):
+        return [Call(softmax_backward, "Y", "dY", "dX")]
+
+    def __repr__(self):
+        return "Softmax()"

@@ -1,0 +1,212 @@
+"""The compiled training step: one generated function per model structure, trained in chunks.
+
+:class:`CompiledStep` renders the model's step (:mod:`mlpjit.step.codegen`), writes it into
+mlpjit's cache directory as ``steps/step_<hash>.py`` — the hash covers the text, the sources of
+the modules whose kernels it calls, and the Numba and mlpjit versions — imports it and lets
+Numba compile it with ``cache=True``: the same structure loads from disk on the next start, and
+an edited kernel gives a new file.  A step that calls kernels defined in a script's
+``__main__`` compiles too, uncached (it cannot be imported elsewhere), with a one-line notice.
+
+Between chunks (``CHUNK_EXAMPLES`` examples) Python updates the progress bar and checks for
+Ctrl-C; inside a chunk no Python runs.  The layers' own kernels do the work, so this path
+computes what the layer-by-layer path computes (tested to agree).
+
+``step_source(model, loss, optimizer, ...)`` returns the text without compiling anything
+(``mlpjit explain --step``).
+"""
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__, _memory
+from ..kernels import misc as KM
+from .codegen import ACC_SIZE, Alloc, Draws, StepPlan
+
+__all__ = ["CompiledStep", "StepPlan", "step_source", "cache_dir", "unsupported_reason"]
+
+CHUNK_EXAMPLES = 16384  # examples per compiled call: Ctrl-C and the progress bar react within one
+DRAW_BUDGET = 32 * 2 ** 20  # bytes of dropout draws made ahead of one call (float64 each)
+
+
+def cache_dir():
+    """mlpjit's cache directory: ``$MLPJIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlpjit`` or
+    ``~/.cache/mlpjit``; a temporary folder when none of them can be written."""
+    env = os.environ.get("MLPJIT_CACHE_DIR")
+    if env:
+        base = Path(env)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = Path(xdg) / "mlpjit" if xdg else Path.home() / ".cache" / "mlpjit"
+    try:
+        (base / "steps").mkdir(parents=True, exist_ok=True)
+        probe = base / "steps" / f".probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+        return base
+    except OSError:
+        fallback = Path(tempfile.gettempdir()) / f"mlpjit-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+        (fallback / "steps").mkdir(parents=True, exist_ok=True)
+        return fallback
+
+
+def unsupported_reason(model, loss, optimizer):
+    """None if the compiled step can train this model, else why not (a layer written in Python
+    without kernels, an optimizer without an update kernel)."""
+    for layer in model.walk():
+        if not layer.compiled:
+            return f"layer {layer!r} has no kernels (its forward/backward run in Python)"
+    if getattr(type(optimizer), "update_kernel", None) is None:
+        return f"optimizer {type(optimizer).__name__} has no update kernel"
+    if not hasattr(loss, "forward_calls"):
+        return f"loss {loss!r} has no kernels"
+    return None
+
+
+def _source_hash(plan):
+    h = hashlib.sha256()
+    h.update(plan.source.encode())
+    import numba
+    h.update(f"numba {numba.__version__} mlpjit {__version__} python {sys.version_info[:2]}".encode())
+    for module in plan.kernels.modules():
+        mod = sys.modules.get(module)
+        path = getattr(mod, "__file__", None)
+        if path:
+            try:
+                h.update(Path(path).read_bytes())
+            except OSError:
+                h.update(module.encode())
+    return h.hexdigest()[:20]
+
+
+_LOADED = {}
+
+
+def load_step(plan, notice=None):
+    """The module of a plan's source (written once into the cache directory, imported once per
+    process)."""
+    key = _source_hash(plan)
+    if key in _LOADED:
+        return _LOADED[key]
+    name = f"mlpjit_step_{key}"
+    folder = cache_dir() / "steps"
+    path = folder / f"step_{key}.py"
+    if not path.exists() or path.read_text(encoding="utf-8") != plan.source:
+        tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+        tmp.write_text(plan.source, encoding="utf-8")
+        os.replace(tmp, path)
+    if not plan.cached and notice is not None:
+        notice("note: the model uses kernels defined in a script (__main__); its training step "
+               "compiles without caching (move the layer into a module to cache it)")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    _LOADED[key] = module
+    return module
+
+
+def step_source(model, loss, optimizer, batch_size, input_shape, clip=None, task="classification"):
+    """The generated source of a model's training step (nothing is compiled)."""
+    k = int(np.prod(model.output_shape(tuple(input_shape))))
+    kind = loss.target_kind(k) if task == "classification" else "T"
+    return StepPlan(model, loss, optimizer, batch_size, input_shape, clip, kind).source
+
+
+class CompiledStep:
+    """The generated step of a model, its arrays allocated once and bound in order.
+
+    ``X`` is (N, d): image data comes as rows of C·H·W values, and ``input_shape`` gives the
+    shape of one example, e.g. (1, 28, 28).  ``run(perm, b_start, b_stop, lr, acc)`` trains
+    batches [b_start, b_stop) of ``perm``."""
+
+    def __init__(self, model, loss, optimizer, X, y, x_scale, task, batch_size, clip,
+                 input_shape=None, notice=None):
+        dtype = np.dtype(model.dtype)
+        self.model, self.optimizer, self.loss = model, optimizer, loss
+        self.X, self.x_scale, self.bs = X, float(x_scale), int(batch_size)
+        shape = tuple(input_shape) if input_shape is not None else (X.shape[1],)
+        k = int(np.prod(model.output_shape(shape)))
+        n = X.shape[0]
+        kind = loss.target_kind(k) if task == "classification" else "T"
+        pred = loss.pred_rule(k) if task == "classification" else KM.PRED_NONE
+        self.plan = plan = StepPlan(model, loss, optimizer, self.bs, shape, clip, kind, pred)
+        self.source = plan.source
+        # targets: class ids for cross-entropy and accuracy, float rows for the other losses
+        if task == "classification":
+            self.labels = np.ascontiguousarray(y, dtype=np.int64)
+        else:
+            self.labels = np.zeros(n, np.int64)
+        if kind == "labels":
+            self.targets = np.zeros((n, 0), dtype)
+        elif task == "classification":
+            if k > 1:
+                self.targets = np.zeros((n, k), dtype)
+                self.targets[np.arange(n), self.labels] = 1
+            else:
+                self.targets = self.labels.reshape(n, 1).astype(dtype)
+        else:
+            self.targets = np.ascontiguousarray(np.asarray(y).reshape(n, -1), dtype=dtype)
+        self.pred = pred
+        self.Xbuf = _memory.zeros((self.bs, X.shape[1]), dtype)
+        self.lbuf = np.zeros(self.bs, np.int64)
+        self.tbuf = np.zeros((self.bs, self.targets.shape[1]), dtype)
+        self.dOut = _memory.zeros((self.bs, k), dtype)
+        self.acc = np.zeros(ACC_SIZE)
+        self.weight_names = plan.weight_names
+        self.layer_norms = np.zeros(len(self.weight_names))
+        # a call's dropout draws are made ahead (see run): wide feature maps shorten the chunk
+        draws = [(name, value) for name, value in plan.args if isinstance(value, Draws)]
+        per_example = sum(value.per_example for _, value in draws)
+        self.chunk_batches = max(1, CHUNK_EXAMPLES // self.bs)
+        if per_example:
+            self.chunk_batches = max(1, min(self.chunk_batches,
+                                            DRAW_BUDGET // (8 * self.bs * per_example)))
+        self.draws = []
+        values = []
+        for name, value in plan.args:
+            if isinstance(value, Alloc):
+                value = _memory.zeros(value.shape, value.dtype)
+            elif isinstance(value, Draws):
+                arr = np.zeros(self.chunk_batches * self.bs * value.per_example, np.float64)
+                self.draws.append((plan.nodes[value.index], value.per_example, arr))
+                value = arr
+            values.append(value)
+        self.static_args = tuple(values)
+        self.module = load_step(plan, notice)
+        self.fn = self.module.train_chunk
+
+    def array(self, name):
+        """The array bound to the step's argument ``name`` (``l0_A``, ``l2_S``, ...)."""
+        for (arg, _), value in zip(self.plan.args, self.static_args):
+            if arg == name:
+                return value
+        raise KeyError(name)
+
+    def run(self, perm, b_start, b_stop, lr, acc):
+        """Train batches [b_start, b_stop) of ``perm``; update the trainer's ``acc`` dict.
+
+        Returns (batches done, None) or, on a NaN/Inf, (batches done, (batch, loss, norm))."""
+        n = perm.shape[0]
+        for node, per_example, arr in self.draws:  # the same draws the layer would make
+            total = (min(b_stop * self.bs, n) - b_start * self.bs) * per_example
+            node.rng.random(out=arr[:total])
+        a = self.acc
+        a[:] = 0.0
+        a[0], a[1], a[2], a[3], a[4] = acc["loss"], acc["correct"], acc["seen"], acc["grad_norm"], acc["batches"]
+        self.layer_norms[:] = [acc["layer_norms"][nm] for nm in self.weight_names]
+        done = self.fn(self.X, self.x_scale, self.labels, self.targets, perm, self.bs, b_start,
+                       b_stop, lr, self.optimizer.t, self.pred, a, self.layer_norms, self.Xbuf,
+                       self.lbuf, self.tbuf, self.dOut, *self.static_args)
+        self.optimizer.t += done
+        acc["loss"], acc["correct"], acc["seen"] = float(a[0]), int(a[1]), int(a[2])
+        acc["grad_norm"], acc["batches"] = float(a[3]), int(a[4])
+        for nm, v in zip(self.weight_names, self.layer_norms):
+            acc["layer_norms"][nm] = float(v)
+        bad = (int(a[5]), float(a[6]), float(a[7])) if a[5] > 0 else None
+        return done, bad

@@ -1,0 +1,496 @@
+"""Render the compiled training step of one model as Python source.
+
+For a model, its loss, optimizer and clipping, :class:`StepPlan` writes one straight-line
+function, ``train_chunk``, that for each mini-batch of a range gathers the batch, calls each
+layer's forward kernels in order, the loss's kernels, each layer's backward kernels in reverse,
+computes the gradient norms, clips and updates — every call taken from the layers' own
+declarations (:mod:`mlpjit.layers.base`), so no formula is written here.  Every array is its
+own argument, named ``l<node>_<name>`` after the layer's names (``l0_A``, ``l0_dA``, ``l2_S``),
+with the layer written in a comment above its calls.
+
+Sizes are arguments too, never part of the text: two models that differ only in their widths,
+batch size or data share one generated module (and its compiled code in Numba's cache).
+
+The plan also lists the arguments in order (:attr:`StepPlan.args`), as arrays that exist (a
+layer's parameters), arrays to allocate (:class:`Alloc`) and numbers, for
+:class:`mlpjit.step.CompiledStep` to bind.
+"""
+
+import math
+import sys
+
+import numpy as np
+
+from ..layers.base import LayerKernelError, Ref, _spec
+
+PREFETCH_BYTES = 4 * 2 ** 20  # data sets above this size have their next batch prefetched
+
+# acc (float64[:]): 0 loss·m summed, 1 correct, 2 examples seen, 3 grad norm summed, 4 batches,
+#                   5 the batch (1-based) where a NaN/Inf appeared, 6 the offending loss, 7 its norm
+ACC_SIZE = 8
+
+
+class Alloc:
+    """An array the step needs that nobody owns yet: allocated (zeroed, 64-byte aligned) when
+    the step is bound."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+
+    def __repr__(self):
+        return f"Alloc({self.shape}, {self.dtype})"
+
+
+class Draws:
+    """A chunk's uniform draws for node ``index`` (float64, filled from its rng before each call)."""
+
+    __slots__ = ("index", "per_example")
+
+    def __init__(self, index, per_example):
+        self.index, self.per_example = index, per_example
+
+
+class _Kernels:
+    """The kernels the source calls, each imported once under a unique name."""
+
+    def __init__(self):
+        self.names = {}      # id(kernel) -> name in the source
+        self.kernels = []    # (kernel, name)
+
+    def name(self, kernel):
+        key = id(kernel)
+        if key not in self.names:
+            fn = getattr(kernel, "py_func", kernel)
+            base = fn.__name__
+            taken = {n for _, n in self.kernels}
+            name, i = base, 1
+            while name in taken:
+                i += 1
+                name = f"{base}_{i}"
+            self.names[key] = name
+            self.kernels.append((kernel, name))
+        return self.names[key]
+
+    def modules(self):
+        return sorted({getattr(getattr(k, "py_func", k), "__module__", "?") for k, _ in self.kernels})
+
+    def imports(self):
+        """Import lines grouped by module; kernels of ``__main__`` are read from it."""
+        by_module = {}
+        for kernel, name in self.kernels:
+            fn = getattr(kernel, "py_func", kernel)
+            by_module.setdefault(fn.__module__, []).append((fn.__name__, name))
+        lines = []
+        for module in sorted(by_module):
+            items = sorted(by_module[module], key=lambda t: t[1])
+            if module == "__main__":
+                lines.append("import __main__ as _main")
+                lines.extend(f"{name} = _main.{real}" for real, name in items)
+                continue
+            parts = [real if real == name else f"{real} as {name}" for real, name in items]
+            line = f"from {module} import " + ", ".join(parts)
+            if len(line) > 100:
+                line = f"from {module} import (\n    " + ",\n    ".join(parts) + ")"
+            lines.append(line)
+        return lines
+
+
+def importable(kernel):
+    """Whether a kernel can be imported by its module and name (what a cached step needs)."""
+    fn = getattr(kernel, "py_func", kernel)
+    module = sys.modules.get(fn.__module__)
+    return (fn.__module__ != "__main__" and module is not None
+            and getattr(module, fn.__name__, None) is kernel)
+
+
+class StepPlan:
+    """The generated step of a model (see the module docstring).
+
+    Args: model (a Sequential), loss, optimizer, batch size, the shape of one example
+    (``input_shape``), the clipping config (``{"norm": c}``, ``{"value": c}`` or None), the
+    number of outputs ``k`` and whether the loss gets class ids (``labels``) or rows (``T``).
+    """
+
+    def __init__(self, model, loss, optimizer, batch_size, input_shape, clip=None,
+                 target_kind="labels", pred=0):
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.bs = int(batch_size)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.dtype = np.dtype(model.dtype)
+        self.clip = clip or {}
+        self.target_kind = target_kind
+        self.pred = pred
+        self.kernels = _Kernels()
+        self.args = []           # (name, value): value an array, an Alloc, a Draws or a number
+        self._arg_names = set()
+        self.nodes = [node for layer in model.layers for node in layer.nodes()]
+        self._shapes()
+        self.source = self._render()
+
+    # --- shapes and what each node needs ------------------------------------------------------
+    def _shapes(self):
+        shape = self.input_shape
+        self.in_shapes, self.out_shapes = [], []
+        for l, node in enumerate(self.nodes):
+            self.in_shapes.append(shape)
+            try:
+                shape = tuple(int(s) for s in node.output_shape(shape))
+            except ValueError as e:
+                raise ValueError(f"layer {l} ({node!r}): {e}") from None
+            self.out_shapes.append(shape)
+        self.k = int(math.prod(shape))
+        self.has_params = [bool(node.params) for node in self.nodes]
+        first = next((l for l, p in enumerate(self.has_params) if p), len(self.nodes))
+        self.first_param = first
+        # node l needs dX when a node before it has parameters (its dX is that node's dY)
+        self.need_dX = [l > first for l in range(len(self.nodes))]
+
+    # --- arguments ----------------------------------------------------------------------------
+    def _arg(self, name, value):
+        if name in self._arg_names:
+            raise ValueError(f"generated step: argument {name} given twice")
+        self._arg_names.add(name)
+        self.args.append((name, value))
+        return name
+
+    def _dims(self, prefix, shape):
+        """``(m, <prefix>_1, ...)``: a batch of one-example ``shape``, its sizes as arguments."""
+        names = [self._arg(f"{prefix}{i + 1}", int(d)) if f"{prefix}{i + 1}" not in self._arg_names
+                 else f"{prefix}{i + 1}" for i, d in enumerate(shape)]
+        return "(m, " + ", ".join(names) + ")" if names else "(m,)"
+
+    # --- a node's names -----------------------------------------------------------------------
+    def _node_space(self, l, node):
+        """{name: source expression} of node l's arrays and constants (the batch variables X, Y,
+        dY, dX are filled in by the caller)."""
+        in_shape = self.in_shapes[l]
+        space = {}
+        for name, arr, grad in node.parameters():
+            space[name] = self._arg(f"l{l}_{name}", arr)
+            space["d" + name] = self._arg(f"l{l}_d{name}", grad)
+        for name, arr in node.state_items():
+            space[name] = self._arg(f"l{l}_{name}", arr)
+        for name, spec in node.buffers(in_shape).items():
+            shape, dt = _spec(spec, self.dtype)
+            space[name] = self._arg(f"l{l}_{name}", Alloc((self.bs,) + shape, dt)) + "[:m]"
+        for name, spec in node.scratch(in_shape, self.bs).items():
+            shape, dt = _spec(spec, self.dtype)
+            space[name] = self._arg(f"l{l}_{name}", Alloc(shape, dt))
+        for name, value in node.constants().items():
+            space[name] = self._arg(f"l{l}_{name}", value)
+        draws = node.draws(in_shape)
+        if draws:
+            self._arg(f"l{l}_U", Draws(l, draws))
+            self._arg(f"l{l}_draws", int(draws))
+            space["U"] = f"U{l}"
+        space["training"] = "True"
+        return space
+
+    def _expr(self, arg, space, spaces, where):
+        if isinstance(arg, Ref):
+            j = next((i for i, n in enumerate(self.nodes) if n is arg.node), None)
+            if j is None or arg.name not in spaces.get(j, {}):
+                raise LayerKernelError(f"{where}: refers to {arg!r}, which the step does not have")
+            return spaces[j][arg.name]
+        if isinstance(arg, str):
+            if arg not in space:
+                raise LayerKernelError(
+                    f"{where}: kernel takes '{arg}', which the layer does not provide "
+                    f"(it provides: {', '.join(sorted(space))})")
+            return space[arg]
+        if isinstance(arg, (bool, np.bool_)):
+            return repr(bool(arg))
+        if isinstance(arg, (int, float, np.integer, np.floating)):
+            return repr(arg.item() if hasattr(arg, "item") else arg)
+        raise LayerKernelError(f"{where}: argument {arg!r} is neither a name nor a number")
+
+    def _call(self, call, space, spaces, where):
+        args = ", ".join(self._expr(a, space, spaces, f"{where}, {call.name}") for a in call.args)
+        text = f"{self.kernels.name(call.kernel)}({args})"
+        return f"{call.returns} = {text}" if call.returns else text
+
+    # --- the source ------------------------------------------------------------------------------
+    def _render(self):
+        nodes = self.nodes
+        L = len(nodes)
+        body_f, body_b = [], []
+        spaces = {}
+        head_args = ["X", "x_scale", "labels", "targets", "perm", "bs", "b_start", "b_stop", "lr",
+                     "t0", "pred", "acc", "norms", "Xbuf", "lbuf", "tbuf", "dOut"]
+        # forward
+        x_expr = "Xbuf[:m]"
+        if len(self.input_shape) > 1:
+            x_expr = f"Xbuf[:m].reshape({self._dims('x_d', self.input_shape)})"
+        for l, node in enumerate(nodes):
+            where = f"layer {l} ({node!r})"
+            space = self._node_space(l, node)
+            spaces[l] = space
+            aliases = node.aliases(True)
+            body_f.append(f"# ({l}) {_comment(node)}")
+            body_f.append(f"X{l} = {x_expr if l == 0 else f'Y{l - 1}'}")
+            space["X"] = f"X{l}"
+            if "U" in space:
+                body_f.append(f"U{l} = l{l}_U[u{l}:u{l} + m * l{l}_draws]")
+                body_f.append(f"u{l} += m * l{l}_draws")
+            if "Y" in aliases:
+                body_f.append(f"Y{l} = {self._alias_expr(l, 'Y', aliases['Y'], space)}")
+            else:
+                self._arg(f"l{l}_Y", Alloc((self.bs,) + self.out_shapes[l], self._node_dtype(node)))
+                body_f.append(f"Y{l} = l{l}_Y[:m]")
+            space["Y"] = f"Y{l}"
+            for alias, target in aliases.items():
+                if alias != "Y" and not alias.startswith("d"):
+                    body_f.append(f"{alias}{l} = {self._alias_expr(l, alias, target, space)}")
+                    space[alias] = f"{alias}{l}"
+            for call in node.forward_calls(True):
+                body_f.append(self._call(call, space, spaces, where))
+        # loss
+        loss_space = {"Yhat": f"Y{L - 1}", "labels": "lb", "T": "tb", "dYhat": "dO"}
+        k = self.k
+        for name, shape in self.loss.buffers(k).items():
+            loss_space[name] = self._arg(f"loss_{name}", Alloc((self.bs,) + tuple(shape), self.dtype)) + "[:m]"
+        for name, shape in self.loss.scratch(k).items():
+            loss_space[name] = self._arg(f"loss_{name}", Alloc(tuple(shape), self.dtype))
+        loss_lines = [f"# loss: {self.loss.name} ({'class ids' if self.target_kind == 'labels' else 'target rows'})"]
+        where = f"loss {self.loss.name}"
+        for call in self.loss.forward_calls(k, self.target_kind):
+            loss_lines.append(self._call(call, loss_space, spaces, where))
+        for call in self.loss.backward_calls(k, self.target_kind):
+            loss_lines.append(self._call(call, loss_space, spaces, where))
+        # backward
+        for l in range(L - 1, self.first_param - 1, -1):
+            node = nodes[l]
+            space = spaces[l]
+            where = f"layer {l} ({node!r})"
+            need_dX = self.need_dX[l]
+            space["need_dX"] = repr(need_dX)
+            calls = [c for c in node.backward_calls(True) if need_dX or not c.input_grad]
+            aliases = node.aliases(True)
+            body_b.append(f"# ({l}) {_comment(node)}")
+            body_b.append(f"dY{l} = {'dO' if l == L - 1 else f'dX{l + 1}'}")
+            space["dY"] = f"dY{l}"
+            uses_dX = need_dX or any("dX" in c.args for c in calls)
+            if "dX" in aliases:
+                body_b.append(f"dX{l} = {self._alias_expr(l, 'dX', aliases['dX'], space)}")
+                space["dX"] = f"dX{l}"
+            elif uses_dX:
+                self._arg(f"l{l}_dX", Alloc((self.bs,) + self.in_shapes[l], self._node_dtype(node)))
+                body_b.append(f"dX{l} = l{l}_dX[:m]")
+                space["dX"] = f"dX{l}"
+            for alias, target in aliases.items():
+                if alias.startswith("d") and alias != "dX":
+                    body_b.append(f"{alias}{l} = {self._alias_expr(l, alias, target, space)}")
+                    space[alias] = f"{alias}{l}"
+            for call in calls:
+                body_b.append(self._call(call, space, spaces, where))
+        update = self._update()
+        return self._assemble(head_args, body_f, loss_lines, body_b, update)
+
+    def _node_dtype(self, node):
+        return self.dtype
+
+    def _alias_expr(self, l, name, target, space):
+        """``target`` seen in ``name``'s shape (a reshape when the shapes differ)."""
+        shape_of = {"Y": self.out_shapes[l], "dY": self.out_shapes[l], "X": self.in_shapes[l],
+                    "dX": self.in_shapes[l]}
+        target_shape = shape_of.get(target)
+        if target_shape is None:   # a buffer: its declared shape
+            spec = {**self.nodes[l].buffers(self.in_shapes[l])}.get(target)
+            target_shape = _spec(spec, self.dtype)[0] if spec is not None else None
+        want = shape_of.get(name, target_shape)
+        expr = space[target] if target in space else None
+        if expr is None:
+            raise LayerKernelError(f"layer {l} ({self.nodes[l]!r}): alias {name} → {target}, "
+                                   f"which the layer does not have")
+        if target_shape is not None and want is not None and tuple(want) != tuple(target_shape):
+            return f"{expr}.reshape({self._dims(f'l{l}_{name}_d', want)})"
+        return expr
+
+    def _update(self):
+        """Lines for the gradient norms, the NaN check, clipping and the optimizer's update."""
+        lines = []
+        params = []
+        q = 0
+        for l, node in enumerate(self.nodes):
+            for name, _, _ in node.parameters():
+                params.append((q, l, name))
+                q += 1
+        head = []
+        for q, l, name in params:
+            head.append(f"p{q} = l{l}_{name}.reshape(-1)")
+            head.append(f"g{q} = l{l}_d{name}.reshape(-1)")
+        opt = self.optimizer
+        for q, l, name in params:
+            for slot in opt.slots:
+                self._arg(f"s{q}_{slot}", _flat_slot(opt, q, slot))
+        consts = {}
+        for cname, value in opt.constants().items():
+            consts[cname] = self._arg(f"opt_{cname}", value)
+        clip_mode = "norm" if self.clip.get("norm") is not None else (
+            "value" if self.clip.get("value") is not None else None)
+        if clip_mode:
+            self._arg("clip_c", float(self.clip[clip_mode]))
+        lines.append("# gradient norms (before clipping), in the order of model.parameters()")
+        for q, l, name in params:
+            lines.append(f"ss{q} = sum_squares(g{q})")
+        lines.append("norm = math.sqrt(" + " + ".join(f"ss{q}" for q, _, _ in params) + ")"
+                     if params else "norm = 0.0")
+        lines += ["if not (math.isfinite(E) and math.isfinite(norm)):",
+                  "    acc[5] = b + 1", "    acc[6] = E", "    acc[7] = norm", "    return done"]
+        w = 0
+        self.weight_names = []
+        model_names = [n for n, _, _ in self.model.parameters()]
+        for (q, l, name), full in zip(params, model_names):
+            if full.endswith(".A"):
+                lines.append(f"norms[{w}] += math.sqrt(ss{q})")
+                self.weight_names.append(full)
+                w += 1
+        if clip_mode == "norm":
+            lines.append("c = clip_norm_factor(norm, clip_c)")
+            lines.append("if c != 1.0:")
+            lines += [f"    scale_inplace(g{q}, c)" for q, _, _ in params]
+        elif clip_mode == "value":
+            lines += [f"clip_value_inplace(g{q}, clip_c)" for q, _, _ in params]
+        kernel = type(opt).update_kernel
+        kname = self.kernels.name(kernel)
+        lines.append(f"# update: {opt.name}")
+        lines.append("t = t0 + done + 1")
+        argnames = opt.kernel_args()
+        for q, l, name in params:
+            space = dict(consts, theta=f"p{q}", g=f"g{q}", lr="lr", t="t",
+                         **{slot: f"s{q}_{slot}" for slot in opt.slots})
+            missing = [a for a in argnames if a not in space]
+            if missing:
+                raise LayerKernelError(f"optimizer {opt.name}: kernel {kname} takes "
+                                       f"{', '.join(repr(a) for a in missing)}, which the optimizer "
+                                       f"does not provide (it provides: {', '.join(sorted(space))})")
+            lines.append(f"{kname}(" + ", ".join(space[a] for a in argnames) + ")")
+        self.clip_mode = clip_mode
+        self._param_head = head
+        return lines
+
+    def _assemble(self, head_args, body_f, loss_lines, body_b, update):
+        from ..kernels.misc import count_correct, gather_rows, prefetch_rows
+        from ..optim import clip_norm_factor, clip_value_inplace, scale_inplace, sum_squares
+        for kernel in (gather_rows, prefetch_rows, count_correct, sum_squares):
+            self.kernels.name(kernel)
+        if self.clip_mode == "norm":
+            self.kernels.name(clip_norm_factor), self.kernels.name(scale_inplace)
+        elif self.clip_mode == "value":
+            self.kernels.name(clip_value_inplace)
+        self.cached = all(importable(k) for k, _ in self.kernels.kernels)
+        arg_names = head_args + [name for name, _ in self.args]
+        arrays = head_args[:1] + ["labels", "targets", "perm", "acc", "norms", "Xbuf", "lbuf",
+                                  "tbuf", "dOut"]
+        arrays += [name for name, value in self.args if _is_array(value)]
+        draws = [name for name, value in self.args if isinstance(value, Draws)]
+        ind = "    "
+        out = []
+        out.append('"""The compiled training step of one architecture, generated by mlpjit '
+                   '(mlpjit/step/codegen.py).')
+        out.append("")
+        out.append("model:")
+        for l, node in enumerate(self.nodes):
+            out.append(f"  ({l}) {_comment(node)}")
+        out.append(f"loss: {self.loss.name};  optimizer: {self.optimizer.name};  clipping: "
+                   f"{self.clip_mode or 'none'}")
+        out.append("")
+        out.append("train_chunk(...) trains on batches b_start ≤ b < b_stop of perm and returns how "
+                   "many it finished")
+        out.append("(fewer when a loss or gradient was NaN/Inf: then acc[5] is that batch).  Sizes are "
+                   "arguments, so")
+        out.append("every model of this structure shares this file; its name is a hash of this text "
+                   "and the kernels' sources.")
+        out.append('"""')
+        out.append("")
+        out.append("import math")
+        out.append("")
+        out.append("from mlpjit._jit import jit")
+        out.append("from mlpjit.kernels.intrinsics import borrowed")
+        out.extend(self.kernels.imports())
+        out.append("")
+        out.append(f"PREFETCH_BYTES = {PREFETCH_BYTES}")
+        out.append("")
+        out.append("")
+        out.append("@jit" if self.cached else "@jit(cache=False)  # calls kernels of a script's __main__")
+        sig = "def train_chunk(" + ", ".join(arg_names) + "):"
+        out.extend(_wrap(sig, 100, "                "))
+        out.append(ind + "# the caller keeps every array alive for the whole call: no reference counting inside")
+        for chunk in _fit(arrays + draws, 100 - len(ind)):
+            out.append(ind + ", ".join(chunk) + " = " + ", ".join(f"borrowed({a})" for a in chunk))
+        for line in self._param_head:
+            out.append(ind + line)
+        for l, node in enumerate(self.nodes):
+            if node.draws(self.in_shapes[l]):
+                out.append(ind + f"u{l} = 0")
+        out.append(ind + "n = perm.shape[0]")
+        out.append(ind + "far = X.size * X.itemsize > PREFETCH_BYTES  # a data set that does not stay in cache")
+        out.append(ind + "done = 0")
+        out.append(ind + "for b in range(b_start, b_stop):")
+        i2 = ind * 2
+        for line in ["lo = b * bs", "hi = min(lo + bs, n)", "m = hi - lo", "idx = perm[lo:hi]",
+                     "gather_rows(X, idx, x_scale, Xbuf[:m])",
+                     "if far and b + 1 < b_stop:  # the next batch's rows travel while this one computes",
+                     "    prefetch_rows(X, perm[hi:min(hi + bs, n)])",
+                     "for r in range(m):", "    lbuf[r] = labels[idx[r]]",
+                     "    for j in range(tbuf.shape[1]):", "        tbuf[r, j] = targets[idx[r], j]",
+                     "lb, tb, dO = lbuf[:m], tbuf[:m], dOut[:m]", "",
+                     "# --- forward ---"]:
+            out.append(i2 + line if line else "")
+        out.extend(i2 + line for line in body_f)
+        out.append("")
+        out.extend(i2 + line for line in loss_lines)
+        out.append(i2 + "if pred != 0:")
+        out.append(i2 + f"    acc[1] += count_correct(Y{len(self.nodes) - 1}, lb, pred)")
+        out.append("")
+        out.append(i2 + "# --- backward ---")
+        out.extend(i2 + line for line in body_b)
+        out.append("")
+        out.extend(i2 + line for line in update)
+        out.extend(i2 + line for line in ["acc[0] += E * m", "acc[2] += m", "acc[3] += norm",
+                                          "acc[4] += 1", "done += 1"])
+        out.append(ind + "return done")
+        return "\n".join(out) + "\n"
+
+
+def _flat_slot(opt, q, slot):
+    name = [n for n, _, _ in opt.params][q]
+    return opt.state[slot][name].reshape(-1)
+
+
+def _is_array(value):
+    return isinstance(value, (np.ndarray, Alloc))
+
+
+def _comment(node):
+    return " ".join(repr(node).split())
+
+
+def _fit(names, width):
+    """``names`` in groups whose line ``a, b = borrowed(a), borrowed(b)`` fits in ``width``."""
+    groups, cur = [], []
+    for name in names:
+        trial = cur + [name]
+        if cur and len(", ".join(trial)) + 3 + len(", ".join(f"borrowed({a})" for a in trial)) > width:
+            groups.append(cur)
+            trial = [name]
+        cur = trial
+    return groups + ([cur] if cur else [])
+
+
+def _wrap(text, width, indent):
+    """A long ``def f(a, b, ...):`` line broken after commas."""
+    if len(text) <= width:
+        return [text]
+    lines, cur = [], ""
+    for part in text.split(", "):
+        piece = part if not cur else cur + ", " + part
+        if len(piece) > width and cur:
+            lines.append(cur + ",")
+            cur = indent + part
+        else:
+            cur = piece
+    lines.append(cur)
+    return lines
