@@ -12,6 +12,7 @@ config ``type``    class                                   file
 ``avgpool2d``      :class:`AvgPool2D`                      ``layers/avgpool2d.py``
 ``flatten``        :class:`Flatten`                        ``layers/flatten.py``
 ``residual``       :class:`Residual`                       ``layers/residual.py``
+``batchnorm``      :class:`BatchNorm`                      ``layers/batchnorm.py``
 =================  ======================================  =============================
 
 Importing this package registers them (:mod:`mlpjit.registry`); :mod:`mlpjit.layers.base`
@@ -25,6 +26,7 @@ from ..registry import layers as _registry
 from .base import Call, Layer, LayerKernelError, Ref, build_layers
 from .activation import Activation
 from .avgpool2d import AvgPool2D
+from .batchnorm import BatchNorm
 from .conv2d import Conv2D
 from .dense import Dense
 from .dropout import Dropout
@@ -33,7 +35,7 @@ from .maxpool2d import MaxPool2D
 from .residual import Residual
 from .softmax import Softmax
 
-__all__ = ["Layer", "Call", "Ref", "LayerKernelError", "Activation", "AvgPool2D", "Conv2D",
+__all__ = ["Layer", "Call", "Ref", "LayerKernelError", "Activation", "AvgPool2D", "BatchNorm", "Conv2D",
            "Dense", "Dropout", "Flatten", "MaxPool2D", "Residual", "Softmax", "layer_from_config",
            "build_layers", "DTYPES"]
 
