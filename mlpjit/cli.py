@@ -17,6 +17,24 @@ from .errors import ConfigError, DataError, MlpjitError
 EXIT_USER, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 
+class _RegistryHelp(click.Command):
+    """A command whose --help ends with the names a config can use, read from the registries
+    (a layer type registered by a module of yours appears once the config imports it)."""
+
+    def format_epilog(self, ctx, formatter):
+        super().format_epilog(ctx, formatter)
+        from . import registry
+        with formatter.section("Names a config can use"):
+            formatter.write_dl([
+                ("layer types", ", ".join(registry.layers.names())),
+                ("activations", ", ".join(registry.activations.names())),
+                ("initializers", ", ".join(registry.initializers.names())),
+                ("losses", ", ".join(registry.losses.names())),
+                ("optimizers", ", ".join(registry.optimizers.names())),
+                ("schedules", ", ".join(registry.schedules.names())),
+            ])
+
+
 def _fail(message, code=EXIT_USER):
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -88,7 +106,7 @@ def _report(summary, run_dir, echo):
 
 # --- train -------------------------------------------------------------------------------
 
-@cli.command()
+@cli.command(cls=_RegistryHelp)
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<name>-<timestamp>).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
@@ -422,7 +440,7 @@ def config():
     """
 
 
-@config.command("show")
+@config.command("show", cls=_RegistryHelp)
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
 def config_show(config_path, overrides):
@@ -437,7 +455,7 @@ def config_show(config_path, overrides):
     click.echo(dump_yaml(load_config(config_path, overrides)), nl=False)
 
 
-@config.command("check")
+@config.command("check", cls=_RegistryHelp)
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
 def config_check(config_path, overrides):
@@ -455,6 +473,50 @@ def config_check(config_path, overrides):
     ds = load_dataset(dict(cfg["data"]), cfg["seed"])
     model, _, _ = model_for_data(cfg, ds)
     click.echo(f"{config_path}: OK ({ds.n_train} training examples, {model.n_params:,} parameters)")
+
+
+# --- explain ---------------------------------------------------------------------------------
+
+def _config_or_run(target, overrides=()):
+    """(resolved config, run folder or None) from a config file or a run folder."""
+    path = Path(target)
+    if path.is_dir():
+        if not (path / "config.yaml").is_file():
+            raise ConfigError(f"{path}: not a run folder (no config.yaml)")
+        return _load(path / "config.yaml", overrides), path
+    return _load(target, overrides), None
+
+
+@cli.command(cls=_RegistryHelp)
+@click.argument("target", metavar="CONFIG|RUN_DIR", type=click.Path())
+@click.option("--step", is_flag=True,
+              help="Print the Python source of the compiled training step generated for the model.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
+def explain(target, step, overrides):
+    """Explain a model: its layers and parameters, or (--step) the compiled step that trains it.
+
+    The compiled step is generated from the layers' own kernels, one straight-line function
+    per model structure; --step prints it as it runs (nothing is compiled).
+
+    \b
+    Examples:
+      mlpjit explain configs/mnist_mlp.yaml --step
+      mlpjit explain runs/mnist_mlp-20261123-120000 --step
+    """
+    from .data import load_dataset
+    from .step import step_source
+    from .trainer import make_optimizer_from, model_for_data
+
+    cfg, _ = _config_or_run(target, overrides)
+    ds = load_dataset(dict(cfg["data"]), cfg["seed"])
+    model, loss, ds = model_for_data(cfg, ds)
+    if not step:
+        click.echo(repr(model))
+        return
+    opt = make_optimizer_from(cfg, model.parameters())
+    bs = cfg["train"]["batch_size"]
+    bs = ds.n_train if bs == "full" else min(int(bs), ds.n_train)
+    click.echo(step_source(model, loss, opt, bs, ds.input_shape, cfg.get("clip"), ds.task), nl=False)
 
 
 # --- experiments -------------------------------------------------------------------------

@@ -300,6 +300,7 @@ class Schema:
         self.Config = create_model(
             "Config", __base__=_Model,
             imports=(Annotated[list[Str], BeforeValidator(_imports)], Field(default_factory=list)),
+            import_path=(Annotated[list[Str], BeforeValidator(_imports)], Field(default_factory=list)),
             name=(Annotated[Str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), BeforeValidator(_check_name)], "run"),
             seed=(Annotated[Int, Field(ge=0, le=2**32 - 1)], 0),  # numba's np.random.seed takes uint32
             dtype=(DType, "float32"),
@@ -316,6 +317,7 @@ class Schema:
             train=(TrainConfig, Field(default_factory=TrainConfig)),
         )
         self.Config.__doc__ = "A whole run config (the root of the YAML file)."
+        self.Config = _without_empty(self.Config, ("imports", "import_path"))
         self.ModelConfig = ModelConfig
 
     def _register(self, label: str, key: str, *classes: type[BaseModel]) -> None:
@@ -363,6 +365,20 @@ def _dropping_unset(model, keys):
                        __validators__={"_dump": model_serializer(mode="wrap")(_dump)})
     sub.implementation = model.implementation
     sub.inferred = keys
+    return sub
+
+
+def _without_empty(model, keys):
+    """``model`` whose dump leaves out the keys in ``keys`` while they are empty lists."""
+    def _dump(self, handler):
+        out = handler(self)
+        for k in keys:
+            if out.get(k) == []:
+                out.pop(k, None)
+        return out
+    sub = create_model(model.__name__, __base__=model,
+                       __validators__={"_dump": model_serializer(mode="wrap")(_dump)})
+    sub.__doc__ = model.__doc__
     return sub
 
 
@@ -564,7 +580,10 @@ def _validate(data: Any, prefix: str, base: Path | None = None):
             _one_line(f"{prefix}: top level must be a mapping of keys (got {_kind(data)})")
         )
     try:
-        import_modules(data.get("imports"), prefix, base)
+        if data.get("imports"):
+            data = dict(data)
+            data["import_path"] = _import_path(data.get("import_path"), base, prefix)
+            import_modules(data.get("imports"), prefix, data["import_path"])
         return _current().Config.model_validate(data)
     except ValidationError as exc:
         path, msg = _first_error(exc)
@@ -816,18 +835,38 @@ def _common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
 # ---------------------------------------------------------------------------
 
 
-def import_modules(names: Any, prefix: str = "imports", base: Path | None = None) -> None:
+def _import_path(given: Any, base: Path | None, prefix: str) -> list[str]:
+    """The folders where ``imports`` are looked for, absolute: ``import_path`` entries (relative
+    to the config file's folder), then that folder itself.  The resolved config records them,
+    so a run folder's config.yaml finds the modules from anywhere."""
+    if given is None:
+        given = []
+    if isinstance(given, str):
+        given = [given]
+    if not isinstance(given, list) or not all(isinstance(g, str) for g in given):
+        raise ConfigError(_one_line(f"{prefix}: import_path: must be a list of folders (got {_fmt(given)})"))
+    base = base or Path.cwd()
+    out = [str((base / g).resolve()) for g in given]
+    if given == []:
+        out.append(str(base.resolve()))
+    return list(dict.fromkeys(out))
+
+
+def import_modules(names: Any, prefix: str = "imports", path: Sequence[str] | None = None) -> None:
     """Import the modules a config names under ``imports:`` (they register layers, activations,
-    losses, ...), looking first in ``base`` (the config file's folder).  A module that cannot be
-    imported, or registers a name that is taken, is a one-line ConfigError."""
+    losses, ...), looking first in the folders of ``path`` (``import_path``: the config file's
+    folder unless it says otherwise).  A module that cannot be imported, or registers a name
+    that is taken, is a one-line ConfigError."""
     if not names:
         return
     if isinstance(names, str):
         names = [names]
     if not isinstance(names, list):
         raise ConfigError(_one_line(f"{prefix}: imports: must be a list of module names (got {_fmt(names)})"))
-    if base is not None and str(base) not in sys.path:
-        sys.path.insert(0, str(base))
+    for folder in reversed(list(path or ())):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    base = ", ".join(path) if path else None
     for name in names:
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", name):
             raise ConfigError(_one_line(f"{prefix}: imports: {_fmt(name)} is not a module name "
@@ -837,7 +876,7 @@ def import_modules(names: Any, prefix: str = "imports", base: Path | None = None
         except registry.RegistryError as exc:
             raise ConfigError(_one_line(f"{prefix}: imports: {name}: {exc}")) from None
         except ImportError as exc:
-            where = f" (looked in {base} and on sys.path)" if base is not None else ""
+            where = f" (looked in {base} and on sys.path)" if base else ""
             raise ConfigError(_one_line(f"{prefix}: imports: cannot import {name!r}: {exc}{where}")) from None
         except Exception as exc:  # the module itself fails: its error, on one line
             raise ConfigError(_one_line(f"{prefix}: imports: importing {name!r} failed: "

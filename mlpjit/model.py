@@ -1,5 +1,6 @@
 """``Sequential``: a stack of layers, run forward in order and backward in reverse (math.md §1, §5)."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,7 @@ class Sequential:
         modules = user_modules(self)
         if modules:
             config["imports"] = modules
+            config["import_path"] = _module_folders(modules)
         return config
 
     @classmethod
@@ -130,6 +132,9 @@ class Sequential:
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("model config must be a dict with a 'layers' list")
         dtype = np.dtype(dtype or DTYPES.get(config.get("dtype", "float32"), np.float32))
+        for folder in reversed(config.get("import_path") or []):
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
         for module in config.get("imports") or ():
             _import_for_model(module)
         seeds = np.random.SeedSequence(seed).spawn(len(config["layers"]))
@@ -212,6 +217,22 @@ def user_modules(model):
             if not module.startswith("mlpjit.") and module not in modules:
                 modules.append(module)
     return modules
+
+
+def _module_folders(modules):
+    """The folders that hold the top-level packages of ``modules`` (so a model file finds them)."""
+    out = []
+    for name in modules:
+        mod = sys.modules.get(name)
+        path = getattr(mod, "__file__", None)
+        if not path:
+            continue
+        folder = Path(path).resolve().parent
+        for _ in range(name.count(".")):
+            folder = folder.parent
+        if str(folder) not in out:
+            out.append(str(folder))
+    return out
 
 
 def _import_for_model(module):

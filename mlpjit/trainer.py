@@ -50,9 +50,11 @@ def _seeds(seed):
 
 
 def _first_type(specs):
-    """The type of the first layer that sees the input (looking inside residual blocks)."""
+    """The type of the first layer that sees the input (looking inside containers such as
+    residual blocks)."""
     spec = specs[0]
-    return _first_type(spec["layers"]) if spec["type"] == "residual" else spec["type"]
+    cls = _layer_types.get(spec["type"])
+    return _first_type(spec["layers"]) if getattr(cls, "container", False) else spec["type"]
 
 
 def takes_images(cfg):
@@ -78,7 +80,7 @@ def build_model(cfg, n_features, n_outputs, task, image_shape=None):
     else:
         shape = (n_features,)
     from .config import import_modules
-    import_modules(cfg.get("imports"))
+    import_modules(cfg.get("imports"), path=cfg.get("import_path"))
     layers, out_shape = build_layers(specs, shape, "model.layers", dtype,
                                      init_ss.spawn(len(specs)), dropout_ss.spawn(len(specs)))
     last = len(specs) - 1
@@ -110,7 +112,7 @@ def build_model(cfg, n_features, n_outputs, task, image_shape=None):
         loss.check_outputs(width)
     except ValueError as e:
         raise ConfigError(f"loss: {e}") from None
-    if loss.on_logits and getattr(layers[-1], "type_name", None) == "softmax":
+    if loss.on_logits and getattr(layers[-1], "outputs_probabilities", False):
         raise ConfigError(f"model.layers.{last}: '{loss_name}' works on logits and applies softmax "
                           f"itself; remove the final softmax layer")
     return Sequential(layers), loss

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mlpjit.errors import ConfigError
-from mlpjit.sweep_dask import DaskSession
+from mlpjit.sweep.dask_backend import DaskBackend as DaskSession
 
 from test_sweep import invoke, read_csv, run_folders, without_timing
 
@@ -399,7 +399,7 @@ def test_backend_option_mistakes(args, message, spirals_file, tmp_path, capsys):
 def test_unreachable_scheduler_is_one_line_and_creates_nothing(spirals_file, tmp_path, capsys,
                                                                monkeypatch):
     import socket
-    import mlpjit.sweep_dask as sweep_dask
+    import mlpjit.sweep.dask_backend as sweep_dask
     monkeypatch.setattr(sweep_dask, "CONNECT_TIMEOUT", 2)  # a user waits 10 s; a test need not
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

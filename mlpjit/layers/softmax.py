@@ -17,6 +17,8 @@ from .base import Call, Layer, fmt_shape
 class Softmax(Layer):
     """Softmax over each row (see the module docstring)."""
 
+    outputs_probabilities = True   # a loss on logits after it would apply softmax twice
+
     def output_shape(self, in_shape):
         if in_shape is not None and len(in_shape) != 1:
             raise ValueError(f"Softmax needs flat rows, but gets {fmt_shape(in_shape)}")

@@ -11,7 +11,7 @@ ADDRESS``, workers started with ``dask worker ADDRESS`` on any machine that has 
 Data: a synthetic source needs nothing; MNIST with ``data.path: null`` comes from each
 worker's own mlpjit checkout (``data/mnist`` beside the package), unless the client finds a
 different ``./data/mnist``, whose absolute path it then sends; every file or folder named by
-path is made absolute on the client and must exist at that path on the workers.  :meth:`DaskSession.check_data` asks
+path is made absolute on the client and must exist at that path on the workers.  :meth:`DaskBackend.check_data` asks
 every worker before anything starts and names the worker and the path that is missing.
 
 Faults: a worker that dies (killed, out of memory, machine gone) takes no finished run with
@@ -21,7 +21,8 @@ failed.  A run that fails for a reason of its own (a diverged loss, a bad value)
 an ordinary failed result and is not retried.  Ctrl-C cancels the tasks still queued; the
 finished runs are on disk and the same command does the rest.
 
-Python API: :class:`DaskSession` (used by :func:`mlpjit.sweep.run_sweep`), :func:`train_run`.
+Python API: :class:`DaskBackend` (the :class:`~mlpjit.sweep.backends.Backend` that
+:func:`mlpjit.sweep.run_sweep` uses for ``--backend dask``), :func:`train_run`.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConfigError, MlpjitError
+from ..errors import ConfigError, MlpjitError
+from .backends import Backend
+from .run import execute
 
-__all__ = ["DaskSession", "train_run", "check_worker", "data_paths", "worker_cfg", "require_dask",
+__all__ = ["DaskBackend", "train_run", "check_worker", "data_paths", "worker_cfg", "require_dask",
            "INSTALL_HINT", "DEFAULT_RETRIES"]
 
 INSTALL_HINT = 'pip install "mlpjit[dask]"'
@@ -51,7 +54,7 @@ CONNECT_TIMEOUT = 10        # seconds to reach a --scheduler
 WORKER_WAIT = 60            # seconds to wait for a first worker of an empty cluster
 POLL_SECONDS = 0.5          # how often the bar asks the scheduler what is running
 # MNIST shipped with the source checkout (what data.path: null finds when nothing else is there)
-_PACKAGE_MNIST = Path(__file__).resolve().parents[1] / "data" / "mnist"
+_PACKAGE_MNIST = Path(__file__).resolve().parents[2] / "data" / "mnist"
 # files and folders named by path, per data source: (key, kind)
 PATH_KEYS = {"mnist": (("path", "dir"),), "csv": (("train", "file"), ("test", "file")),
              "npz": (("path", "file"),)}
@@ -83,11 +86,9 @@ def train_run(task: dict) -> dict:
     ``task``: ``cfg`` (the resolved config, data paths absolute), ``config_text`` (the
     ``config.yaml`` to write), ``name``, ``run_dir`` (the folder on the client, used in
     messages), ``resume`` and ``files`` (the client's run folder, to resume from).
-    Returns :func:`mlpjit.sweep._execute`'s result plus ``files`` ({name: bytes}) and
+    Returns :func:`mlpjit.sweep.run.execute`'s result plus ``files`` ({name: bytes}) and
     ``worker`` (its address).  Never raises for a failed run.
     """
-    from .sweep import _execute
-
     address = _worker_address()
     try:
         from distributed import get_worker
@@ -101,7 +102,7 @@ def train_run(task: dict) -> dict:
             run_dir.mkdir()
             for name, data in task["files"].items():
                 (run_dir / name).write_bytes(data)
-        res = _execute({"cfg": task["cfg"], "config_text": task["config_text"],
+        res = execute({"cfg": task["cfg"], "config_text": task["config_text"],
                         "run_dir": str(run_dir), "resume": task["resume"]})
         files = _read_folder(run_dir)
         if res.get("error"):
@@ -117,7 +118,7 @@ def train_run(task: dict) -> dict:
 
 def _mnist_default_dir():
     """Where ``data.path: null`` finds MNIST here (None when it does not)."""
-    from .data import _mnist_dir
+    from ..data import _mnist_dir
     try:
         return _mnist_dir(None)
     except MlpjitError:
@@ -126,8 +127,8 @@ def _mnist_default_dir():
 
 def check_worker(paths: list) -> dict:
     """On a worker: its mlpjit version and which of ``paths`` [(key, path, kind)] it lacks."""
-    from . import __version__
-    from .data import MNIST_FILES
+    from .. import __version__
+    from ..data import MNIST_FILES
 
     missing = []
     for key, path, kind in paths:
@@ -179,7 +180,7 @@ def _one_line(text: Any) -> str:
 def _store(run_dir: Path, files: dict[str, bytes]) -> None:
     """Write a run's files into ``run_dir`` (atomically; ``summary.json`` last, so that a
     folder with a summary is complete) and remove files the run no longer has."""
-    from .io import atomic_write
+    from ..io import atomic_write
 
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in files:
@@ -193,7 +194,7 @@ def _store(run_dir: Path, files: dict[str, bytes]) -> None:
                      durable=name in ("model.npz", "summary.json"))
 
 
-class DaskSession:
+class DaskBackend(Backend):
     """A Dask cluster for one sweep: connects (``scheduler``) or starts a local cluster of
     ``workers`` processes on ``__enter__``, closes what it started on ``__exit__``.
 
@@ -213,12 +214,18 @@ class DaskSession:
         self.cluster = None
         self._old_allowed_failures = None
 
+    name = "dask"
+
+    def describe(self) -> dict:
+        return {"name": "dask", "scheduler": self.scheduler, "workers": self.workers,
+                "retries": self.retries}
+
     def __repr__(self) -> str:
         where = self.scheduler or f"LocalCluster(n_workers={self.workers})"
-        return f"DaskSession({where}, retries={self.retries})"
+        return f"DaskBackend({where}, retries={self.retries})"
 
     # -- the cluster --------------------------------------------------------------------
-    def __enter__(self) -> "DaskSession":
+    def __enter__(self) -> "DaskBackend":
         from distributed import Client, LocalCluster
 
         try:
@@ -296,7 +303,7 @@ class DaskSession:
     def check_data(self, cfgs: list[dict]) -> None:
         """Every worker can import mlpjit and sees every data file the runs need, or a
         ConfigError naming the worker and the path."""
-        from . import __version__
+        from .. import __version__
 
         paths = sorted({p for cfg in cfgs for p in data_paths(cfg)}, key=str)
         answers = self.client.run(check_worker, paths, on_error="return")

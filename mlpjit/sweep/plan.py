@@ -1,35 +1,5 @@
-"""Hyperparameter sweeps: the product of ``--grid`` values (times seeds) as ordinary runs.
-
-``mlpjit sweep CONFIG --grid optimizer.lr=0.01,0.1 --seeds 3 --jobs 2`` validates every
-combination's config first (a mistake is one :class:`~mlpjit.errors.ConfigError` naming the
-``--grid`` item, and nothing is created), then trains each combination in its own run folder
-under the sweep folder (default ``sweeps/<name>-<timestamp>/``)::
-
-    sweeps/spirals-20261123-120000/
-      sweep.yaml                          base config, --set overrides, grids, seeds
-      sweep.csv                           one row per run, rewritten (atomically) as runs finish
-      optimizer.lr=0.01,seed=0/           an ordinary run folder (config.yaml, metrics.jsonl, ...)
-      optimizer.lr=0.01,seed=1/
-      ...
-
-Run folders are named from the swept values and the seed, so running the same command again
-with the same ``--out`` skips the runs that finished (``summary.json`` present and
-``config.yaml`` equal to the resolved config), resumes unfinished ones from their checkpoint and
-starts the others afresh.  A failing run (diverged, or any exception) is reported and recorded
-in ``sweep.csv``; it does not stop the others.
-
-Random search: ``--sample N --space optimizer.lr=loguniform(1e-3,0.3)`` draws N trials (see
-:mod:`mlpjit.search_space`; seeded, so the same command draws the same trials), crossed with
-the ``--grid`` values and the seeds; their folders are named from the drawn values.
-
-Backends: ``--backend local`` (the default) trains ``--jobs`` runs at a time in worker
-processes; ``--backend dask`` trains each run as a task on a Dask cluster, a local one of
-``--workers`` processes or the one at ``--scheduler ADDRESS`` (see :mod:`mlpjit.sweep_dask`).
-Both write the same run folders and ``sweep.csv``.
-
-Python API: :func:`run_sweep` (returns the rows of ``sweep.csv``), :func:`parse_grid`;
-the click command :data:`sweep`.
-"""
+"""Planning and recording a sweep: grid points and trials, run folders, ``sweep.csv``, the
+summary table, :func:`run_sweep` and the ``mlpjit sweep`` command (see :mod:`mlpjit.sweep`)."""
 
 from __future__ import annotations
 
@@ -41,22 +11,19 @@ import io
 import itertools
 import json
 import math
-import multiprocessing
-import os
 import re
 import shutil
 import sys
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import click
 import yaml
 
-from .errors import ConfigError, MlpjitError
-from .io import timestamped_dir
-from .search_space import draw_trials, parse_space, parse_value, split_values
+from ..errors import ConfigError
+from ..io import timestamped_dir
+from ..search_space import draw_trials, parse_space, parse_value, split_values
+from .backends import BACKENDS, make_backend
 
 __all__ = ["run_sweep", "parse_grid", "sweep", "METRIC_COLUMNS", "SWEEP_FORMAT"]
 
@@ -179,7 +146,7 @@ class _Point:
     """One run of the sweep: its grid values, seed, resolved config and folder name."""
 
     def __init__(self, index, values, seed, cfg_obj, name):
-        from .config import dump_yaml, resolved_dict
+        from ..config import dump_yaml, resolved_dict
         self.index = index
         self.values = values            # {key: value} of the grid point
         self.cfg_obj = cfg_obj
@@ -223,7 +190,7 @@ def _plan(config_path, grids, seeds, overrides, space=None, sample=None) -> list
     The runs are the product of the ``grids`` values, the ``sample`` trials drawn from
     ``space`` and the seeds (innermost).
     """
-    from .config import load_config, resolved_dict
+    from ..config import load_config, resolved_dict
 
     overrides = [str(o) for o in overrides]
     base = load_config(config_path, overrides)  # a mistake in CONFIG or --set: its own message
@@ -289,8 +256,8 @@ def _plan(config_path, grids, seeds, overrides, space=None, sample=None) -> list
 
 def _check_models(points: list[_Point]) -> None:
     """The model of every grid point against its data (loading each distinct dataset once)."""
-    from .data import load_dataset
-    from .trainer import model_for_data
+    from ..data import load_dataset
+    from ..trainer import model_for_data
 
     datasets, checked = {}, set()
     for p in points:
@@ -312,54 +279,6 @@ def _check_models(points: list[_Point]) -> None:
 
 def _default_out(name: str) -> Path:
     return timestamped_dir("sweeps", name)
-
-
-# --- running one point (in this process or in a worker) -----------------------------------
-
-def _quiet(*args, **kwargs):
-    pass
-
-
-def _execute(task: dict) -> dict:
-    """Train one run; never raises (except KeyboardInterrupt).  Runs in a worker process."""
-    from .io import atomic_write_text
-    from .trainer import Interrupted, Trainer
-
-    run_dir = Path(task["run_dir"])
-    cfg = task["cfg"]
-    resumed = False
-    try:
-        trainer = None
-        if task["resume"]:
-            try:
-                trainer = Trainer(cfg, run_dir, log=_quiet, progress=False)
-                trainer.load_checkpoint()
-                resumed = True
-            except MlpjitError:
-                trainer = None
-                shutil.rmtree(run_dir, ignore_errors=True)
-        if trainer is None:
-            trainer = Trainer(cfg, run_dir, log=_quiet, progress=False)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / "config.yaml", task["config_text"])
-        (run_dir / "error.txt").unlink(missing_ok=True)
-        summary = trainer.fit(cfg["train"]["epochs"])
-        return {"status": "ok", "summary": summary, "resumed": resumed}
-    except Interrupted as e:
-        return {"status": "failed", "error": f"{e}", "interrupted": True, "resumed": resumed}
-    except MlpjitError as e:
-        return {"status": "failed", "error": " ".join(str(e).split()), "resumed": resumed,
-                "kind": type(e).__name__}
-    except Exception as e:  # a bug or an environment problem: keep the traceback in the run folder
-        message = " ".join(f"{type(e).__name__}: {e}".split())
-        try:
-            if run_dir.is_dir():
-                from .io import atomic_write_text as _w
-                _w(run_dir / "error.txt", traceback.format_exc())
-                message += f" (traceback in {run_dir / 'error.txt'})"
-        except OSError:
-            pass
-        return {"status": "failed", "error": message, "resumed": resumed}
 
 
 def _state(point: _Point, run_dir: Path) -> str:
@@ -411,7 +330,7 @@ def _columns(keys: list[str], rows: list[dict]) -> list[str]:
 
 
 def _write_csv(path: Path, keys: list[str], rows: list[dict], durable=False) -> None:
-    from .io import atomic_write_text
+    from ..io import atomic_write_text
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     cols = _columns(keys, rows)
@@ -492,7 +411,7 @@ def _prepare_out(out, name) -> Path:
 
 def _sweep_yaml(config_path, overrides, grids, seeds, points, jobs, space=None, sample=None,
                 backend=None) -> str:
-    from . import __version__
+    from .. import __version__
     doc = {
         "format": SWEEP_FORMAT,
         "config": str(config_path),
@@ -584,102 +503,6 @@ class _Progress:
             self.bar = None
 
 
-# thread pools of the numerical libraries, one thread each in a worker process (as Dask's
-# nanny sets them for its workers)
-_ONE_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _one_blas_thread_in_children():
-    """Processes started inside get one BLAS thread each (unless the variable is already set).
-
-    N worker processes that each run an all-core BLAS pool oversubscribe the cores: 16 runs
-    of a 784-256-128-10 MNIST network with --jobs 2 on 2 cores took 61-103 s instead of 11 s.
-    With one thread the workers also compute exactly what Dask's workers compute.
-    """
-    old = {k: os.environ.get(k) for k in _ONE_THREAD_ENV}
-    for k in _ONE_THREAD_ENV:
-        os.environ.setdefault(k, "1")
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _run_local(tasks: list, jobs: int, finish: Callable, progress: _Progress) -> None:
-    """Train ``tasks`` ([(point, task)]) in this process (jobs 1) or a pool of ``jobs`` worker
-    processes, calling ``finish(point, result)`` as each ends.  Raises KeyboardInterrupt when
-    interrupted (Ctrl-C, or a run stopped by SIGINT)."""
-    n_workers = min(jobs, len(tasks))
-    if n_workers <= 1:
-        for p, task in tasks:
-            progress.set_running(1)
-            res = _execute(task)
-            finish(p, res)
-            if res.get("interrupted"):
-                raise KeyboardInterrupt
-        return
-    # "spawn": fresh interpreters, no fork of a process that holds Numba or threads
-    ex = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"))
-    futures = {}
-    try:
-        with _one_blas_thread_in_children():  # the workers start at the first submits
-            futures = {ex.submit(_execute, task): p for p, task in tasks}
-        progress.set_running(n_workers)
-        for fut in as_completed(futures):
-            p = futures[fut]
-            try:
-                res = fut.result()
-            except KeyboardInterrupt:
-                raise
-            except BaseException as e:  # a worker died (BrokenProcessPool) or could not start
-                res = {"status": "failed",
-                       "error": " ".join(f"worker process failed: {type(e).__name__}: {e}".split())}
-            finish(p, res)
-            progress.set_running(min(n_workers, len(tasks) - progress.done))
-            if res.get("interrupted"):
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        for f in futures:
-            f.cancel()
-        raise
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)
-
-
-BACKENDS = ("local", "dask")
-
-
-def _check_backend(backend, jobs, scheduler, workers, retries) -> None:
-    """Options that belong to the other backend are a mistake, not silently ignored."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"--backend {backend}: unknown backend (valid: {', '.join(BACKENDS)})")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"--jobs: expected a number >= 1 (got {jobs!r})")
-    if backend == "local":
-        for option, value in (("--scheduler", scheduler), ("--workers", workers),
-                              ("--retries", retries)):
-            if value is not None:
-                raise ConfigError(f"{option} {value}: only used with --backend dask "
-                                  f"(the local backend runs --jobs worker processes)")
-        return
-    if jobs != 1:
-        raise ConfigError(f"--jobs {jobs}: only used with --backend local (with --backend dask, "
-                          f"--workers sets the size of the local cluster)")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ConfigError(f"--workers: expected a number >= 1 (got {workers!r})")
-    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
-        raise ConfigError(f"--retries: expected a number >= 0 (got {retries!r})")
-    if scheduler is not None and workers is not None:
-        raise ConfigError(f"--workers {workers}: only for the local cluster the sweep starts itself; "
-                          f"the workers of --scheduler {scheduler} are started with "
-                          f"`dask worker {scheduler}`")
-
-
 def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, jobs: int = 1,
               out: Path | None = None, overrides: Sequence[str] = (),
               log: Callable[[str], Any] = print, *, space: dict | None = None,
@@ -698,7 +521,7 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
 
     ``backend="local"`` trains ``jobs`` runs in parallel worker processes (1: in this
     process).  ``backend="dask"`` trains each run as one task on a Dask cluster (see
-    :mod:`mlpjit.sweep_dask`): the one at ``scheduler`` (an address such as
+    :mod:`mlpjit.sweep.dask_backend`): the one at ``scheduler`` (an address such as
     ``tcp://10.0.0.5:8786``), else a local cluster of ``workers`` processes started for the
     sweep; a run whose worker dies is tried again up to ``retries`` times (default 3).
     ``progress`` shows a bar over the runs on stderr when it is a terminal.
@@ -710,12 +533,9 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
     when ok) — the rows of ``sweep.csv``.
     Raises KeyboardInterrupt after writing sweep.csv when interrupted (Ctrl-C).
     """
-    from .io import atomic_write_text
+    from ..io import atomic_write_text
 
-    _check_backend(backend, jobs, scheduler, workers, retries)
-    if backend == "dask":
-        from .sweep_dask import require_dask
-        require_dask()  # not installed: say what to install, before anything else
+    runner = make_backend(backend, jobs, scheduler, workers, retries, log=log)  # checks, before anything
     grids = _check_grids(dict(grids or {}))
     space = _check_space(space, sample, grids)
     seed_list = _seed_list(seeds)
@@ -726,26 +546,19 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
     states = {p.index: _state(p, out / p.name) for p in points}
     n_todo = sum(state != "done" for state in states.values())
 
-    session = None
-    backend_doc = {"name": backend}
-    if backend == "dask":
-        from .sweep_dask import DEFAULT_RETRIES, DaskSession
-        backend_doc.update({"scheduler": scheduler, "workers": workers,
-                            "retries": DEFAULT_RETRIES if retries is None else retries})
-        if n_todo:  # nothing to do: no cluster to start or reach
-            session = DaskSession(scheduler=scheduler, workers=workers, retries=retries,
-                                  n_runs=n_todo, log=log)
+    runner.n_runs = n_todo
     interrupted = False
     results: dict[int, dict] = {}
-    with session if session is not None else contextlib.nullcontext():
-        if session is not None:
-            session.check_data([p.cfg for p in points if states[p.index] != "done"])
+    # nothing to do: no cluster to start or reach
+    with runner if n_todo else contextlib.nullcontext(runner):
+        if n_todo:
+            runner.check_data([p.cfg for p in points if states[p.index] != "done"])
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError(f"--out {out}: cannot create the sweep folder ({e.strerror or e})") from None
         atomic_write_text(out / "sweep.yaml", _sweep_yaml(config_path, overrides, grids, seed_list,
-                                                          points, jobs, space, sample, backend_doc))
+                                                          points, jobs, space, sample, runner.describe()))
         log(f"sweep folder: {out} ({len(points)} run{'s' if len(points) != 1 else ''})")
 
         tasks = []
@@ -792,10 +605,8 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
 
         _write_csv(out / "sweep.csv", keys, [r for r in rows() if r["status"] != "pending"])
         try:
-            if session is not None:
-                session.run(tasks, finish, bar)
-            elif tasks:
-                _run_local(tasks, jobs, finish, bar)
+            if tasks:
+                runner.run(tasks, finish, bar)
         except KeyboardInterrupt:
             interrupted = True
         finally:

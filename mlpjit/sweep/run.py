@@ -1,0 +1,62 @@
+"""One run of a sweep: train it in this process, a worker process or on a Dask worker.
+
+:func:`execute` is what every backend calls for each run (:mod:`mlpjit.sweep.backends`); it
+never raises for a failed run, so one run's failure does not stop the others.
+"""
+
+from __future__ import annotations
+
+import shutil
+import traceback
+from pathlib import Path
+
+from ..errors import MlpjitError
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+def execute(task: dict) -> dict:
+    """Train one run; never raises (except KeyboardInterrupt).
+
+    ``task``: ``cfg`` (the resolved config), ``config_text`` (its ``config.yaml``), ``run_dir``
+    and ``resume`` (continue from the folder's checkpoint).  Returns ``{"status": "ok",
+    "summary": ...}`` or ``{"status": "failed", "error": one line, ...}``."""
+    from ..io import atomic_write_text
+    from ..trainer import Interrupted, Trainer
+
+    run_dir = Path(task["run_dir"])
+    cfg = task["cfg"]
+    resumed = False
+    try:
+        trainer = None
+        if task["resume"]:
+            try:
+                trainer = Trainer(cfg, run_dir, log=quiet, progress=False)
+                trainer.load_checkpoint()
+                resumed = True
+            except MlpjitError:
+                trainer = None
+                shutil.rmtree(run_dir, ignore_errors=True)
+        if trainer is None:
+            trainer = Trainer(cfg, run_dir, log=quiet, progress=False)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "config.yaml", task["config_text"])
+        (run_dir / "error.txt").unlink(missing_ok=True)
+        summary = trainer.fit(cfg["train"]["epochs"])
+        return {"status": "ok", "summary": summary, "resumed": resumed}
+    except Interrupted as e:
+        return {"status": "failed", "error": f"{e}", "interrupted": True, "resumed": resumed}
+    except MlpjitError as e:
+        return {"status": "failed", "error": " ".join(str(e).split()), "resumed": resumed,
+                "kind": type(e).__name__}
+    except Exception as e:  # a bug or an environment problem: keep the traceback in the run folder
+        message = " ".join(f"{type(e).__name__}: {e}".split())
+        try:
+            if run_dir.is_dir():
+                atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+                message += f" (traceback in {run_dir / 'error.txt'})"
+        except OSError:
+            pass
+        return {"status": "failed", "error": message, "resumed": resumed}
