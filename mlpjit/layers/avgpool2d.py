@@ -5,15 +5,11 @@ Backward: dX[n, c, i·sh + p, j·sw + q] += dY[n, c, i, j]/(KH·KW) for every p,
 Shapes:   (N, C, H, W) → (N, C, OH, OW), OH = ⌊(H − KH)/sh⌋ + 1; no padding.  Kept: nothing.
 """
 
-from typing import Optional
-
 from numba import uint64 as U
 
 from .._jit import jit
 from ..registry import register_layer
-from ..schema import SizePair, validated
-from .base import Call, Layer, image_shape, pair, pooled
-from .maxpool2d import _repr
+from .base import Call, Pool2D
 
 
 # (X: (N, C, H, W), KH, KW, sh, sw, Y: (N, C, OH, OW)) -> None
@@ -59,29 +55,11 @@ def avgpool2d_backward(dY, KH, KW, sh, sw, dX):
 
 
 @register_layer("avgpool2d")
-class AvgPool2D(Layer):
+class AvgPool2D(Pool2D):
     """Average pooling over size×size windows moved by ``stride`` (default: the size)."""
-
-    image_input = True
-
-    @validated
-    def __init__(self, size: SizePair, stride: Optional[SizePair] = None):
-        self.size = pair("size", size)
-        self.stride = self.size if stride is None else pair("stride", stride)
-
-    def output_shape(self, in_shape):
-        C, H, W = image_shape(self, in_shape)
-        OH, OW = pooled(self, "window", *self.size, *self.stride, ((0, 0), (0, 0)), H, W)
-        return (C, OH, OW)
-
-    def constants(self):
-        return {"KH": self.size[0], "KW": self.size[1], "sh": self.stride[0], "sw": self.stride[1]}
 
     def forward_calls(self, training):
         return [Call(avgpool2d_forward, "X", "KH", "KW", "sh", "sw", "Y")]
 
     def backward_calls(self, training=True):
         return [Call(avgpool2d_backward, "dY", "KH", "KW", "sh", "sw", "dX")]
-
-    def __repr__(self):
-        return _repr(self)

@@ -28,10 +28,13 @@ kernels from Python, and :mod:`mlpjit.step` writes them into one compiled functi
 """
 
 import inspect
+from typing import Optional
 
 import numpy as np
 
 from .. import _memory
+from ..schema import SizePair
+from ..schema import validated as _validated
 
 __all__ = ["Layer", "Call", "Ref", "check_dtype", "as_input", "float_dtype", "fmt_shape",
            "pair", "image_shape", "pooled", "kernel_names", "LayerKernelError"]
@@ -404,6 +407,9 @@ class Layer:
     def type_name(self):
         return getattr(type(self), "registered_name", None)
 
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
     def __getstate__(self):
         state = dict(self.__dict__)
         for key in ("_env", "_env_key", "_ns"):
@@ -467,6 +473,33 @@ def pooled(layer, what, KH, KW, sh, sw, pads, H, W):
 
 def same_shape(a, b):
     return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+class Pool2D(Layer):
+    """What the pooling layers share: a size×size window moved by ``stride`` (default: the
+    size, windows side by side), no padding, per example and channel; OH = ⌊(H − KH)/sh⌋ + 1.
+    Their kernels take the window as the constants KH, KW, sh, sw."""
+
+    image_input = True
+
+    @_validated
+    def __init__(self, size: SizePair, stride: Optional[SizePair] = None):
+        self.size = pair("size", size)
+        self.stride = self.size if stride is None else pair("stride", stride)
+
+    def output_shape(self, in_shape):
+        C, H, W = image_shape(self, in_shape)
+        OH, OW = pooled(self, "window", *self.size, *self.stride, ((0, 0), (0, 0)), H, W)
+        return (C, OH, OW)
+
+    def constants(self):
+        return {"KH": self.size[0], "KW": self.size[1], "sh": self.stride[0], "sw": self.stride[1]}
+
+    def __repr__(self):
+        KH, KW = self.size
+        s = self.stride
+        extra = "" if s == self.size else f", stride={s[0] if s[0] == s[1] else s}"
+        return f"{type(self).__name__}({KH}×{KW}{extra})"
 
 
 # --- building layers from config entries ---------------------------------------------------------

@@ -10,14 +10,11 @@ Shapes:   (N, C, H, W) → (N, C, OH, OW), OH = ⌊(H − KH)/sh⌋ + 1; no padd
           backward: X and Y (the winner is found again by comparing the window with Y).
 """
 
-from typing import Optional
-
 from numba import uint64 as U
 
 from .._jit import jit
 from ..registry import register_layer
-from ..schema import SizePair, validated
-from .base import Call, Layer, image_shape, pair, pooled
+from .base import Call, Pool2D
 
 
 # (X: (N, C, H, W), KH, KW, sh, sw, Y: (N, C, OH, OW)) -> None
@@ -76,23 +73,8 @@ def maxpool2d_backward(X, Y, dY, KH, KW, sh, sw, dX):
 
 
 @register_layer("maxpool2d")
-class MaxPool2D(Layer):
+class MaxPool2D(Pool2D):
     """Max pooling over size×size windows moved by ``stride`` (default: the size)."""
-
-    image_input = True
-
-    @validated
-    def __init__(self, size: SizePair, stride: Optional[SizePair] = None):
-        self.size = pair("size", size)
-        self.stride = self.size if stride is None else pair("stride", stride)
-
-    def output_shape(self, in_shape):
-        C, H, W = image_shape(self, in_shape)
-        OH, OW = pooled(self, "window", *self.size, *self.stride, ((0, 0), (0, 0)), H, W)
-        return (C, OH, OW)
-
-    def constants(self):
-        return {"KH": self.size[0], "KW": self.size[1], "sh": self.stride[0], "sw": self.stride[1]}
 
     def forward_calls(self, training):
         return [Call(maxpool2d_forward, "X", "KH", "KW", "sh", "sw", "Y")]
@@ -100,12 +82,3 @@ class MaxPool2D(Layer):
     def backward_calls(self, training=True):
         return [Call(maxpool2d_backward, "X", "Y", "dY", "KH", "KW", "sh", "sw", "dX")]
 
-    def __repr__(self):
-        return _repr(self)
-
-
-def _repr(layer):
-    KH, KW = layer.size
-    s = layer.stride
-    extra = "" if s == layer.size else f", stride={s[0] if s[0] == s[1] else s}"
-    return f"{type(layer).__name__}({KH}×{KW}{extra})"
