@@ -14,7 +14,7 @@ from .registry import (register_activation, register_initializer, register_layer
                        register_loss, register_optimizer, register_schedule)
 from . import activations, initializers  # noqa: E402
 from .layers import (Activation, AvgPool2D, BatchNorm, Call, Conv2D, Dense, Dropout, Flatten,  # noqa: E402
-                     Layer, MaxPool2D, Residual, Softmax)
+                     Layer, MaxPool2D, Residual, Softmax, Standardize)
 from . import losses, optim, schedules  # noqa: E402
 from .gradcheck import gradcheck, relative_error  # noqa: E402
 from .model import Sequential  # noqa: E402
@@ -22,7 +22,7 @@ from .model import Sequential  # noqa: E402
 __all__ = [
     "Activation", "AvgPool2D", "BatchNorm", "Call", "ConfigError", "Conv2D", "DataError", "Dense", "Dropout",
     "Flatten", "Layer", "MaxPool2D", "MlpjitError", "ModelFileError", "Residual", "Sequential",
-    "Softmax", "TrainingDiverged", "__version__", "activations", "gradcheck", "initializers", "jit",
+    "Softmax", "Standardize", "TrainingDiverged", "__version__", "activations", "gradcheck", "initializers", "jit",
     "losses", "optim", "register_activation", "register_initializer", "register_layer",
     "register_loss", "register_optimizer", "register_schedule", "relative_error", "schedules",
 ]

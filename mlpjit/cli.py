@@ -320,20 +320,30 @@ def predict(model_path, input_path, out):
     """Predict with a trained model on INPUT (.npy or .csv, one example per row).
 
     Inputs are in the units of the training data (raw 0-255 pixels for MNIST); the model file
-    records the scaling.  Classifiers give the class and its probabilities.
+    records the scaling.  A model trained on a CSV table reads a raw CSV with the same columns
+    (text columns encoded as in training; the target column may be there or not: when it is,
+    the accuracy is printed on stderr).  Classifiers give the class, by its name in the
+    training data, and its probabilities.
 
     \b
     Examples:
       mlpjit predict runs/xor/model.npz points.csv
       mlpjit predict runs/mnist/model.npz digits.npy --out predictions.csv
+      mlpjit predict runs/cancer/model.npz raw_test.csv --out predictions.csv
     """
     from . import losses
     from .io import atomic_write, atomic_write_text
     from .model import Sequential
 
     model = Sequential.load(model_path)
-    X = _read_input(input_path)
     meta = model.metadata
+    target = None
+    if meta.get("encoding") and Path(input_path).suffix == ".csv" and _has_header(input_path):
+        # a model trained on a table reads the raw CSV: its columns encoded as in training
+        from .tables import TableEncoding, read_table
+        X, target, _ = read_table(input_path, TableEncoding.from_json(meta["encoding"]))
+    else:
+        X = _read_input(input_path)
     if model.takes_images:
         # an (N, C, H, W) .npy is taken as it is; rows of C·H·W values become images of the
         # shape the model was trained on
@@ -358,6 +368,11 @@ def predict(model_path, input_path, out):
             probs = np.hstack([1 - probs, probs])
         names = meta.get("class_names")
         labels = [names[c] for c in classes] if names else list(classes)
+        if target is not None:  # the file has the label column: say how many are right
+            truth = [_label_value(v, names) for _, v in target]
+            right = sum(str(t) == str(p) for t, p in zip(truth, labels))
+            click.echo(f"accuracy on the {len(truth)} rows of {input_path}: "
+                       f"{100 * right / len(truth):.2f}%", err=True)
         header = ["class"] + [f"p_{names[j] if names else j}" for j in range(probs.shape[1])]
         rows = [[str(lbl)] + [f"{p:.6g}" for p in prow] for lbl, prow in zip(labels, probs)]
         table = np.column_stack([classes, probs])
@@ -376,6 +391,32 @@ def predict(model_path, input_path, out):
             atomic_write_text(out, text)
     except OSError as e:
         raise DataError(f"--out {out}: cannot write ({e.strerror or e})") from None
+
+
+def _has_header(path):
+    """Whether a CSV's first line holds names (a raw table) rather than numbers (feature rows)."""
+    from .tables import is_number
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    cells = [c.strip() for c in first.split(",")]
+    return not all(is_number(c) for c in cells if c)
+
+
+def _label_value(cell, names):
+    """A target cell as the class name it stands for (numeric labels compare as numbers)."""
+    if names and not isinstance(names[0], str):
+        try:
+            v = float(cell)
+            return int(v) if v == int(v) else v
+        except ValueError:
+            return cell
+    return cell
 
 
 # --- gradcheck -----------------------------------------------------------------------------

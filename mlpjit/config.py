@@ -104,6 +104,12 @@ def _choice(kind: str, options: Sequence[str]):
     return BeforeValidator(check)
 
 
+def _as_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    return value
+
+
 DType = Annotated[Literal["float32", "float64"], _choice("dtype", DTYPES)]
 Task = Annotated[Literal["auto", "classification", "regression"], _choice("task", TASKS)]
 XorFunction = Annotated[
@@ -174,6 +180,10 @@ class CsvData(_Model):
     target: Str
     task: Task = "auto"
     validation: Validation = 0
+    # columns to one-hot encode even though they hold numbers (text columns always are)
+    categorical: Annotated[list[Str], BeforeValidator(_as_list)] = Field(default_factory=list)
+    missing: Annotated[Literal["error", "drop"], _choice("missing", ("error", "drop"))] = "error"
+    unknown: Annotated[Literal["error", "zeros"], _choice("unknown", ("error", "zeros"))] = "error"
 
 
 class NpzData(_Model):
@@ -249,12 +259,6 @@ def _check_name(value: str) -> str:
     return value
 
 
-def _imports(value: Any) -> Any:
-    if isinstance(value, str):
-        return [value]
-    return value
-
-
 class Schema:
     """The config models built from the registries as they are now.
 
@@ -299,8 +303,8 @@ class Schema:
         sched_default = self.schedules[default_sched](type=default_sched)
         self.Config = create_model(
             "Config", __base__=_Model,
-            imports=(Annotated[list[Str], BeforeValidator(_imports)], Field(default_factory=list)),
-            import_path=(Annotated[list[Str], BeforeValidator(_imports)], Field(default_factory=list)),
+            imports=(Annotated[list[Str], BeforeValidator(_as_list)], Field(default_factory=list)),
+            import_path=(Annotated[list[Str], BeforeValidator(_as_list)], Field(default_factory=list)),
             name=(Annotated[Str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), BeforeValidator(_check_name)], "run"),
             seed=(Annotated[Int, Field(ge=0, le=2**32 - 1)], 0),  # numba's np.random.seed takes uint32
             dtype=(DType, "float32"),

@@ -35,8 +35,12 @@ Sources
     independent draws.  ``X`` and ``y`` are ``(N, 1)`` float64.
 ``csv``
     A ``train`` CSV file (and optionally a ``test`` one) with a header row.  Column
-    ``target`` is the label; every other column must be numeric (an empty, NaN, Inf or
-    non-numeric cell is an error naming the file, line and column).  ``task: auto``
+    ``target`` is the label; the others are features (:mod:`mlpjit.tables`): a column of
+    numbers stays one feature, a column with text (or listed in ``categorical``) becomes
+    one-hot features of the categories of the train file; an empty cell is an error naming
+    the file, line and column unless ``missing: drop`` leaves out its row; a test category
+    the train file lacks is an error unless ``unknown: zeros``.  The encoding is kept in
+    ``Dataset.encoding`` (and in the model file, for ``mlpjit predict``).  ``task: auto``
     means classification if the target holds strings or only integer values, else
     regression.  Class labels map to ids 0..k-1 in sorted order of the distinct training
     values (numeric order for numeric labels) and are kept in ``class_names``.
@@ -59,7 +63,6 @@ names the offending file, key or value.
 from __future__ import annotations
 
 import copy
-import csv
 import gzip
 import math
 import zlib
@@ -71,6 +74,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mlpjit.errors import DataError
+from mlpjit.tables import MISSING, UNKNOWN, TableEncoding, cell_float, is_number, read_csv, read_table
 
 __all__ = ["SOURCES", "DEFAULTS", "Dataset", "default_spec", "load_dataset"]
 
@@ -92,7 +96,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "x_max": 3.0,
         "validation": 0,
     },
-    "csv": {"train": None, "test": None, "target": None, "task": "auto", "validation": 0},
+    "csv": {"train": None, "test": None, "target": None, "task": "auto", "validation": 0,
+            "categorical": [], "missing": "error", "unknown": "error"},
     "npz": {"path": None, "task": "auto", "validation": 0},
 }
 
@@ -140,6 +145,7 @@ class Dataset:
     x_scale: float = 1.0
     class_names: list | None = None
     image_shape: tuple | None = None
+    encoding: dict | None = None   # a table's column encoding (mlpjit.tables.TableEncoding)
 
     def as_images(self) -> "Dataset":
         """The same data with ``X_*`` as (N, C, H, W) image batches (views, no copies), for
@@ -575,90 +581,23 @@ def _encode_labels(
 # --------------------------------------------------------------------------- csv
 
 
-def _read_csv(path: Path, label: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Read a CSV file with a header; return (columns, [(line number, cells)])."""
-    if not path.is_file():
-        raise DataError(
-            f"{label}: CSV file not found" if not path.exists() else f"{label}: not a file"
-        )
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            rows = [(reader.line_num, row) for row in reader if row]
-    except UnicodeDecodeError as e:
-        raise DataError(f"{label}: not a UTF-8 text file ({e.reason} at byte {e.start})") from e
-    except csv.Error as e:
-        raise DataError(f"{label}: malformed CSV: {e}") from e
-    except OSError as e:
-        raise DataError(f"{label}: cannot read: {e.strerror or e}") from e
-    if not header:
-        raise DataError(f"{label}: empty file, expected a header row of column names")
-    columns = [c.strip() for c in header]
-    if any(c == "" for c in columns):
-        raise DataError(
-            f"{label}: the header row has an empty column name (column {columns.index('') + 1})"
-        )
-    dupes = sorted({c for c in columns if columns.count(c) > 1})
-    if dupes:
-        raise DataError(f"{label}: duplicate column name(s) in the header: {', '.join(dupes)}")
-    if all(_is_number(c) for c in columns):
-        raise DataError(
-            f"{label}: a header row of column names is required but line 1 holds numbers "
-            f"({', '.join(columns[:3])}, ...)"
-        )
-    if not rows:
-        raise DataError(f"{label}: no data rows after the header")
-    for line, row in rows:
-        if len(row) != len(columns):
-            raise DataError(
-                f"{label} line {line}: {len(row)} fields but the header has {len(columns)} columns"
-            )
-    return columns, rows
-
-
-def _cell_float(label: str, line: int, column: str, cell: str) -> float:
-    text = cell.strip()
-    if text == "":
-        raise DataError(f"{label} line {line}, column {column!r}: empty cell")
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataError(
-            f"{label} line {line}, column {column!r}: {cell!r} is not a number"
-        ) from None
-    if math.isnan(value):
-        raise DataError(f"{label} line {line}, column {column!r}: {cell!r} is NaN")
-    if math.isinf(value):
-        raise DataError(f"{label} line {line}, column {column!r}: {cell!r} is infinite")
-    return value
-
-
-def _csv_features(label, columns, rows, feature_cols) -> np.ndarray:
-    pos = {c: i for i, c in enumerate(columns)}
-    X = np.empty((len(rows), len(feature_cols)))
-    for r, (line, row) in enumerate(rows):
-        for j, c in enumerate(feature_cols):
-            X[r, j] = _cell_float(label, line, c, row[pos[c]])
-    return X
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
-
-
 def _load_csv(spec: dict, seed: int) -> Dataset:
     train_path = _path(spec, "train")
     test_path = None if spec["test"] is None else _path(spec, "test")
     task = _task(spec)
     validation = _int(spec, "validation")
     target = spec["target"]
+    missing, unknown = spec["missing"], spec["unknown"]
+    if missing not in MISSING:
+        raise DataError(f"data.missing: {missing!r} is not one of {', '.join(MISSING)}")
+    if unknown not in UNKNOWN:
+        raise DataError(f"data.unknown: {unknown!r} is not one of {', '.join(UNKNOWN)}")
+    categorical = spec["categorical"] or []
+    if isinstance(categorical, str):
+        categorical = [categorical]
 
     train_label = str(train_path)
-    columns, rows = _read_csv(train_path, train_label)
+    columns, rows = read_csv(train_path, train_label)
     if target is None:
         raise DataError(
             f"data.target: name the label column of {train_label} (columns: {', '.join(columns)})"
@@ -667,34 +606,23 @@ def _load_csv(spec: dict, seed: int) -> Dataset:
         raise DataError(
             f"{train_label}: no target column {target!r} (columns: {', '.join(columns)})"
         )
-    features = [c for c in columns if c != target]
-    if not features:
-        raise DataError(f"{train_label}: no feature columns besides the target {target!r}")
-    X = _csv_features(train_label, columns, rows, features)
+    if missing == "drop":
+        keep = [(line, row) for line, row in rows if all(c.strip() != "" for c in row)]
+        if not keep:
+            raise DataError(f"{train_label}: every row has an empty cell (data.missing: drop leaves none)")
+        rows = keep
+    encoding = TableEncoding.fit(columns, rows, target, train_label, categorical, unknown, missing)
+    X = encoding.transform(columns, rows, train_label)
     t = columns.index(target)
     raw_y = [(line, row[t].strip()) for line, row in rows]
 
     test_data = None
     if test_path is not None:
         test_label = str(test_path)
-        tcols, trows = _read_csv(test_path, test_label)
-        missing = [c for c in columns if c not in tcols]
-        extra = [c for c in tcols if c not in columns]
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing column(s) {', '.join(missing)}")
-            if extra:
-                parts.append(f"unexpected column(s) {', '.join(extra)}")
-            raise DataError(
-                f"{test_label}: {'; '.join(parts)} "
-                f"(the train file {train_label} has: {', '.join(columns)})"
-            )
-        X_test = _csv_features(test_label, tcols, trows, features)
-        tt = tcols.index(target)
-        test_data = (test_label, X_test, [(line, row[tt].strip()) for line, row in trows])
+        X_test, traw, _ = read_table(test_path, encoding, test_label, target_required=True)
+        test_data = (test_label, X_test, traw)
 
-    numeric = all(_is_number(v) for _, v in raw_y)
+    numeric = all(is_number(v) for _, v in raw_y)
     if task == "auto":
         if not numeric:
             task = "classification"
@@ -704,12 +632,12 @@ def _load_csv(spec: dict, seed: int) -> Dataset:
 
     y_test = None
     if task == "regression":
-        y = np.array([[_cell_float(train_label, line, target, v)] for line, v in raw_y]).reshape(
+        y = np.array([[cell_float(train_label, line, target, v)] for line, v in raw_y]).reshape(
             -1, 1
         )
         if test_data is not None:
             tl, _, traw = test_data
-            y_test = np.array([[_cell_float(tl, line, target, v)] for line, v in traw]).reshape(
+            y_test = np.array([[cell_float(tl, line, target, v)] for line, v in traw]).reshape(
                 -1, 1
             )
         class_names = None
@@ -718,14 +646,14 @@ def _load_csv(spec: dict, seed: int) -> Dataset:
         if numeric:  # numeric labels: compare and sort as numbers, name as int where integral
 
             def canon(label: str, line: int, v: str) -> Any:
-                value = _cell_float(label, line, target, v)
+                value = cell_float(label, line, target, v)
                 return int(value) if value == int(value) else value
 
             train_labels = [canon(train_label, line, v) for line, v in raw_y]
             test_labels = None
             if test_data is not None:
                 tl, _, traw = test_data
-                test_labels = [canon(tl, line, v) if _is_number(v) else v for line, v in traw]
+                test_labels = [canon(tl, line, v) if is_number(v) else v for line, v in traw]
         else:
             for line, v in raw_y:
                 if v == "":
@@ -757,6 +685,7 @@ def _load_csv(spec: dict, seed: int) -> Dataset:
         y_test=y_test,
         n_classes=n_classes,
         class_names=class_names,
+        encoding=encoding.to_json(),
     )
 
 

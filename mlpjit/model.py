@@ -112,6 +112,13 @@ class Sequential:
             out.append(np.array(self.forward(X[start:start + batch_size], training=False)))
         return np.concatenate(out) if len(out) > 1 else out[0]
 
+    def adapt(self, X):
+        """Fit the first layer's statistics to the inputs X when it has any (``standardize``);
+        the trainer does this with the training split before the first epoch."""
+        first = self.layers[0]
+        if hasattr(first, "adapt"):
+            first.adapt(np.asarray(X).reshape(len(X), -1))
+
     def freeze_randomness(self, frozen=True):
         for layer in self.layers:
             layer.freeze_randomness(frozen)

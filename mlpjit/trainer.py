@@ -64,6 +64,13 @@ def takes_images(cfg):
     return bool(getattr(cls, "image_input", False))
 
 
+def _placed(layers, where):
+    """(config key, layer) of every layer, inside residual blocks too."""
+    for i, layer in enumerate(layers):
+        yield f"{where}.{i}", layer
+        yield from _placed(getattr(layer, "layers", ()), f"{where}.{i}.layers")
+
+
 def build_model(cfg, n_features, n_outputs, task, image_shape=None):
     """The Sequential of ``cfg["model"]["layers"]`` for ``n_features`` inputs (or, when the model
     starts with a convolution or pooling, one ``image_shape`` (C, H, W) per example), checked
@@ -88,6 +95,10 @@ def build_model(cfg, n_features, n_outputs, task, image_shape=None):
         raise ConfigError(f"model.layers.{last}: the model ends with images of shape {tuple(out_shape)}; "
                           f"add {{type: flatten}} and a dense layer with one unit per class or target")
     width = out_shape[0]
+    for where, layer in _placed(layers, "model.layers"):
+        if getattr(layer, "must_be_first", False) and where != "model.layers.0":
+            raise ConfigError(f"{where}: {layer.type_name} must be the first layer (it is fitted "
+                              f"to the inputs themselves, before the first epoch)")
     if not any(layer.parameters() for layer in layers):
         raise ConfigError("model.layers: the model needs at least one layer with parameters "
                           "(dense, conv2d, ...)")
@@ -247,6 +258,8 @@ class Trainer:
                                "n_classes": self.data.n_classes, "class_names": self.data.class_names,
                                "data": cfg["data"]["name"], "seed": cfg["seed"],
                                "input_shape": list(self.data.input_shape)}
+        if self.data.encoding is not None:  # a table: how its columns became features
+            self.model.metadata["encoding"] = self.data.encoding
         self.optimizer = make_optimizer_from(cfg, self.params)
         _, shuffle_ss, _ = _seeds(cfg["seed"])
         self.shuffle_rng = np.random.default_rng(shuffle_ss)
@@ -327,6 +340,9 @@ class Trainer:
         epochs = epochs or cfg["train"]["epochs"]
         metrics = [r for r in read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
         write_metrics(self.run_dir, metrics)
+        if self.epoch == 0 and self.batch == 0:  # a fresh run: fit standardize to the training split
+            X = self.data.X_train
+            self.model.adapt(self.data.scaled(X.reshape(len(X), -1)))
         start_time = time.perf_counter()
         with _Interrupt() as interrupt:
             while self.epoch < epochs and not (self.early and self.early["stopped"]):

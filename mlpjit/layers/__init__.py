@@ -13,6 +13,7 @@ config ``type``    class                                   file
 ``flatten``        :class:`Flatten`                        ``layers/flatten.py``
 ``residual``       :class:`Residual`                       ``layers/residual.py``
 ``batchnorm``      :class:`BatchNorm`                      ``layers/batchnorm.py``
+``standardize``    :class:`Standardize`                    ``layers/standardize.py``
 =================  ======================================  =============================
 
 Importing this package registers them (:mod:`mlpjit.registry`); :mod:`mlpjit.layers.base`
@@ -34,9 +35,11 @@ from .flatten import Flatten
 from .maxpool2d import MaxPool2D
 from .residual import Residual
 from .softmax import Softmax
+from .standardize import Standardize
 
 __all__ = ["Layer", "Call", "Ref", "LayerKernelError", "Activation", "AvgPool2D", "BatchNorm", "Conv2D",
-           "Dense", "Dropout", "Flatten", "MaxPool2D", "Residual", "Softmax", "layer_from_config",
+           "Dense", "Dropout", "Flatten", "MaxPool2D", "Residual", "Softmax", "Standardize",
+           "layer_from_config",
            "build_layers", "DTYPES"]
 
 DTYPES = {"float32": np.float32, "float64": np.float64}

@@ -89,9 +89,22 @@ def nonzero_fraction(X):
 # (X: (n, k), m: int) -> bool
 @jit
 def sparse_pays(X, m):
-    """Whether X·A (A with m columns) and Xᵀ·dS should skip X's zeros."""
+    """Whether X·A (A with m columns) and Xᵀ·dS should skip X's zeros: a product large enough
+    for BLAS whose X has fewer than SPARSE nonzeros.  The count stops as soon as it reaches
+    that share (checked every 256 entries), so a dense X is decided after about a fifth of it."""
     n, k = X.shape
-    return n * k * m > SMALL and nonzero_fraction(X) < SPARSE
+    if n * k * m <= SMALL:
+        return False
+    Xf = X.reshape(-1)
+    size = Xf.shape[0]
+    limit = SPARSE * size
+    count = 0
+    for start in range(0, size, 256):
+        for i in range(start, min(start + 256, size)):
+            count += np.int64(Xf[i] != 0)
+        if count >= limit:
+            return False
+    return True
 
 
 # (idx: int32[:, :] (bs, k), val: (bs, k), ints: int32[:] (bs + k + 1 + bs·k,), vals: (bs·k,), m)

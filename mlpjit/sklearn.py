@@ -1,0 +1,498 @@
+"""scikit-learn estimators on mlpjit's layers and compiled step: ``MLPClassifier``, ``MLPRegressor``.
+
+A change of import is the switch::
+
+    from mlpjit.sklearn import MLPClassifier      # instead of sklearn.neural_network
+    clf = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64,), random_state=0))
+    clf.fit(X_train, y_train).score(X_test, y_test)
+
+The parameters are scikit-learn's, with its defaults, where they apply: ``hidden_layer_sizes``,
+``activation`` (identity, logistic, tanh, relu), ``solver`` (sgd, adam), ``alpha``,
+``batch_size`` ("auto" = min(200, n)), ``learning_rate_init``, ``max_iter``, ``shuffle``,
+``random_state``, ``tol``, ``momentum``, ``nesterovs_momentum``, ``early_stopping``,
+``validation_fraction``, ``beta_1``, ``beta_2``, ``epsilon``, ``n_iter_no_change``,
+``warm_start``, ``verbose``; and mlpjit's own: ``clip_norm`` (global gradient clipping),
+``dropout`` (after each hidden layer) and ``dtype`` (None: float32 data trains in float32,
+anything else in float64, as scikit-learn's MLP).  The fitted attributes are its MLP's:
+``coefs_``, ``intercepts_``, ``loss_``, ``loss_curve_``, ``best_loss_``, ``validation_scores_``,
+``best_validation_score_``, ``n_iter_``, ``t_``, ``classes_``, ``n_features_in_``,
+``feature_names_in_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``.
+
+How it trains: a :class:`~mlpjit.Sequential` of :class:`~mlpjit.Dense` layers (Glorot-uniform
+weights, zero biases), the loss of scikit-learn's MLP (softmax cross-entropy for several
+classes, the logistic loss for two classes and for multilabel targets, half the squared error
+for regression), trained epoch by epoch in the compiled step (:mod:`mlpjit.step`).  ``alpha``
+is L2 regularization as weight decay alpha/batch_size on every parameter (scikit-learn adds
+alpha·W/n_batch to the weights' gradients only; biases are decayed here too).  Stopping is
+scikit-learn's: training loss (or, with ``early_stopping``, the validation score) not improving
+by ``tol`` for more than ``n_iter_no_change`` epochs in a row; ``ConvergenceWarning`` when
+``max_iter`` ends first.  ``lbfgs`` and the ``learning_rate`` schedules are not offered.
+
+``save(path)`` writes an mlpjit model file that ``mlpjit evaluate`` and ``mlpjit predict`` read.
+scikit-learn is an optional extra: ``pip install "mlpjit[sklearn]"``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils.multiclass import check_classification_targets, unique_labels
+    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+except ImportError as e:  # pragma: no cover - the optional extra is missing
+    raise ImportError(f"mlpjit.sklearn needs scikit-learn ({e}); install it with: "
+                      f'pip install "mlpjit[sklearn]"') from None
+
+from . import losses as _losses
+from .layers import Dense, Dropout
+from .model import Sequential
+from .optim import SGD, Adam
+from .step import CompiledStep
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+
+
+def _bad(est, name, expected, value):
+    return ValueError(f"The '{name}' parameter of {type(est).__name__} must be {expected}. "
+                      f"Got {value!r} instead.")
+
+
+def _real(est, name, lo=None, hi=None, lo_open=False, hi_open=False):
+    v = getattr(est, name)
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+        raise _bad(est, name, "a float" + _range(lo, hi, lo_open, hi_open), v)
+    if (lo is not None and (v < lo or (lo_open and v == lo))) or \
+            (hi is not None and (v > hi or (hi_open and v == hi))):
+        raise _bad(est, name, "a float" + _range(lo, hi, lo_open, hi_open), v)
+    return float(v)
+
+
+def _range(lo, hi, lo_open, hi_open):
+    a = "(" if lo_open or lo is None else "["
+    b = ")" if hi_open or hi is None else "]"
+    return f" in the range {a}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{b}"
+
+
+def _int(est, name, lo):
+    v = getattr(est, name)
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+        raise _bad(est, name, f"an int in the range [{lo}, inf)", v)
+    return int(v)
+
+
+def _seed(random_state):
+    """An int seed for mlpjit's generators from scikit-learn's random_state (None: fresh)."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state) % (2 ** 32)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2 ** 31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2 ** 31 - 1))
+    raise ValueError(f"random_state must be None, an int or a numpy RandomState, got {random_state!r}")
+
+
+class _BaseMLP(BaseEstimator):
+    """What the classifier and the regressor share: validation, the model, the epoch loop."""
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, clip_norm=None,
+                 dropout=0.0, dtype=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.clip_norm = clip_norm
+        self.dropout = dropout
+        self.dtype = dtype
+
+    # --- parameters, checked at fit time (scikit-learn's own messages) --------------------------
+    def _check_params(self):
+        sizes = self.hidden_layer_sizes
+        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes) \
+                or any(s <= 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes}.")
+        if self.activation not in _ACTIVATIONS:
+            raise _bad(self, "activation", "a str among {" + ", ".join(repr(a) for a in _ACTIVATIONS)
+                       + "}", self.activation)
+        if self.solver not in ("sgd", "adam"):
+            hint = " (mlpjit.sklearn trains with sgd or adam; lbfgs is not offered)" if self.solver == "lbfgs" else ""
+            raise ValueError(f"The 'solver' parameter of {type(self).__name__} must be a str among "
+                             f"{{'adam', 'sgd'}}{hint}. Got {self.solver!r} instead.")
+        _real(self, "alpha", 0.0)
+        if self.batch_size != "auto":
+            _int(self, "batch_size", 1)
+        _real(self, "learning_rate_init", 0.0, lo_open=True)
+        _int(self, "max_iter", 1)
+        _real(self, "tol", 0.0)
+        _real(self, "momentum", 0.0, 1.0, hi_open=False)
+        if self.momentum >= 1.0:
+            raise _bad(self, "momentum", "a float in the range [0, 1)", self.momentum)
+        _real(self, "validation_fraction", 0.0, 1.0, hi_open=True)
+        for name in ("beta_1", "beta_2"):
+            _real(self, name, 0.0, 1.0, hi_open=True)
+        _real(self, "epsilon", 0.0, lo_open=True)
+        _int(self, "n_iter_no_change", 1)
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise _bad(self, name, "an instance of 'bool'", getattr(self, name))
+        if self.clip_norm is not None:
+            _real(self, "clip_norm", 0.0, lo_open=True)
+        _real(self, "dropout", 0.0, 1.0, hi_open=True)
+        if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
+            raise _bad(self, "dtype", "None, 'float32' or 'float64'", self.dtype)
+        return [int(s) for s in sizes]
+
+    def _model_dtype(self, X):
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        return np.dtype(np.float32) if X.dtype == np.float32 else np.dtype(np.float64)
+
+    # --- the model -------------------------------------------------------------------------------
+    def _build(self, sizes, n_in, n_out, seed, dtype):
+        layers = []
+        init_seeds = np.random.SeedSequence(seed).spawn(len(sizes) + 1)
+        drop_seeds = np.random.SeedSequence([seed, 1]).spawn(len(sizes))
+        act = _ACTIVATIONS[self.activation]
+        width = n_in
+        for i, s in enumerate(sizes):
+            layers.append(Dense(width, s, activation=act, dtype=dtype, rng=np.random.default_rng(init_seeds[i])))
+            if self.dropout > 0:
+                layers.append(Dropout(self.dropout, seed=np.random.default_rng(drop_seeds[i])))
+            width = s
+        layers.append(Dense(width, n_out, dtype=dtype, rng=np.random.default_rng(init_seeds[-1])))
+        return Sequential(layers)
+
+    def _optimizer(self, model, batch_size):
+        decay = self.alpha / batch_size
+        if self.solver == "sgd":
+            return SGD(model.parameters(), lr=self.learning_rate_init, momentum=self.momentum,
+                       nesterov=bool(self.nesterovs_momentum and self.momentum > 0), weight_decay=decay)
+        return Adam(model.parameters(), lr=self.learning_rate_init, beta1=self.beta_1,
+                    beta2=self.beta_2, eps=self.epsilon, weight_decay=decay)
+
+    @property
+    def coefs_(self):
+        check_is_fitted(self, "_model")
+        return [layer.A for layer in self._model.layers if isinstance(layer, Dense)]
+
+    @property
+    def intercepts_(self):
+        check_is_fitted(self, "_model")
+        return [layer.b for layer in self._model.layers if isinstance(layer, Dense)]
+
+    def _forward(self, X):
+        """The model's raw outputs (logits, or values) for X, in prediction mode."""
+        X = np.ascontiguousarray(X, dtype=self._model.dtype)
+        return np.asarray(self._model.predict(X), dtype=np.float64)
+
+    # --- training ----------------------------------------------------------------------------------
+    def _fit(self, X, y, incremental, classes=None):
+        sizes = self._check_params()
+        first = not hasattr(self, "_model") or (not self.warm_start and not incremental)
+        X, Y = (self._validate_input(X, y, incremental, reset=first, classes=classes)
+                if classes is not None else self._validate_input(X, y, incremental, reset=first))
+        X = X.toarray() if hasattr(X, "toarray") else X
+        dtype = self._model_dtype(X) if first else self._model.dtype
+        n, d = X.shape
+        if first:
+            self._seed = _seed(self.random_state)
+            n_out = Y.shape[1]
+            self._model = self._build(sizes, d, n_out, self._seed, dtype)
+            self._rng = np.random.default_rng(np.random.SeedSequence([self._seed, 2]))
+            self.n_outputs_ = n_out
+            self.n_layers_ = len(sizes) + 2
+            self.out_activation_ = self._out_activation()
+            self.n_iter_ = 0
+            self.t_ = 0
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            self._opt = None
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+                self.best_loss_ = np.inf
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        X = np.ascontiguousarray(X, dtype=dtype)
+        if not X.flags.writeable:
+            X = X.copy()
+        X_val = Y_val = None
+        if self.early_stopping:
+            stratify = Y.argmax(axis=1) if (is_classifier(self) and self._kind == "multiclass") else (
+                Y[:, 0] if is_classifier(self) and self._kind == "binary" else None)
+            X, X_val, Y, Y_val = train_test_split(X, Y, random_state=self._seed % (2 ** 31),
+                                                  test_size=self.validation_fraction, stratify=stratify)
+            X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
+            if X_val.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                                 "or the size of your dataset.")
+        n = X.shape[0]
+        batch_size = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
+        if batch_size > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going "
+                          "to be clipped")
+            batch_size = n
+        if self._opt is None or not (incremental or self.warm_start):
+            self._opt = self._optimizer(self._model, batch_size)
+        loss, task, targets = self._loss_and_targets(Y)
+        clip = {"norm": float(self.clip_norm)} if self.clip_norm is not None else None
+        step = CompiledStep(self._model, loss, self._opt, X, targets, 1.0, task, batch_size, clip)
+        n_batches = -(-n // batch_size)
+        epochs = 1 if incremental else self.max_iter
+        for _ in range(epochs):
+            perm = self._rng.permutation(n) if self.shuffle else np.arange(n)
+            acc = {"loss": 0.0, "correct": 0, "seen": 0, "grad_norm": 0.0, "batches": 0,
+                   "layer_norms": {k: 0.0 for k in step.weight_names}}
+            b = 0
+            while b < n_batches:
+                done, bad = step.run(perm, b, min(b + step.chunk_batches, n_batches),
+                                     self.learning_rate_init, acc)
+                if bad is not None:
+                    raise ValueError("Solver produced non-finite parameter weights. The input data "
+                                     "may contain large values and need to be preprocessed.")
+                b += done
+            penalty = 0.5 * self.alpha * sum(float(np.dot(c.ravel(), c.ravel())) for c in self.coefs_)
+            self.loss_ = acc["loss"] / acc["seen"] + penalty / batch_size
+            self.n_iter_ += 1
+            self.t_ += n
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+            self._update_no_improvement_count(X_val, Y_val)
+            if incremental:
+                break
+            if self._no_improvement_count > self.n_iter_no_change:
+                if self.verbose:
+                    what = "Validation score" if self.early_stopping else "Training loss"
+                    print(f"{what} did not improve more than tol={self.tol} for "
+                          f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+                break
+            if self.n_iter_ == self.max_iter:
+                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                              f"and the optimization hasn't converged yet.", ConvergenceWarning)
+        if self.early_stopping and getattr(self, "_best", None) is not None:
+            for p, best in zip([p for _, p, _ in self._model.parameters()], self._best):
+                p[...] = best
+        if not all(np.isfinite(p).all() for _, p, _ in self._model.parameters()):
+            raise ValueError("Solver produced non-finite parameter weights. The input data may "
+                             "contain large values and need to be preprocessed.")
+        return self
+
+    def _update_no_improvement_count(self, X_val, Y_val):
+        if self.early_stopping:
+            score = self._val_score(X_val, Y_val)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print(f"Validation score: {score:f}")
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best = [p.copy() for _, p, _ in self._model.parameters()]
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    def fit(self, X, y):
+        """Fit the model to data matrix X and target(s) y; returns self."""
+        return self._fit(X, y, incremental=False)
+
+    # --- files ---------------------------------------------------------------------------------
+    def save(self, path):
+        """Write the fitted network as an mlpjit model file (``mlpjit evaluate`` / ``predict``)."""
+        check_is_fitted(self, "_model")
+        meta = {"loss": self._loss_name, "task": "classification" if is_classifier(self) else "regression",
+                "x_scale": 1.0, "input_shape": [int(self.n_features_in_)], "data": "sklearn",
+                "seed": int(self._seed), "estimator": type(self).__name__}
+        if is_classifier(self):
+            meta["n_classes"] = int(len(self.classes_))
+            meta["class_names"] = [c.item() if hasattr(c, "item") else c for c in self.classes_]
+        self._model.metadata = meta
+        self._model.save(path)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True   # sparse input is accepted (densified: the layers are dense)
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier with scikit-learn's interface (see the module
+    docstring); softmax output for several classes, logistic for two and for multilabel y."""
+
+    _loss_name = "cross_entropy"
+
+    def _validate_input(self, X, y, incremental, reset, classes=None):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if classes is not None:   # partial_fit's first call: the labels there will be
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(np.asarray(classes))
+            self.classes_ = self._label_binarizer.classes_
+            if len(np.setdiff1d(unique_labels(y), self.classes_)):
+                raise ValueError(f"`y` has classes not in `classes`: {self.classes_}; 'y' has "
+                                 f"{unique_labels(y)}.")
+        elif not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same classes as "
+                                     f"in the previous call to fit. Previously got {self.classes_}, "
+                                     f"`y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
+        self._kind = self._label_binarizer.y_type_
+        if self._kind not in ("binary", "multiclass", "multilabel-indicator"):
+            raise ValueError(f"Unknown label type: {self._kind}")
+        Y = self._label_binarizer.transform(y).astype(np.float64)
+        if Y.shape[1] == 1 and len(self.classes_) == 1:
+            raise ValueError("MLPClassifier needs samples of at least 2 classes in the data, but "
+                             f"the data contains only one class: {self.classes_[0]!r}")
+        return X, Y
+
+    def _out_activation(self):
+        return "softmax" if self._kind == "multiclass" else "logistic"
+
+    def _loss_and_targets(self, Y):
+        if self._kind == "multiclass":
+            self._loss_name = "cross_entropy"
+            return _losses.get("cross_entropy"), "classification", Y.argmax(axis=1)
+        if self._kind == "binary":
+            self._loss_name = "binary_cross_entropy"
+            return _losses.get("binary_cross_entropy"), "classification", Y[:, 0].astype(np.int64)
+        self._loss_name = "binary_cross_entropy"      # multilabel: independent logistic outputs
+        return _losses.get("binary_cross_entropy"), "regression", Y
+
+    def _val_score(self, X, Y):
+        return accuracy_score(self._decode(self._forward(X)), self._label_binarizer.inverse_transform(Y))
+
+    def _decode(self, out):
+        if self._kind == "multiclass":
+            return self.classes_[out.argmax(axis=1)]
+        if self._kind == "binary":
+            return self.classes_[(out[:, 0] > 0).astype(int)]
+        return (out > 0).astype(int)
+
+    def predict(self, X):
+        """Predicted classes (shape (n,), or (n, n_labels) for multilabel y)."""
+        check_is_fitted(self, "_model")
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
+        X = X.toarray() if hasattr(X, "toarray") else X
+        return self._decode(self._forward(X))
+
+    def predict_proba(self, X):
+        """Probability of each class (columns in the order of ``classes_``)."""
+        check_is_fitted(self, "_model")
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
+        X = X.toarray() if hasattr(X, "toarray") else X
+        out = self._forward(X)
+        if self._kind == "multiclass":
+            out = out - out.max(axis=1, keepdims=True)
+            e = np.exp(out)
+            return e / e.sum(axis=1, keepdims=True)
+        p = 1.0 / (1.0 + np.exp(-out))
+        return np.hstack([1 - p, p]) if self._kind == "binary" else p
+
+    def predict_log_proba(self, X):
+        """Natural log of ``predict_proba``."""
+        return np.log(self.predict_proba(X))
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over (X, y); ``classes`` (every label there will be) is required on the
+        first call."""
+        if not hasattr(self, "classes_") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if hasattr(self, "classes_") and classes is not None and \
+                not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"`classes={list(classes)}` is not the same as on the first call to "
+                             f"partial_fit, was: {list(self.classes_)}")
+        return self._fit(X, y, incremental=True, classes=None if hasattr(self, "classes_") else classes)
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor with scikit-learn's interface (see the module
+    docstring): identity output, half the squared error."""
+
+    _loss_name = "sum_squares"
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        Y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        return X, Y
+
+    def _out_activation(self):
+        return "identity"
+
+    def _loss_and_targets(self, Y):
+        return _losses.get("sum_squares"), "regression", Y
+
+    def _val_score(self, X, Y):
+        return r2_score(Y, self._forward(X))
+
+    def predict(self, X):
+        """Predicted values (shape (n,), or (n, n_outputs))."""
+        check_is_fitted(self, "_model")
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
+        X = X.toarray() if hasattr(X, "toarray") else X
+        out = self._forward(X)
+        return out.ravel() if out.shape[1] == 1 else out
+
+    def partial_fit(self, X, y):
+        """One epoch over (X, y)."""
+        if self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        return self._fit(X, y, incremental=True)
