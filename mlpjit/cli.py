@@ -1,7 +1,8 @@
 """The ``mlpjit`` command line: train, evaluate, predict, gradcheck, config.
 
 A user mistake (bad config, missing file, wrong value) ends with one line on stderr,
-``error: ...``, and exit code 2; a diverged run exits 3; an interrupted one 130.
+``error: ...``, and exit code 2; a diverged run exits 3; a run stopped by ``--stop-after`` or
+``--max-time`` 75; one interrupted by SIGINT 130, by SIGTERM 143 (each after a checkpoint).
 """
 
 import json
@@ -59,7 +60,11 @@ def main(argv=None):
     """Entry point: runs the click group and turns mlpjit errors into one line."""
     try:
         cli.main(args=argv, prog_name="mlpjit", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        from .trainer import Terminated
+        if isinstance(e.__cause__, Terminated):
+            click.echo("terminated (SIGTERM)", err=True)
+            sys.exit(143)
         click.echo("aborted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as e:  # usage errors too: one line, naming the option
@@ -68,9 +73,14 @@ def main(argv=None):
         sys.exit(e.exit_code)
     except MlpjitError as e:
         _fail(str(e))
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    except MemoryError as e:  # anything NumPy could not allocate: one line, never a traceback
+        what = " ".join(str(e).split()) or "an allocation failed"
+        _fail(f"out of memory: {what} (check the sizes in the config: mlpjit explain CONFIG "
+              f"shows what a model needs)")
+    except KeyboardInterrupt as e:
+        from .trainer import Terminated
+        click.echo("terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted", err=True)
+        sys.exit(143 if isinstance(e, Terminated) else EXIT_INTERRUPTED)
     sys.exit(0)
 
 
@@ -100,7 +110,7 @@ def _report(summary, run_dir, echo):
     stopped = (f" (early stop; best {es['best']:.4g} at epoch {es['best_epoch']})"
                if es.get("stopped") else "")
     echo(f"done: {summary['epochs']} epochs{stopped} in {summary['train_seconds']:.1f}s training "
-         f"({summary['total_seconds']:.1f}s total)  {figures}")
+         f"({summary['total_seconds']:.1f}s this command)  {figures}")
     echo(f"run folder: {run_dir}")
 
 
@@ -111,35 +121,59 @@ def _report(summary, run_dir, echo):
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<name>-<timestamp>).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a config key, e.g. --set optimizer.lr=0.1 (repeatable).")
-@click.option("--epochs", type=click.IntRange(min=1), help="Number of epochs (total, also with --resume).")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="The plan: total epochs (train.epochs), which schedules and early stopping see; "
+                   "with --resume, a larger plan re-plans the schedule from the next epoch.")
+@click.option("--stop-after", type=click.IntRange(min=1), metavar="N",
+              help="End this invocation after N more finished epochs, with a checkpoint (exit 75); "
+                   "--resume continues the same plan exactly.")
+@click.option("--max-time", metavar="DURATION",
+              help="End this invocation, after the current batch, once DURATION has passed "
+                   "(90s, 30m, 2h, 1h30m), with a checkpoint (exit 75).")
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed (overrides the config's).")
 @click.option("--resume", "resume", type=click.Path(file_okay=False), help="Continue the run in this folder.")
+@click.option("--report", "html_report", is_flag=True,
+              help="Also write report.html into the run folder at the end (needs matplotlib).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
-def train(config, out, overrides, epochs, seed, resume, quiet):
+def train(config, out, overrides, epochs, stop_after, max_time, seed, resume, html_report, quiet):
     """Train a model from a YAML CONFIG and keep a run folder.
 
     \b
     The run folder holds config.yaml (resolved), metrics.jsonl (one line per
     epoch), checkpoint.npz, model.npz and summary.json.
-    Ctrl-C stops after the current batch and writes a checkpoint.
+    Ctrl-C (SIGINT) and SIGTERM stop after the current batch, write a checkpoint and print
+    the resume command (exit 130 and 143); --stop-after and --max-time end an invocation the
+    same way (exit 75), for jobs with a time limit.  A resume continues bit-identically.
 
     \b
     Examples:
       mlpjit train configs/mnist_mlp.yaml
       mlpjit train configs/mnist_mlp.yaml --set optimizer.lr=0.1 --set model.layers.0.units=512
       mlpjit train configs/xor.yaml --epochs 500 --seed 3 --out runs/xor
+      mlpjit train configs/mnist_mlp.yaml --epochs 40 --max-time 2h --out runs/long
+      mlpjit train --resume runs/long --max-time 2h
       mlpjit train --resume runs/xor --epochs 1000
+      mlpjit train configs/spirals.yaml --report   # and open <run folder>/report.html
     """
     from .config import dump_yaml, load_config, resolved_dict
     from .errors import TrainingDiverged
     from .io import atomic_write_text
-    from .trainer import Interrupted, Trainer
+    from .trainer import Stopped, Trainer, parse_duration
 
     echo = (lambda *a, **k: None) if quiet else click.echo
+    if html_report:
+        from .plot import _matplotlib
+        _matplotlib()  # say so before training, not after
+    seconds = None
+    if max_time is not None:
+        try:
+            seconds = parse_duration(max_time)
+        except ValueError as e:
+            raise ConfigError(f"--max-time {max_time}: {e}") from None
     if resume:
         if config or overrides or seed is not None or out:
-            raise ConfigError("--resume takes only the run folder (and --epochs); "
-                              "CONFIG, --set, --seed and --out come from the run")
+            raise ConfigError("--resume takes only the run folder (and --epochs, --stop-after, "
+                              "--max-time); CONFIG, --set, --seed and --out come from the run")
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml)")
@@ -179,14 +213,24 @@ def train(config, out, overrides, epochs, seed, resume, quiet):
         echo(f"run folder: {run_dir}")
         echo(repr(trainer.model))
     try:
-        summary = trainer.fit(cfg["train"]["epochs"])
-    except Interrupted as e:
+        summary = trainer.fit(cfg["train"]["epochs"], stop_after=stop_after, max_time=seconds)
+    except Stopped as e:
         click.echo(f"{e}; resume with: mlpjit train --resume {run_dir}", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        _html_report(html_report, run_dir, echo)
+        sys.exit(e.code)
     except TrainingDiverged as e:
         click.echo(f"error: {e}", err=True)
+        _html_report(html_report, run_dir, echo)
         sys.exit(EXIT_DIVERGED)
     _report(summary, run_dir, click.echo)
+    _html_report(html_report, run_dir, click.echo)
+
+
+def _html_report(wanted, run_dir, echo):
+    if wanted:
+        from .report import write_report
+        path = write_report(run_dir)
+        echo(f"report: {path}")
 
 
 # --- evaluate ----------------------------------------------------------------------------
@@ -231,25 +275,30 @@ def _data_spec(text):
 @click.argument("target", type=click.Path(exists=False))
 @click.option("--data", help="Data to evaluate on: a config file, or a source spec such as "
                              "'mnist' or 'spirals,classes=3' (default: the run's config).")
-def evaluate(target, data):
-    """Print loss and accuracy of a trained model.
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object (for scripts).")
+def evaluate(target, data, as_json):
+    """Print loss and accuracy of a trained model, and per-class metrics.
 
-    TARGET is a run folder or a MODEL.npz file (then --data is needed).
+    TARGET is a run folder or a MODEL.npz file (then --data is needed).  For a classifier:
+    the confusion matrix, and precision, recall, F1 and support per class with their macro and
+    weighted averages (scikit-learn's definitions); for a regression: MAE, RMSE and R².  They
+    are computed on the test split (or, without one, on the last split there is).
 
     \b
     Examples:
       mlpjit evaluate runs/mnist_mlp-20261123-120000
+      mlpjit evaluate runs/mnist_mlp-20261123-120000 --json
       mlpjit evaluate model.npz --data configs/mnist_mlp.yaml
       mlpjit evaluate model.npz --data mnist
     """
     from . import losses
+    from . import metrics as M
     from .data import load_dataset
     from .trainer import evaluate as _evaluate
 
     model, cfg = _load_model_and_cfg(target, data)
     ds = load_dataset(dict(cfg["data"]), cfg["seed"])
     loss = losses.get(model.metadata.get("loss") or cfg["loss"])
-    width = model.layers[-1].out_features if hasattr(model.layers[-1], "out_features") else None
     if model.in_features is not None and model.in_features != ds.n_features:
         raise DataError(f"the model takes {model.in_features} inputs but data "
                         f"'{cfg['data']['name']}' has {ds.n_features} features")
@@ -261,7 +310,8 @@ def evaluate(target, data):
         raise DataError(f"the model does not fit data '{cfg['data']['name']}' "
                         f"(examples of shape {ds.input_shape}): {e}") from None
     classification = ds.task == "classification"
-    printed = False
+    result = {}
+    last = None
     for split in ("train", "val", "test"):
         X, y = getattr(ds, f"X_{split}"), getattr(ds, f"y_{split}")
         if X is None or len(X) == 0 or (split == "train" and ds.X_test is not None):
@@ -270,14 +320,46 @@ def evaluate(target, data):
             value, acc = _evaluate(model, loss, X, y, ds.x_scale, 1000, classification)
         except ValueError as e:
             raise DataError(f"model and data do not fit: {e}") from None
-        line = f"{split}_loss {value:.4f}"
+        result[split] = {"loss": value, "examples": int(len(X))}
         if acc is not None:
-            line += f"  {split}_accuracy {100 * acc:.2f}%"
-        click.echo(f"{line}  ({len(X)} examples)")
-        printed = True
-    if not printed:
+            result[split]["accuracy"] = acc
+        last = split
+    if last is None:
         raise DataError("no examples to evaluate")
-    _ = width
+    X, y = getattr(ds, f"X_{last}"), getattr(ds, f"y_{last}")
+    out = M.predictions(model, loss, X, ds.x_scale)
+    names = model.metadata.get("class_names") or ds.class_names
+    if classification:
+        k = ds.n_classes
+        C = M.confusion_matrix(y, loss.predict_classes(out), k)
+        report = M.classification_report(C, names if names else list(range(k)))
+        result[last]["per_class"] = report
+    else:
+        result[last]["regression"] = M.regression_metrics(y, out)
+    if as_json:
+        click.echo(json.dumps({"splits": result, "metrics_on": last}, indent=2, default=_plain_json))
+        return
+    for split, r in result.items():
+        line = f"{split}_loss {r['loss']:.4f}"
+        if "accuracy" in r:
+            line += f"  {split}_accuracy {100 * r['accuracy']:.2f}%"
+        click.echo(f"{line}  ({r['examples']} examples)")
+    click.echo("")
+    if classification:
+        click.echo(f"per class, on the {last} split:")
+        click.echo(M.format_report(result[last]["per_class"]))
+        click.echo("")
+        click.echo(M.format_confusion(C, names if names else None))
+    else:
+        g = result[last]["regression"]
+        click.echo(f"on the {last} split: MAE {g['mae']:.6g}  RMSE {g['rmse']:.6g}  R² {g['r2']:.6g}  "
+                   f"({g['n']} examples)")
+
+
+def _plain_json(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON: {value!r}")
 
 
 # --- predict -----------------------------------------------------------------------------
@@ -510,10 +592,17 @@ def config_check(config_path, overrides):
     from .data import load_dataset
     from .trainer import model_for_data
 
+    from .resources import check_run, fmt_bytes
+    from .trainer import make_optimizer_from
+
     cfg = _load(config_path, overrides)
     ds = load_dataset(dict(cfg["data"]), cfg["seed"])
-    model, _, _ = model_for_data(cfg, ds)
-    click.echo(f"{config_path}: OK ({ds.n_train} training examples, {model.n_params:,} parameters)")
+    model, loss, ds = model_for_data(cfg, ds)
+    opt = make_optimizer_from(cfg, model.parameters())
+    bs = cfg["train"]["batch_size"]
+    need = check_run(ds, model, opt, ds.n_train if bs == "full" else min(int(bs), ds.n_train), loss)
+    click.echo(f"{config_path}: OK ({ds.n_train} training examples, {model.n_params:,} parameters, "
+               f"about {fmt_bytes(need)} of memory to train)")
 
 
 # --- explain ---------------------------------------------------------------------------------
@@ -528,36 +617,97 @@ def _config_or_run(target, overrides=()):
     return _load(target, overrides), None
 
 
+def _model_for(target, overrides):
+    """(cfg, model, loss, dataset) of a config (fresh weights) or a run folder (its model)."""
+    from .data import load_dataset
+    from .model import Sequential
+    from .trainer import model_for_data
+    cfg, run = _config_or_run(target, overrides)
+    ds = load_dataset(dict(cfg["data"]), cfg["seed"])
+    model, loss, ds = model_for_data(cfg, ds)
+    if run is not None:
+        path = run / "model.npz" if (run / "model.npz").is_file() else None
+        if path is None:
+            raise ConfigError(f"{run}: no model.npz in this folder (has the run finished?)")
+        trained = Sequential.load(path)
+        try:
+            model.load_state_arrays(trained.state_arrays(), source=str(path))
+        except MlpjitError as e:
+            raise ConfigError(f"{path}: does not match {run / 'config.yaml'} ({e})") from None
+    return cfg, model, loss, ds
+
+
+def _batch_of(cfg, ds, batch):
+    if batch is not None:
+        return batch
+    bs = cfg["train"]["batch_size"]
+    return ds.n_train if bs == "full" else min(int(bs), ds.n_train)
+
+
 @cli.command(cls=_RegistryHelp)
 @click.argument("target", metavar="CONFIG|RUN_DIR", type=click.Path())
+@click.option("--batch", type=click.IntRange(min=1), help="Batch size the shapes are shown for (default: the config's).")
+@click.option("--markdown", is_flag=True, help="Markdown instead of plain text (for notes).")
 @click.option("--step", is_flag=True,
-              help="Print the Python source of the compiled training step generated for the model.")
+              help="Print the Python source of the compiled training step generated for the model instead.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
-def explain(target, step, overrides):
-    """Explain a model: its layers and parameters, or (--step) the compiled step that trains it.
+def explain(target, batch, markdown, step, overrides):
+    """Explain a model: each layer's equations with your shapes, parameters, multiply-adds and
+    memory; the totals; the loss and the update rule.
 
-    The compiled step is generated from the layers' own kernels, one straight-line function
-    per model structure; --step prints it as it runs (nothing is compiled).
+    With --step, the compiled training step instead: it is generated from the layers' own
+    kernels, one straight-line function per model structure, and printed as it runs (nothing
+    is compiled).
 
     \b
     Examples:
-      mlpjit explain configs/mnist_mlp.yaml --step
+      mlpjit explain configs/mnist_mlp.yaml
+      mlpjit explain configs/mnist_cnn.yaml --batch 1 --markdown
       mlpjit explain runs/mnist_mlp-20261123-120000 --step
     """
-    from .data import load_dataset
+    from .explain import render, summary
     from .step import step_source
-    from .trainer import make_optimizer_from, model_for_data
+    from .trainer import make_optimizer_from
 
-    cfg, _ = _config_or_run(target, overrides)
-    ds = load_dataset(dict(cfg["data"]), cfg["seed"])
-    model, loss, ds = model_for_data(cfg, ds)
-    if not step:
-        click.echo(repr(model))
-        return
+    cfg, model, loss, ds = _model_for(target, overrides)
     opt = make_optimizer_from(cfg, model.parameters())
-    bs = cfg["train"]["batch_size"]
-    bs = ds.n_train if bs == "full" else min(int(bs), ds.n_train)
-    click.echo(step_source(model, loss, opt, bs, ds.input_shape, cfg.get("clip"), ds.task), nl=False)
+    bs = _batch_of(cfg, ds, batch)
+    if step:
+        click.echo(step_source(model, loss, opt, bs, ds.input_shape, cfg.get("clip"), ds.task), nl=False)
+        return
+    info = summary(model, loss, opt, ds.input_shape, bs, ds.n_train, cfg.get("schedule"), cfg.get("clip"))
+    click.echo(render(info, markdown=markdown), nl=False)
+
+
+@cli.command()
+@click.argument("target", metavar="CONFIG|RUN_DIR", type=click.Path())
+@click.option("--example", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Index of the training example to trace.")
+@click.option("--batch", type=click.IntRange(min=1), help="Trace this many examples from --example on, as one batch.")
+@click.option("--precision", type=click.IntRange(min=1, max=17), default=6, show_default=True,
+              help="Significant digits printed.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
+def trace(target, example, batch, precision, overrides):
+    """One forward and backward pass on one training example, every array by its name.
+
+    Prints, layer by layer, X, M, S, Y going forward; the loss and dY; then dS, db, dA, dX going
+    back — whole when small, summarised (shape, min, max, norm, a corner) when large — and then
+    the central-difference check of every parameter's gradient for that example (float64).  A
+    run folder traces its trained model, a config the model as it starts.
+
+    \b
+    Examples:
+      mlpjit trace configs/xor.yaml
+      mlpjit trace runs/mnist_mlp-20261123-120000 --example 7 --precision 4
+    """
+    from .trace import trace_text
+
+    cfg, model, loss, ds = _model_for(target, overrides)
+    n = 1 if batch is None else batch
+    if example + n > ds.n_train:
+        raise ConfigError(f"--example {example}" + (f" --batch {batch}" if batch else "")
+                          + f": the training split has {ds.n_train} examples (0..{ds.n_train - 1})")
+    click.echo(trace_text(model, loss, ds, example, n, precision), nl=False)
 
 
 # --- experiments -------------------------------------------------------------------------
@@ -566,7 +716,7 @@ def explain(target, step, overrides):
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @click.option("--out", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Where EXPERIMENTS.md, docs/experiments/ and runs/experiments/ go.")
-@click.option("--quick", is_flag=True, help="Shortened budgets (for a smoke test; not the reference figures).")
+@click.option("--quick", is_flag=True, help="Shortened budgets, layer by layer (a smoke test; not the reference figures).")
 @click.option("--list", "list_", is_flag=True, help="List the experiments and exit.")
 def reproduce(names, out, quick, list_):
     """Run the classic experiments and regenerate EXPERIMENTS.md.
@@ -594,9 +744,11 @@ def reproduce(names, out, quick, list_):
 
 def _register_extra_commands():
     from .plot import plot
+    from .report import report
     from .sweep import sweep
     cli.add_command(sweep)
     cli.add_command(plot)
+    cli.add_command(report)
 
 
 _register_extra_commands()

@@ -269,8 +269,17 @@ def load_dataset(spec: dict, seed: int) -> Dataset:
     :data:`DEFAULTS`; an unknown source or key raises :class:`DataError`.
     """
     full = _complete_spec(spec)
+    from .resources import check_data
+    check_data(full)     # refuse what cannot fit before generating or reading it
     loader: Callable[[dict, int], Dataset] = _LOADERS[full["name"]]
-    return loader(full, int(seed))
+    try:
+        return loader(full, int(seed))
+    except (MemoryError, OverflowError) as e:
+        raise DataError(f"data '{full['name']}': too large to load ({' '.join(str(e).split())})") from None
+    except ValueError as e:
+        if "dimension" in str(e) or "too large" in str(e) or "negative dimensions" in str(e):
+            raise DataError(f"data '{full['name']}': sizes too large ({e})") from None
+        raise
 
 
 def _split_validation(

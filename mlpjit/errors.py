@@ -23,5 +23,14 @@ class ModelFileError(MlpjitError, ValueError):
     """A saved model or checkpoint is missing, truncated or not an mlpjit file."""
 
 
+class FileWriteError(MlpjitError, OSError):
+    """A file could not be written (a full disk, a read-only folder): nothing half-written is
+    left, and the file's previous version (a checkpoint) is still there."""
+
+
+class ResourceError(MlpjitError, MemoryError):
+    """A config needs more memory than the process may use."""
+
+
 class TrainingDiverged(MlpjitError, FloatingPointError):
     """The loss or a gradient became NaN or Inf during training."""

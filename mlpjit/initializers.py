@@ -15,9 +15,12 @@ n_in = C·KH·KW, n_out = O·KH·KW):
 ========================  ==============================================
 
 Each is a registered function ``f(shape, rng, dtype, **params)``; its keyword parameters, with
-their annotated ranges, are its config keys (``{name: normal, std: 0.02}``).
+their annotated ranges, are its config keys (``{name: normal, std: 0.02}``).  The built-in ones
+draw a block at a time into the layer's dtype (``out``), so a large layer's weights never
+exist twice or in float64.
 """
 
+import inspect
 import math
 
 import numpy as np
@@ -38,50 +41,71 @@ def _fans(shape):
     return fan_in, fan_out
 
 
+BLOCK = 1 << 20  # values drawn at a time (float64), then stored in the layer's dtype
+
+
+def _drawn(shape, dtype, draw, out=None):
+    """An array of ``shape`` and ``dtype`` (or ``out``) filled by ``draw(n)`` a block of n
+    float64 values at a time: the same numbers as one draw of all of them (the generator's
+    stream is sequential), without a float64 copy of the whole array."""
+    out = np.empty(shape, dtype) if out is None else out
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, BLOCK):
+        n = min(BLOCK, flat.size - start)
+        flat[start:start + n] = draw(n)
+    return out
+
+
 @register_initializer("normal")
-def normal(shape, rng, dtype, std: Positive = 0.01):
-    return (rng.standard_normal(shape) * std).astype(dtype)
+def normal(shape, rng, dtype, std: Positive = 0.01, out=None):
+    return _drawn(shape, dtype, lambda n: rng.standard_normal(n) * std, out)
 
 
 @register_initializer("uniform")
-def uniform(shape, rng, dtype, scale: Positive = 0.05):
-    return rng.uniform(-scale, scale, shape).astype(dtype)
+def uniform(shape, rng, dtype, scale: Positive = 0.05, out=None):
+    return _drawn(shape, dtype, lambda n: rng.uniform(-scale, scale, n), out)
 
 
 @register_initializer("xavier_uniform", aliases=("glorot_uniform",))
-def xavier_uniform(shape, rng, dtype):
+def xavier_uniform(shape, rng, dtype, out=None):
     fan_in, fan_out = _fans(shape)
     r = math.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-r, r, shape).astype(dtype)
+    return _drawn(shape, dtype, lambda n: rng.uniform(-r, r, n), out)
 
 
 @register_initializer("xavier_normal", aliases=("glorot_normal",))
-def xavier_normal(shape, rng, dtype):
+def xavier_normal(shape, rng, dtype, out=None):
     fan_in, fan_out = _fans(shape)
-    return (rng.standard_normal(shape) * math.sqrt(2.0 / (fan_in + fan_out))).astype(dtype)
+    s = math.sqrt(2.0 / (fan_in + fan_out))
+    return _drawn(shape, dtype, lambda n: rng.standard_normal(n) * s, out)
 
 
 @register_initializer("he_uniform", aliases=("kaiming_uniform",))
-def he_uniform(shape, rng, dtype):
+def he_uniform(shape, rng, dtype, out=None):
     fan_in, _ = _fans(shape)
     r = math.sqrt(6.0 / fan_in)
-    return rng.uniform(-r, r, shape).astype(dtype)
+    return _drawn(shape, dtype, lambda n: rng.uniform(-r, r, n), out)
 
 
 @register_initializer("he_normal", aliases=("kaiming_normal",))
-def he_normal(shape, rng, dtype):
+def he_normal(shape, rng, dtype, out=None):
     fan_in, _ = _fans(shape)
-    return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
+    s = math.sqrt(2.0 / fan_in)
+    return _drawn(shape, dtype, lambda n: rng.standard_normal(n) * s, out)
 
 
 @register_initializer("zeros")
-def zeros(shape, rng, dtype):
-    return np.zeros(shape, dtype=dtype)
+def zeros(shape, rng, dtype, out=None):
+    out = np.empty(shape, dtype) if out is None else out
+    out[...] = 0
+    return out
 
 
 @register_initializer("constant")
-def constant(shape, rng, dtype, value: Float = 0.0):
-    return np.full(shape, value, dtype=dtype)
+def constant(shape, rng, dtype, value: Float = 0.0, out=None):
+    out = np.empty(shape, dtype) if out is None else out
+    out[...] = value
+    return out
 
 
 def parse(spec):
@@ -96,10 +120,19 @@ def parse(spec):
     return name, full
 
 
-def initialize(spec, shape, rng, dtype):
-    """A new array of ``shape`` drawn by initializer ``spec`` from ``rng``."""
+def initialize(spec, shape, rng, dtype, out=None):
+    """An array of ``shape`` drawn by initializer ``spec`` from ``rng`` (into ``out`` when given:
+    a built-in initializer then allocates nothing more)."""
     name, params = parse(spec)
-    return np.ascontiguousarray(_registry.get(name)(tuple(shape), rng, np.dtype(dtype), **params))
+    fn = _registry.get(name)
+    if out is not None and "out" in inspect.signature(fn).parameters:
+        fn(tuple(shape), rng, np.dtype(dtype), **params, out=out)
+        return out
+    a = np.ascontiguousarray(fn(tuple(shape), rng, np.dtype(dtype), **params))
+    if out is not None:
+        out[...] = a
+        return out
+    return a
 
 
 def names():

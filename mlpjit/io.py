@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelFileError
+from .errors import FileWriteError, ModelFileError
 
 
 def _umask():
@@ -30,7 +30,10 @@ def atomic_write(path, write, durable=True):
     an fsync per epoch dominates runs of tiny epochs).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise FileWriteError(f"{path}: cannot write ({e.strerror or e})") from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode open() would
         with os.fdopen(fd, "wb") as f:
@@ -39,12 +42,25 @@ def atomic_write(path, write, durable=True):
             if durable:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and not isinstance(e, FileWriteError):
+            kept = " (its previous version is kept)" if path.exists() else ""
+            raise FileWriteError(f"{path}: cannot write ({e.strerror or e}){kept}") from None
         raise
+
+
+def append_text(path, text):
+    """Append ``text`` to ``path`` (a line of metrics.jsonl); a FileWriteError naming the file
+    when the disk is full or the folder read-only (a torn last line is dropped when read)."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise FileWriteError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def atomic_write_text(path, text, durable=True):

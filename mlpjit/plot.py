@@ -10,7 +10,9 @@ The same figures are available from Python (:func:`plot_runs`, :func:`plot_grad_
 
 matplotlib is optional (``pip install "mlpjit[plot]"``); it is imported only when a figure is
 drawn, never through ``pyplot`` (no interactive state, no display needed).  Every figure is
-rendered to bytes first and then written atomically with :func:`mlpjit.io.atomic_write`.
+rendered to PNG bytes first (``_runs_png``, ``_grad_norms_png`` and ``_lines_png`` return
+those bytes, for the HTML run report of :mod:`mlpjit.report`) and then written atomically
+with :func:`mlpjit.io.atomic_write`.
 """
 
 import io as _io
@@ -69,28 +71,34 @@ def _check_out(out):
     return out
 
 
-def _new_figure(size, dpi):
-    """A Figure of exactly ``size`` pixels at ``dpi`` (text scales with dpi, pixels do not)."""
+def _new_figure(size, dpi, layout="constrained"):
+    """A Figure of exactly ``size`` pixels at ``dpi`` (text scales with dpi, pixels do not);
+    ``layout=None`` for a figure placed by hand (``subplots_adjust``)."""
     Figure, FigureCanvasAgg = _matplotlib()
     w, h = _check_size(size)
     dpi = int(dpi)
     if not 10 <= dpi <= 1000:
         raise ConfigError(f"dpi {dpi}: must be between 10 and 1000")
     # Agg truncates width*dpi to an int: a hair over the exact size keeps e.g. 333 px at 333.
-    fig = Figure(figsize=((w + 1e-3) / dpi, (h + 1e-3) / dpi), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=((w + 1e-3) / dpi, (h + 1e-3) / dpi), dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _png_bytes(fig, dpi=DEFAULT_DPI):
+    """``fig`` rendered as PNG bytes."""
+    buf = _io.BytesIO()
+    with warnings.catch_warnings():  # e.g. "constrained layout not applied" on tiny figures
+        warnings.simplefilter("ignore", UserWarning)
+        fig.savefig(buf, format="png", dpi=int(dpi), metadata={"Software": None})
+    return buf.getvalue()
 
 
 def _save(fig, out, dpi):
     """Render ``fig`` to PNG bytes, then write them atomically to ``out``; return ``out``."""
     from .io import atomic_write
 
-    buf = _io.BytesIO()
-    with warnings.catch_warnings():  # e.g. "constrained layout not applied" on tiny figures
-        warnings.simplefilter("ignore", UserWarning)
-        fig.savefig(buf, format="png", dpi=int(dpi), metadata={"Software": None})
-    data = buf.getvalue()
+    data = _png_bytes(fig, dpi)
     out = Path(out)
     try:
         atomic_write(out, lambda f: f.write(data), durable=False)
@@ -174,7 +182,12 @@ def _x_label(x):
 
 def _integer_ticks(ax):
     from matplotlib.ticker import MaxNLocator
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1 epoch: tick "1"
+
+
+def _marker(xs):
+    """A dot where a line has a single point (one epoch), which a line alone would not show."""
+    return "o" if len(xs) == 1 else None
 
 
 def _metric_label(name):
@@ -208,6 +221,19 @@ def plot_runs(run_dirs, out=None, metric=None, x="epoch", title=None, size=DEFAU
     ``x`` is ``"epoch"`` or ``"seconds"`` (cumulative ``epoch_seconds``); ``size`` is
     (width, height) in pixels; ``out`` defaults to ``<first run>/plot.png``.
     """
+    run_dirs, runs = _load_runs(run_dirs, x, size)
+    out = _check_out(default_out(run_dirs) if out is None else out)
+    return _save(_runs_figure(run_dirs, runs, metric, x, title, size, dpi), out, dpi)
+
+
+def _runs_png(run_dirs, metric=None, x="epoch", title=None, size=DEFAULT_SIZE, dpi=DEFAULT_DPI):
+    """The figure of :func:`plot_runs` as PNG bytes (nothing written)."""
+    run_dirs, runs = _load_runs(run_dirs, x, size)
+    return _png_bytes(_runs_figure(run_dirs, runs, metric, x, title, size, dpi), dpi)
+
+
+def _load_runs(run_dirs, x, size):
+    """(run folders as a list, their metrics rows), the arguments checked."""
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
     run_dirs = list(run_dirs)
@@ -216,8 +242,11 @@ def plot_runs(run_dirs, out=None, metric=None, x="epoch", title=None, size=DEFAU
     if x not in X_AXES:
         raise ConfigError(f"x '{x}': must be one of {', '.join(X_AXES)}")
     _check_size(size)
-    runs = [_read_run(d) for d in run_dirs]
-    out = _check_out(default_out(run_dirs) if out is None else out)
+    return run_dirs, [_read_run(d) for d in run_dirs]
+
+
+def _runs_figure(run_dirs, runs, metric, x, title, size, dpi):
+    """The Figure of :func:`plot_runs` for the metrics rows ``runs`` of ``run_dirs``."""
     if metric is not None:
         for d, rows in zip(run_dirs, runs):
             names = available_metrics(rows)
@@ -233,7 +262,8 @@ def plot_runs(run_dirs, out=None, metric=None, x="epoch", title=None, size=DEFAU
     if metric is not None:
         ax = fig.add_subplot(1, 1, 1)
         for rows, xv, label, colour in zip(runs, xs, labels, colours):
-            ax.plot(*_series(rows, xv, metric, _scale(metric)), color=colour, label=label)
+            px, py = _series(rows, xv, metric, _scale(metric))
+            ax.plot(px, py, color=colour, label=label, marker=_marker(px))
         ax.set_xlabel(_x_label(x))
         ax.set_ylabel(_metric_label(metric))
         if x == "epoch":
@@ -252,7 +282,7 @@ def plot_runs(run_dirs, out=None, metric=None, x="epoch", title=None, size=DEFAU
                     key = f"{split}_{kind}"
                     px, py = _series(rows, xv, key, _scale(key))
                     if px:
-                        ax.plot(px, py, color=colour, linestyle=style)
+                        ax.plot(px, py, color=colour, linestyle=style, marker=_marker(px))
                         if split_name not in splits_seen:
                             splits_seen.append(split_name)
             ax.set_xlabel(_x_label(x))
@@ -268,7 +298,7 @@ def plot_runs(run_dirs, out=None, metric=None, x="epoch", title=None, size=DEFAU
         axes[0].legend(handles=handles, loc="best", fontsize="small")
     if title:
         fig.suptitle(title)
-    return _save(fig, out, dpi)
+    return fig
 
 
 def _layer_key(name):
@@ -280,15 +310,38 @@ def _layer_key(name):
 def plot_grad_norms(run_dir, out=None, x="epoch", title=None, size=DEFAULT_SIZE, dpi=DEFAULT_DPI):
     """Per-layer gradient norms (``grad_norms`` of metrics.jsonl) of one run against epoch, on a
     log-scale y axis; returns the written PNG's path (default ``<run>/grad_norms.png``)."""
-    if isinstance(run_dir, (list, tuple)):
-        if len(run_dir) != 1:
-            raise ConfigError(f"--grad-norms takes exactly one run folder (got {len(run_dir)})")
-        run_dir = run_dir[0]
+    run_dir = _one_run(run_dir)
     if x not in X_AXES:
         raise ConfigError(f"x '{x}': must be one of {', '.join(X_AXES)}")
     _check_size(size)
     rows = _read_run(run_dir)
     out = _check_out(default_out([run_dir], grad_norms=True) if out is None else out)
+    series, title = _grad_norm_series(run_dir, rows, x, title)
+    return plot_lines(series, out, _x_label(x), "gradient norm", logy=True, title=title,
+                      size=size, dpi=dpi, integer_x=(x == "epoch"))
+
+
+def _grad_norms_png(run_dir, x="epoch", title=None, size=DEFAULT_SIZE, dpi=DEFAULT_DPI):
+    """The figure of :func:`plot_grad_norms` as PNG bytes (nothing written)."""
+    run_dir = _one_run(run_dir)
+    if x not in X_AXES:
+        raise ConfigError(f"x '{x}': must be one of {', '.join(X_AXES)}")
+    _check_size(size)
+    series, title = _grad_norm_series(run_dir, _read_run(run_dir), x, title)
+    return _lines_png(series, _x_label(x), "gradient norm", logy=True, title=title,
+                      size=size, dpi=dpi, integer_x=(x == "epoch"))
+
+
+def _one_run(run_dir):
+    if isinstance(run_dir, (list, tuple)):
+        if len(run_dir) != 1:
+            raise ConfigError(f"--grad-norms takes exactly one run folder (got {len(run_dir)})")
+        run_dir = run_dir[0]
+    return run_dir
+
+
+def _grad_norm_series(run_dir, rows, x, title):
+    """({layer: (xs, norms)} in layer order, the figure's title) of one run's metrics rows."""
     xs = _x_values(rows, x, run_dir)
     layers = {}
     for xv, r in zip(xs, rows):
@@ -304,8 +357,7 @@ def plot_grad_norms(run_dir, out=None, x="epoch", title=None, size=DEFAULT_SIZE,
     series = {name: layers[name] for name in sorted(layers, key=_layer_key)}
     if title is None:
         title = f"{_run_labels([run_dir])[0]}: gradient norm per layer (dA, mean over the epoch)"
-    return plot_lines(series, out, _x_label(x), "gradient norm", logy=True, title=title,
-                      size=size, dpi=dpi, integer_x=(x == "epoch"))
+    return series, title
 
 
 def plot_lines(series, out, xlabel, ylabel, logy=False, title=None, size=DEFAULT_SIZE,
@@ -317,6 +369,19 @@ def plot_lines(series, out, xlabel, ylabel, logy=False, title=None, size=DEFAULT
     positive value); ``integer_x`` keeps x ticks on whole numbers (epochs).
     """
     out = _check_out(out)
+    fig = _lines_figure(series, xlabel, ylabel, logy, title, size, dpi, logx, integer_x)
+    return _save(fig, out, dpi)
+
+
+def _lines_png(series, xlabel, ylabel, logy=False, title=None, size=DEFAULT_SIZE,
+               dpi=DEFAULT_DPI, logx=False, integer_x=False):
+    """The figure of :func:`plot_lines` as PNG bytes (nothing written)."""
+    fig = _lines_figure(series, xlabel, ylabel, logy, title, size, dpi, logx, integer_x)
+    return _png_bytes(fig, dpi)
+
+
+def _lines_figure(series, xlabel, ylabel, logy, title, size, dpi, logx, integer_x):
+    """The Figure of :func:`plot_lines`."""
     if not series:
         raise DataError("nothing to plot (no series)")
     checked = {}
@@ -333,7 +398,7 @@ def plot_lines(series, out, xlabel, ylabel, logy=False, title=None, size=DEFAULT
     ax = fig.add_subplot(1, 1, 1)
     positive = True
     for (label, (xs, ys)), colour in zip(checked.items(), _colours(len(checked))):
-        ax.plot(xs, ys, color=colour, label=label, marker="o" if len(xs) == 1 else None)
+        ax.plot(xs, ys, color=colour, label=label, marker=_marker(xs))
         positive &= any(math.isfinite(v) and v > 0 for v in ys)
     if logy and positive:
         ax.set_yscale("log")
@@ -347,7 +412,7 @@ def plot_lines(series, out, xlabel, ylabel, logy=False, title=None, size=DEFAULT
     ax.legend(loc="best", fontsize="small")
     if title:
         ax.set_title(title)
-    return _save(fig, out, dpi)
+    return fig
 
 
 # --- command line -------------------------------------------------------------------------

@@ -158,7 +158,7 @@ def _spec_params(kind):
         if kind == "activation":
             out[name] = _param_annotations(obj.__init__, ("self",))
         else:
-            out[name] = _param_annotations(obj, ("shape", "rng", "dtype"))
+            out[name] = _param_annotations(obj, ("shape", "rng", "dtype", "out"))
     return out
 
 

@@ -30,7 +30,7 @@ from . import __version__
 from . import losses as _losses
 from .data import load_dataset
 from .errors import ConfigError, ModelFileError, TrainingDiverged
-from .io import atomic_write_npz, atomic_write_text, json_array, read_json_array, read_npz
+from .io import append_text, atomic_write_npz, atomic_write_text, json_array, read_json_array, read_npz
 from .kernels import misc as KM
 from .layers import build_layers
 from .model import Sequential
@@ -178,8 +178,7 @@ def read_metrics(run_dir):
 def append_metrics(run_dir, row):
     """Add one epoch's line.  Appending keeps each epoch's write small; a line torn by a kill is
     dropped by ``read_metrics`` and ``fit`` rewrites the file (atomically) when a run resumes."""
-    with open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+    append_text(Path(run_dir) / "metrics.jsonl", json.dumps(row) + "\n")
 
 
 def write_metrics(run_dir, rows):
@@ -214,32 +213,78 @@ def evaluate(model, loss, X, y, x_scale=1.0, batch_size=1000, classification=Tru
 
 # --- training ------------------------------------------------------------------------------
 
-class _Interrupt:
-    """SIGINT sets a flag; the loop stops after the current batch."""
+class _Signals:
+    """SIGINT and SIGTERM set a flag; the loop stops after the current batch (or chunk of
+    batches), writes a checkpoint and raises :class:`Interrupted`.  A second signal stops at
+    once, except while a checkpoint is being written: that write finishes first (it is atomic
+    anyway, so the previous checkpoint stays loadable whatever happens)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.flag = False
-        self._old = None
+        self.signum = None
+        self.writing = False
+        self._old = {}
+
+    @property
+    def flag(self):
+        return self.signum is not None
 
     def __enter__(self):
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not in the main thread
-            self._old = None
+        for sig in self.SIGNALS:
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except (ValueError, OSError):  # not in the main thread
+                pass
         return self
 
     def _handle(self, signum, frame):
-        if self.flag:  # a second Ctrl-C stops at once
+        if self.signum is not None and not self.writing:  # a second signal stops at once
             raise KeyboardInterrupt
-        self.flag = True
+        self.signum = self.signum or signum
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
-class Interrupted(Exception):
-    """Training stopped by SIGINT after a checkpoint was written (exit code 130)."""
+class Stopped(Exception):
+    """Training stopped before the end of its plan with a checkpoint written: by ``--stop-after``
+    or ``--max-time`` (exit code :data:`EXIT_STOPPED`), or by a signal (:class:`Interrupted`)."""
+
+    code = 75
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class Interrupted(Stopped):
+    """Training stopped by SIGINT (exit code 130) or SIGTERM (143) after a checkpoint was written."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training loop (a sweep): handled like Ctrl-C, exit code 143."""
+
+
+EXIT_STOPPED = Stopped.code   # 75, EX_TEMPFAIL: a scheduler may requeue the job and --resume it
+
+
+def parse_duration(text):
+    """Seconds of ``90``, ``90s``, ``30m``, ``2h``, ``1h30m`` or ``1d``; ValueError otherwise."""
+    import re
+    t = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        value = float(t)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([dhms])", t)
+        if not parts or "".join(f"{a}{b}" for a, b in parts) != t.replace(" ", ""):
+            raise ValueError(f"{text!r} is not a duration (say 90s, 30m, 2h or 1h30m)")
+        value = sum(float(a) * {"d": 86400, "h": 3600, "m": 60, "s": 1}[b] for a, b in parts)
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{text!r}: a duration must be positive")
+    return value
 
 
 class Trainer:
@@ -261,6 +306,8 @@ class Trainer:
         if self.data.encoding is not None:  # a table: how its columns became features
             self.model.metadata["encoding"] = self.data.encoding
         self.optimizer = make_optimizer_from(cfg, self.params)
+        from .resources import check_run
+        check_run(self.data, self.model, self.optimizer, self.batch_size(), self.loss)
         _, shuffle_ss, _ = _seeds(cfg["seed"])
         self.shuffle_rng = np.random.default_rng(shuffle_ss)
         self.dropouts = [layer for layer in self.model.walk() if hasattr(layer, "rng")]
@@ -281,7 +328,8 @@ class Trainer:
                 raise ConfigError(f"train.early_stopping.metric: '{es['metric']}' needs a classification "
                                   f"task, but data '{cfg['data']['name']}' is a regression task "
                                   f"(use {split}_loss)")
-        self.fast = None  # the compiled loop, built at the first epoch (see fastpath.py)
+        self.plan_changes = []  # resumes that changed train.epochs: {"at_epoch", "from", "to", ...}
+        self.fast = None  # the compiled step, built at the first epoch (mlpjit/step)
         self.fast_reason = None
         if cfg["train"].get("compiled", True):
             from .step import unsupported_reason
@@ -299,6 +347,7 @@ class Trainer:
 
     def save_checkpoint(self):
         state = {"epoch": self.epoch, "batch": self.batch, "acc": self.acc, "early": self.early,
+                 "plan": self.cfg["train"]["epochs"], "plan_changes": self.plan_changes,
                  "shuffle_rng": _rng_state_json(self.shuffle_rng),
                  "dropout_rngs": [_rng_state_json(d.rng) for d in self.dropouts]}
         arrays = {"__format__": np.array(CHECKPOINT_FORMAT), "__state__": json_array(state)}
@@ -327,6 +376,29 @@ class Trainer:
         self.epoch, self.batch = state["epoch"], state["batch"]
         self.acc, self.early = state["acc"], state["early"]
         self.perm = arrays["perm"] if self.batch > 0 else None
+        self.plan_changes = list(state.get("plan_changes", []))
+        old, new = state.get("plan", self.cfg["train"]["epochs"]), self.cfg["train"]["epochs"]
+        if new != old and new > self.epoch:
+            self._replan(old, new)
+
+    def _replan(self, old, new):
+        """The plan grows (or shrinks) on a resume: the schedule is re-planned from the next
+        epoch; say so in one line and record it."""
+        sched = self.cfg["schedule"]
+        kind = sched.get("type", "constant")
+        start = self.epoch + 1
+        depends = kind == "cosine"
+        lrs = ", ".join(f"{scheduled_lr(self.cfg['optimizer']['lr'], sched, e, new):.4g}"
+                        for e in range(self.epoch, min(new, self.epoch + 3)))
+        if depends:
+            self.log(f"the plan changes from {old} to {new} epochs: the {kind} schedule is re-planned "
+                     f"over {new} epochs from epoch {start} on (learning rates {lrs}, ...); the run "
+                     f"will differ from one planned for {new} epochs from the start")
+        else:
+            self.log(f"the plan changes from {old} to {new} epochs: the {kind} schedule does not "
+                     f"depend on the plan, so the learning rates continue as they were ({lrs}, ...)")
+        self.plan_changes.append({"at_epoch": start, "from": old, "to": new, "schedule": kind,
+                                  "lr_changed": depends})
 
     # -- the loop -------------------------------------------------------------------------
     def batch_size(self):
@@ -334,8 +406,15 @@ class Trainer:
         n = self.data.n_train
         return n if bs == "full" else min(int(bs), n)
 
-    def fit(self, epochs=None):
-        """Train up to ``epochs`` finished epochs (default: the config's); returns the summary."""
+    def fit(self, epochs=None, stop_after=None, max_time=None):
+        """Train to the end of the plan, ``epochs`` finished epochs (default: the config's
+        ``train.epochs``, which schedules and early stopping see); returns the summary.
+
+        ``stop_after`` ends this call after that many more finished epochs, ``max_time``
+        (seconds) once that much time has passed (after the current batch): both write a
+        checkpoint and raise :class:`Stopped`, and a later ``--resume`` continues the same plan
+        exactly.  SIGINT and SIGTERM stop after the current batch likewise (:class:`Interrupted`).
+        """
         cfg = self.cfg
         epochs = epochs or cfg["train"]["epochs"]
         metrics = [r for r in read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
@@ -344,17 +423,51 @@ class Trainer:
             X = self.data.X_train
             self.model.adapt(self.data.scaled(X.reshape(len(X), -1)))
         start_time = time.perf_counter()
-        with _Interrupt() as interrupt:
+        self._deadline = None if max_time is None else time.monotonic() + max_time
+        done = 0
+        with _Signals() as signals:
+            self._signals = signals
             while self.epoch < epochs and not (self.early and self.early["stopped"]):
-                row = self._run_epoch(epochs, interrupt)
+                if stop_after is not None and done >= stop_after:
+                    raise Stopped(f"stopped after {done} epoch{'s' if done != 1 else ''} "
+                                  f"(--stop-after {stop_after}) at epoch {self.epoch} of {epochs}; "
+                                  f"checkpoint written")
+                row = self._run_epoch(epochs, signals)
                 metrics.append(row)
                 append_metrics(self.run_dir, row)
-                self.save_checkpoint()
+                self._checkpoint(signals)
                 self.log(self._epoch_line(row, epochs))
+                done += 1
+                if self._out_of_time() and self.epoch < epochs and not (self.early and self.early["stopped"]):
+                    raise Stopped(f"stopped at the time limit (--max-time) after epoch {self.epoch} of "
+                                  f"{epochs}; checkpoint written")
         self.model.save(self.run_dir / "model.npz")
         summary = self._summary(metrics, time.perf_counter() - start_time)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
+
+    def _checkpoint(self, signals):
+        signals.writing = True   # a signal now waits for the write
+        try:
+            self.save_checkpoint()
+        finally:
+            signals.writing = False
+
+    def _out_of_time(self):
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _stop_mid_epoch(self, signals, n_batches, t0):
+        """After a batch or chunk: a signal or the time limit stops here, with a checkpoint."""
+        if self.batch >= n_batches or not (signals.flag or self._out_of_time()):
+            return
+        self.acc["seconds"] += time.perf_counter() - t0
+        self._checkpoint(signals)
+        where = f"in epoch {self.epoch + 1}, after batch {self.batch} of {n_batches}"
+        if signals.flag:
+            name = "SIGTERM" if signals.signum == signal.SIGTERM else "SIGINT"
+            raise Interrupted(f"interrupted ({name}) {where}; checkpoint written",
+                              code=143 if signals.signum == signal.SIGTERM else 130)
+        raise Stopped(f"stopped at the time limit (--max-time) {where}; checkpoint written")
 
     def _run_epoch(self, epochs, interrupt):
         cfg, data = self.cfg, self.data
@@ -388,11 +501,7 @@ class Trainer:
                     raise TrainingDiverged(self._diverged(bad[1], bad[2], bad[0], lr))
                 if bar is not None:
                     bar.update(done)
-                if interrupt.flag and self.batch < n_batches:
-                    acc["seconds"] += time.perf_counter() - t0
-                    self.save_checkpoint()
-                    raise Interrupted(f"interrupted in epoch {self.epoch + 1}, after batch {self.batch}"
-                                      f" of {n_batches}; checkpoint written")
+                self._stop_mid_epoch(interrupt, n_batches, t0)
             while self.batch < n_batches:
                 b = self.batch
                 idx = perm[b * bs:(b + 1) * bs]
@@ -424,11 +533,7 @@ class Trainer:
                 self.batch += 1
                 if bar is not None:
                     bar.update(1)
-                if interrupt.flag and self.batch < n_batches:
-                    acc["seconds"] += time.perf_counter() - t0
-                    self.save_checkpoint()
-                    raise Interrupted(f"interrupted in epoch {self.epoch + 1}, after batch {self.batch}"
-                                      f" of {n_batches}; checkpoint written")
+                self._stop_mid_epoch(interrupt, n_batches, t0)
         finally:
             if bar is not None:
                 bar.close()
@@ -443,6 +548,9 @@ class Trainer:
         row["grad_norm"] = acc["grad_norm"] / acc["batches"]
         row["grad_norms"] = {k: v / acc["batches"] for k, v in acc["layer_norms"].items()}
         row["epoch_seconds"] = acc["seconds"]
+        change = next((c for c in self.plan_changes if c["at_epoch"] == self.epoch), None)
+        if change is not None:   # the first epoch trained under a changed plan says so
+            row["replanned"] = {"from": change["from"], "to": change["to"]}
         t1 = time.perf_counter()
         for split in ("val", "test"):
             Xs, ys = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
@@ -521,4 +629,27 @@ class Trainer:
                    "total_seconds": seconds, "versions": versions()}
         if self.early:
             summary["early_stopping"] = dict(self.early)
+        summary["plan"] = self.cfg["train"]["epochs"]
+        if self.plan_changes:
+            summary["plan_changes"] = list(self.plan_changes)
+        summary.update(self._test_metrics())
         return summary
+
+    def _test_metrics(self):
+        """The test split's confusion matrix and per-class table (classification), or its MAE,
+        RMSE and R² (regression), for summary.json."""
+        from . import metrics as M
+        X, y = self.data.X_test, self.data.y_test
+        if X is None or len(X) == 0:
+            return {}
+        out = M.predictions(self.model, self.loss, X, self.data.x_scale,
+                            self.cfg["train"]["eval_batch_size"])
+        if not self.classification:
+            return {"test_regression": M.regression_metrics(y, out)}
+        k = self.data.n_classes
+        C = M.confusion_matrix(y, self.loss.predict_classes(out), k)
+        names = self.data.class_names or list(range(k))
+        report = M.classification_report(C, names)
+        return {"test_confusion_matrix": C.tolist(), "test_classes": list(names),
+                "test_per_class": {"classes": report["classes"], "macro avg": report["macro avg"],
+                                   "weighted avg": report["weighted avg"]}}

@@ -177,9 +177,12 @@ def test_resume_at_epoch_boundary_is_bit_identical(compiled, mlpjit_main, cfg_fi
     path = cfg_file(cfg)
     straight, split = tmp_path / "straight", tmp_path / "split"
     ok(mlpjit_main("train", path, "--out", straight, "-q"))
-    ok(mlpjit_main("train", path, "--out", split, "--epochs", 2, "-q"))
-    assert [r["epoch"] for r in read_metrics(split)] == [1, 2]
-    res = ok(mlpjit_main("train", "--resume", split, "--epochs", 4))
+    res = mlpjit_main("train", path, "--out", split, "--stop-after", 2, "-q")
+    assert res.code == 75, res.text
+    assert "stopped after 2 epochs (--stop-after 2) at epoch 2 of 4; checkpoint written" in res.err
+    assert f"resume with: mlpjit train --resume {split}" in res.err
+    assert [r["epoch"] for r in read_metrics(split)] == [1, 2] and not (split / "model.npz").exists()
+    res = ok(mlpjit_main("train", "--resume", split))
     assert "resuming" in res.out and "epoch 3" in res.out
     assert model_bytes(split) == model_bytes(straight)
     rows = read_metrics(split)
@@ -205,12 +208,12 @@ def test_resume_drops_a_metrics_line_the_checkpoint_does_not_cover(
     path = cfg_file(cfg)
     straight, split = tmp_path / "straight", tmp_path / "split"
     ok(mlpjit_main("train", path, "--out", straight, "-q"))
-    ok(mlpjit_main("train", path, "--out", split, "--epochs", 1, "-q"))
+    assert mlpjit_main("train", path, "--out", split, "--stop-after", 1, "-q").code == 75
     ckpt = (split / "checkpoint.npz").read_bytes()
-    ok(mlpjit_main("train", "--resume", split, "--epochs", 2, "-q"))
+    assert mlpjit_main("train", "--resume", split, "--stop-after", 1, "-q").code == 75
     (split / "checkpoint.npz").write_bytes(ckpt)          # back to the end of epoch 1
     assert [r["epoch"] for r in read_metrics(split)] == [1, 2]
-    ok(mlpjit_main("train", "--resume", split, "--epochs", 3, "-q"))
+    ok(mlpjit_main("train", "--resume", split, "-q"))
     assert [r["epoch"] for r in read_metrics(split)] == [1, 2, 3]
     assert untimed(read_metrics(split)) == untimed(read_metrics(straight))
     assert model_bytes(split) == model_bytes(straight)
@@ -221,6 +224,9 @@ def test_resume_drops_a_metrics_line_the_checkpoint_does_not_cover(
 class _FlagAfter:
     """Stands in for the trainer's SIGINT handler: ``flag`` turns True at its n-th reading
     (the loop reads it once per batch, the compiled loop once per chunk)."""
+
+    signum = signal.SIGINT
+    writing = False
 
     def __init__(self, n):
         self.n = n
@@ -255,12 +261,12 @@ def test_interrupt_mid_epoch_then_resume_is_bit_identical(compiled, monkeypatch,
     straight, run = tmp_path / "straight", tmp_path / "run"
     ok(mlpjit_main("train", path, "--out", straight, "-q"))
     # 13 batches an epoch: stop in epoch 2 (python loop: after batch 2; compiled: after chunk 1)
-    monkeypatch.setattr(mlpjit.trainer, "_Interrupt", _FlagAfter(15 if not compiled else 8))
+    monkeypatch.setattr(mlpjit.trainer, "_Signals", _FlagAfter(15 if not compiled else 8))
     res = mlpjit_main("train", path, "--out", run, "-q")
     assert res.code == 130, res.text
     assert "Traceback" not in res.text
     assert f"resume with: mlpjit train --resume {run}" in res.err
-    assert "interrupted in epoch 2, after batch" in res.err
+    assert "interrupted (SIGINT) in epoch 2, after batch" in res.err
     state, _ = run_files.checkpoint_state(run)
     assert state["epoch"] == 1 and 0 < state["batch"] < 13
     assert [r["epoch"] for r in read_metrics(run)] == [1]
@@ -327,7 +333,7 @@ def test_sigint_mid_epoch_then_resume_is_bit_identical(long_run, helpers, mlpjit
     assert rc == 130, err
     assert "Traceback" not in err
     assert f"resume with: mlpjit train --resume {run}" in err
-    assert "interrupted in epoch" in err and "checkpoint written" in err
+    assert "interrupted (SIGINT) in epoch" in err and "checkpoint written" in err
     assert not (run / "model.npz").exists()
     state, arrays = run_files.checkpoint_state(run)
     assert state["batch"] > 0, "the interrupt should land inside an epoch"

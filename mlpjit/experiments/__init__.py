@@ -12,7 +12,8 @@ An experiment module registers its functions with :func:`experiment`::
 
 ``ctx`` (a :class:`Context`) gives the folder for run folders (``ctx.runs``), the folder for
 figures (``ctx.figures``), ``ctx.seeds`` (3, or 1 with ``--quick``) and ``ctx.quick`` (shorter
-budgets for tests).
+budgets for tests, trained layer by layer: a quick run is shorter than compiling a step for
+each of its architectures).
 """
 
 import dataclasses
@@ -190,6 +191,8 @@ def train(ctx, config, overrides=(), name="run", quiet=True):
     from ..config import apply_overrides, config_from_dict, dump_yaml, load_config, resolved_dict
     from ..errors import TrainingDiverged
     from ..trainer import Trainer, read_metrics
+    if ctx.quick:   # a smoke test: the layer path, with no step to compile per architecture
+        overrides = [*overrides, "train.compiled=false"]
     if isinstance(config, dict):
         cfg_obj = apply_overrides(config_from_dict(config), overrides)
     else:

@@ -9,7 +9,7 @@ The kernels are the activation's own (:mod:`mlpjit.activations`).
 from .. import activations as _activations
 from ..registry import register_layer
 from ..schema import ActivationSpec
-from .base import Layer
+from .base import Layer, dims
 
 
 @register_layer("activation")
@@ -32,6 +32,11 @@ class Activation(Layer):
 
     def backward_calls(self, training=True):
         return [self.activation.backward_call("X", "Y", "dY", "dX", prefix="act_")]
+
+    def explain(self, in_shape, batch, first=False):
+        x = dims((batch,) + tuple(in_shape))
+        f = self.activation.name
+        return {"forward": [f"Y = {f}(X)   {x}"], "backward": [f"dX = {f}'(X) ∘ dY   {x}"], "macs": (0, 0)}
 
     def __repr__(self):
         return f"Activation({self.activation!r})"

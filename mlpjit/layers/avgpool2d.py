@@ -58,6 +58,9 @@ def avgpool2d_backward(dY, KH, KW, sh, sw, dX):
 class AvgPool2D(Pool2D):
     """Average pooling over size×size windows moved by ``stride`` (default: the size)."""
 
+    def window_formulas(self):
+        return ("Y[n,c,i,j] = mean of the window", "dX[window] += dY[n,c,i,j]/(KH·KW)")
+
     def forward_calls(self, training):
         return [Call(avgpool2d_forward, "X", "KH", "KW", "sh", "sw", "Y")]
 

@@ -183,6 +183,44 @@ class Layer:
         """The layer as nodes of the compiled step: itself (a residual block: several)."""
         return [self]
 
+    def lecture_arrays(self, phase):
+        """[(name, array)] of the last pass by their names in the math, for ``mlpjit trace``:
+        going ``"forward"`` X, the buffers, Y; going ``"backward"`` dY, the buffers' derivatives,
+        the parameters' gradients, dX."""
+        ns = self.__dict__.get("_ns") or {}
+        if "X" not in ns:
+            return []
+        bufs = list(self.buffers(tuple(ns["X"].shape[1:])))
+        if phase == "forward":
+            names = ["X"] + [b for b in bufs if not b.startswith("d")] + ["Y"]
+            return [(k, ns[k]) for k in names if k in ns]
+        out = [(k, ns[k]) for k in ["dY"] + [b for b in bufs if b.startswith("d")] if k in ns]
+        out += [("d" + name, g) for name, _, g in self.parameters()]
+        return out + ([("dX", ns["dX"])] if "dX" in ns else [])
+
+    def explain(self, in_shape, batch, first=False):
+        """The layer's equations with the shapes of a batch of ``batch`` examples of ``in_shape``:
+        ``{"forward": [lines], "backward": [lines], "macs": (forward, backward)}``.  This
+        default shows the kernel calls with the shapes of their arrays; the built-in layers
+        write their formulas."""
+        out_shape = tuple(self.output_shape(tuple(in_shape)))
+        shapes = {"X": (batch,) + tuple(in_shape), "Y": (batch,) + out_shape,
+                  "dX": (batch,) + tuple(in_shape), "dY": (batch,) + out_shape}
+        for name, spec in self.buffers(tuple(in_shape)).items():
+            shapes[name] = (batch,) + _spec(spec, self.dtype)[0]
+        for name, spec in self.scratch(tuple(in_shape), batch).items():
+            shapes[name] = _spec(spec, self.dtype)[0]
+        for name, p, g in self.parameters():
+            shapes[name], shapes["d" + name] = p.shape, g.shape
+
+        def line(call):
+            args = ", ".join(f"{a} {dims(shapes[a])}" if isinstance(a, str) and a in shapes else str(a)
+                             for a in call.args)
+            return f"{call.name}({args})"
+        return {"forward": [line(c) for c in self.forward_calls(True)] or ["Y = X (a view)"],
+                "backward": [line(c) for c in self.backward_calls(True) if not (first and c.input_grad)]
+                or ["dX = dY (a view)"], "macs": (0, 0)}
+
     @property
     def compiled(self):
         """Whether the layer runs in the compiled step: every kernel it calls is compiled
@@ -369,6 +407,13 @@ class Layer:
         return cls(**config)
 
     @classmethod
+    def param_count(cls, config, in_shape):
+        """How many parameters the layer of this config entry would have for one example of
+        ``in_shape``, before building it (None: unknown; the memory check then waits for the
+        built model)."""
+        return None
+
+    @classmethod
     def build(cls, config, in_shape, dtype, init_seed, run_seed, where="layer"):
         """The layer of a config entry for one example of ``in_shape``: sizes the config leaves
         out (``inferred``: argument → index into the input shape) come from the shape, and one
@@ -434,6 +479,11 @@ def _plain(value):
 # ``output_shape(in_shape)`` maps one example's shape to the next; unknown sizes are None
 # (a Sequential checks its chain with an unknown input, the trainer again with the data's shape).
 
+def dims(shape):
+    """A shape as the lectures write it: (64×784)."""
+    return "(" + "×".join(str(int(d)) for d in shape) + ")"
+
+
 def pair(name, value):
     """(a, b) from an int or a pair of ints, each ≥ 1."""
     from ..schema import SizePair, check_value, ConfigIssue
@@ -495,6 +545,17 @@ class Pool2D(Layer):
     def constants(self):
         return {"KH": self.size[0], "KW": self.size[1], "sh": self.stride[0], "sw": self.stride[1]}
 
+    window_formula = "f(window)"
+
+    def explain(self, in_shape, batch, first=False):
+        C, H, W = in_shape
+        _, OH, OW = self.output_shape(in_shape)
+        KH, KW = self.size
+        x, y = dims((batch, C, H, W)), dims((batch, C, OH, OW))
+        fwd, bwd = self.window_formulas()
+        return {"forward": [f"{fwd}   {x} → {y}  ({KH}×{KW} windows, stride {self.stride[0]})"],
+                "backward": [f"{bwd}   {y} → {x}"], "macs": (0, 0)}
+
     def __repr__(self):
         KH, KW = self.size
         s = self.stride
@@ -512,11 +573,17 @@ def build_layers(specs, in_shape, where, dtype, init_seeds, run_seeds):
     from ..errors import ConfigError
     from ..registry import layers as registry
     from ..schema import ConfigIssue
+    from ..resources import check_layer
     out, shape = [], None if in_shape is None else tuple(in_shape)
+    so_far = 0
     for i, spec in enumerate(specs):
         at = f"{where}.{i}"
         try:
             cls = registry.get(spec["type"])
+            count = cls.param_count(spec, shape) if shape is not None else None
+            if count:   # refuse parameters that cannot fit before allocating them
+                check_layer(at, count, np.dtype(dtype).itemsize, already=so_far)
+                so_far += count * np.dtype(dtype).itemsize * 4
             layer = cls.build(spec, shape, dtype, init_seeds[i], run_seeds[i], where=at)
             in_shape, shape = shape, layer.output_shape(shape)
             if not type(layer).__module__.startswith("mlpjit."):

@@ -37,7 +37,7 @@ from .. import _memory
 from .._jit import jit
 from ..registry import register_layer
 from ..schema import Float, Size, validated
-from .base import Call, Layer, check_dtype, fmt_shape
+from .base import Call, Layer, check_dtype, dims, fmt_shape
 
 
 # (X: (N, C, ...) , gamma, beta, running_mean, running_var: (C,), momentum, eps: float,
@@ -203,6 +203,16 @@ class BatchNorm(Layer):
     def backward_calls(self, training=True):
         return [Call(batchnorm_backward, "dY", "Xhat", "gamma", "inv_std", "training", "need_dX",
                      "dgamma", "dbeta", "sums", "dX")]
+
+    def explain(self, in_shape, batch, first=False):
+        x = dims((batch,) + tuple(in_shape))
+        C = dims((self.num_features,))
+        m = batch * (int(np.prod(in_shape[1:])) if len(in_shape) > 1 else 1)
+        return {"forward": [f"μ, σ² = mean, biased variance of each of the {self.num_features} features over m = {m}   {x} → {C}",
+                            f"X̂ = (X − μ)/√(σ² + ε),  Y = γ ∘ X̂ + β   {x}"],
+                "backward": [f"dβ = Σ dY,  dγ = Σ dY ∘ X̂   {x} → {C}",
+                             f"dX = (γ/(m·√(σ² + ε)))·(m·dY − dβ − X̂ ∘ dγ)   {x}"],
+                "macs": (2 * batch * int(np.prod(in_shape)), 3 * batch * int(np.prod(in_shape)))}
 
     def __repr__(self):
         extra = "" if self.momentum == 0.1 else f", momentum={self.momentum:g}"

@@ -34,7 +34,7 @@ from ..initializers import initialize, parse as _parse_init
 from ..kernels.linear import gemm_nn, gemm_nt, gemm_tn
 from ..registry import register_layer
 from ..schema import ActivationSpec, ConfigIssue, Float, InitSpec, Int, Size, SizePair, validated
-from .base import Call, Layer, as_input, check_dtype, image_shape, pair, pooled
+from .base import Call, Layer, as_input, check_dtype, dims, image_shape, pair, pooled
 from .dense import Dense
 
 
@@ -317,7 +317,8 @@ class Conv2D(Layer):
         self.bias_init = float(bias_init)
         rng = np.random.default_rng(seed) if rng is None else rng
         shape = (self.out_channels, self.in_channels) + self.kernel_size
-        self._A = _memory.copy(initialize(self.init, shape, rng, self.dtype))
+        self._A = _memory.empty(shape, self.dtype)
+        initialize(self.init, shape, rng, self.dtype, out=self._A)
         self._b = _memory.full(self.out_channels, self.bias_init, self.dtype)
         self.dA = _memory.zeros_like(self._A)
         self.db = _memory.zeros_like(self._b)
@@ -333,6 +334,14 @@ class Conv2D(Layer):
                              f"has {C}")
         OH, OW = pooled(self, "kernel", *self.kernel_size, *self.stride, self.pads, H, W)
         return (self.out_channels, OH, OW)
+
+    @classmethod
+    def param_count(cls, config, in_shape):
+        O, k = config.get("out_channels"), config.get("kernel_size")
+        k = (k, k) if isinstance(k, int) else tuple(k) if isinstance(k, (list, tuple)) else None
+        if not isinstance(O, int) or k is None or len(in_shape) != 3:
+            return None
+        return O * in_shape[0] * k[0] * k[1] + O
 
     def geometry(self, H, W):
         """(OH, OW, pt, pl): output size and the padding before the first row and column."""
@@ -386,6 +395,28 @@ class Conv2D(Layer):
             self._predicted[a:b] = super().forward(X[a:b], False)
         self._ns = None  # (backward needs a forward pass of the whole batch)
         return self._predicted
+
+    def explain(self, in_shape, batch, first=False):
+        N = batch
+        C, H, W = in_shape
+        O, OH, OW = self.output_shape(in_shape)
+        KH, KW = self.kernel_size
+        ckk, cols = C * KH * KW, N * OH * OW
+        f = self.activation.name
+        fwd = [f"cols = im2col(X)   {dims((N, C, H, W))} → {dims((ckk, cols))}",
+               f"Sᵀ = A₂·cols       {dims((O, ckk))}·{dims((ckk, cols))} → {dims((O, cols))}",
+               f"S = Sᵀ (NCHW) + b   {dims((N, O, OH, OW))} + {dims((O,))}",
+               "Y = S              (identity)" if self.identity else f"Y = {f}(S)   {dims((N, O, OH, OW))}"]
+        bwd = ["dS = dY            (identity)" if self.identity else f"dS = {f}'(S) ∘ dY   {dims((N, O, OH, OW))}",
+               f"db = Σ_(n,i,j) dS  {dims((N, O, OH, OW))} → {dims((O,))}",
+               f"dA₂ = dSᵀ·colsᵀ     {dims((O, cols))}·{dims((cols, ckk))} → {dims((O, ckk))}"]
+        if first:
+            bwd.append("dX: not computed (nothing before the first layer needs it)")
+        else:
+            bwd += [f"dcols = A₂ᵀ·dSᵀ     {dims((ckk, O))}·{dims((O, cols))} → {dims((ckk, cols))}",
+                    f"dX = col2im(dcols) {dims((ckk, cols))} → {dims((N, C, H, W))}"]
+        macs = O * ckk * cols
+        return {"forward": fwd, "backward": bwd, "macs": (macs, macs * (1 if first else 2))}
 
     def __repr__(self):
         KH, KW = self.kernel_size

@@ -26,7 +26,7 @@ from ..initializers import initialize, parse as _parse_init
 from ..kernels.linear import SMALL, gemm_nn, gemm_nt, gemm_tn
 from ..registry import register_layer
 from ..schema import ActivationSpec, Float, InitSpec, Size, validated
-from .base import Call, Layer, check_dtype, fmt_shape
+from .base import Call, Layer, check_dtype, dims, fmt_shape
 
 SPARSE = 0.22  # nonzero fraction of X below which skipping zeros beats BLAS (benchmarks/sparse.py:
                # faster at 0.19, MNIST; mostly slower at 0.25)
@@ -300,12 +300,19 @@ class Dense(Layer):
         _parse_init(self.init)
         self.bias_init = float(bias_init)
         rng = np.random.default_rng(seed) if rng is None else rng
-        self._A = _memory.copy(initialize(self.init, (self.in_features, self.units), rng,
-                                          self.dtype))
+        self._A = _memory.empty((self.in_features, self.units), self.dtype)
+        initialize(self.init, self._A.shape, rng, self.dtype, out=self._A)
         self._b = _memory.full(self.units, self.bias_init, self.dtype)
         self.dA = _memory.zeros_like(self._A)
         self.db = _memory.zeros_like(self._b)
         self.sparse_input = self.in_features * self.units >= SPARSE_MIN
+
+    @classmethod
+    def param_count(cls, config, in_shape):
+        units = config.get("units")
+        if not isinstance(units, int) or len(in_shape) != 1 or not isinstance(in_shape[0], int):
+            return None
+        return in_shape[0] * units + units
 
     @property
     def out_features(self):
@@ -377,6 +384,26 @@ class Dense(Layer):
             calls.append(Call(dense_backward_params, "X", "dS", "dA", "db"))
         calls.append(Call(dense_backward_input, "dS", "A", "dX", input_grad=True))
         return calls
+
+    def lecture_arrays(self, phase):
+        arrays = super().lecture_arrays(phase)
+        if phase == "forward" and arrays:   # M = X·A is summed into S in place; shown apart here
+            X = arrays[0][1]
+            arrays.insert(1, ("M", np.asarray(X, np.float64) @ np.asarray(self.A, np.float64)))
+        return arrays
+
+    def explain(self, in_shape, batch, first=False):
+        n, k, m = batch, self.in_features, self.units
+        f = self.activation.name
+        fwd = [f"M = X·A          {dims((n, k))}·{dims((k, m))} → {dims((n, m))}",
+               f"S = M + b        {dims((n, m))} + {dims((m,))}",
+               "Y = S            (identity)" if self.identity else f"Y = {f}(S)   {dims((n, m))}"]
+        bwd = ["dS = dY          (identity)" if self.identity else f"dS = {f}'(S) ∘ dY   {dims((n, m))}",
+               f"db = Σ_rows dS   {dims((n, m))} → {dims((m,))}",
+               f"dA = Xᵀ·dS       {dims((k, n))}·{dims((n, m))} → {dims((k, m))}",
+               f"dX = dS·Aᵀ       {dims((n, m))}·{dims((m, k))} → {dims((n, k))}" if not first
+               else "dX: not computed (nothing before the first layer needs it)"]
+        return {"forward": fwd, "backward": bwd, "macs": (n * k * m, n * k * m * (1 if first else 2))}
 
     def __repr__(self):
         act = "" if self.identity else f", activation={self.activation!r}"

@@ -18,7 +18,7 @@ from .._jit import jit
 from ..kernels.misc import mul_into
 from ..registry import register_layer
 from ..schema import Unit, validated
-from .base import Call, Layer
+from .base import Call, Layer, dims
 
 
 # (X: any shape, U: float64 (X.size,) uniform [0, 1), p: float, Y, mask: X's shape) -> None
@@ -67,6 +67,11 @@ class Dropout(Layer):
 
     def backward_calls(self, training=True):
         return [Call(mul_into, "dY", "mask", "dX")] if self.active(training) else []
+
+    def explain(self, in_shape, batch, first=False):
+        x = dims((batch,) + tuple(in_shape))
+        return {"forward": [f"mask = [U ≥ {self.p:g}]/(1 − {self.p:g}),  Y = X ∘ mask   {x}  (prediction: Y = X)"],
+                "backward": [f"dX = dY ∘ mask   {x}"], "macs": (0, 0)}
 
     @property
     def rng_state(self):

@@ -8,7 +8,7 @@ Both are views: no kernel runs, and nothing is kept.
 import math
 
 from ..registry import register_layer
-from .base import Layer
+from .base import Layer, dims
 
 
 @register_layer("flatten")
@@ -22,6 +22,12 @@ class Flatten(Layer):
 
     def aliases(self, training):
         return {"Y": "X", "dX": "dY"}
+
+    def explain(self, in_shape, batch, first=False):
+        out = self.output_shape(in_shape)
+        return {"forward": [f"Y = X viewed as rows   {dims((batch,) + tuple(in_shape))} → {dims((batch,) + tuple(out))}"],
+                "backward": [f"dX = dY viewed as X   {dims((batch,) + tuple(out))} → {dims((batch,) + tuple(in_shape))}"],
+                "macs": (0, 0)}
 
     def __repr__(self):
         return "Flatten()"

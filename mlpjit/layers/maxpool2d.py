@@ -76,6 +76,9 @@ def maxpool2d_backward(X, Y, dY, KH, KW, sh, sw, dX):
 class MaxPool2D(Pool2D):
     """Max pooling over size×size windows moved by ``stride`` (default: the size)."""
 
+    def window_formulas(self):
+        return ("Y[n,c,i,j] = max of the window", "dX[winner] += dY[n,c,i,j] (the window's first maximum)")
+
     def forward_calls(self, training):
         return [Call(maxpool2d_forward, "X", "KH", "KW", "sh", "sw", "Y")]
 

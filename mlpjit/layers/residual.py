@@ -18,7 +18,7 @@ from pydantic import Field
 
 from ..kernels.misc import add_into
 from ..registry import register_layer
-from .base import Call, Layer, Ref, as_input, build_layers, float_dtype, fmt_shape, same_shape
+from .base import Call, Layer, Ref, as_input, build_layers, dims, float_dtype, fmt_shape, same_shape
 
 
 class LayerList:
@@ -82,6 +82,11 @@ class Residual(Layer):
         self._ns.update(dY=dY, dX=self._dX)
         return self._dX
 
+    def lecture_arrays(self, phase):
+        ns = self.__dict__.get("_ns") or {}
+        names = ["X", "Y"] if phase == "forward" else ["dY", "dX"]
+        return [(k, ns[k]) for k in names if k in ns]
+
     # --- the compiled step -----------------------------------------------------------------------
     def nodes(self):
         begin = _Begin(self)
@@ -144,6 +149,11 @@ class _Begin(Layer):
     def backward_calls(self, training=True):
         return [Call(add_into, "dY", Ref(self.end, "dY"), "dX")]
 
+    def explain(self, in_shape, batch, first=False):
+        x = dims((batch,) + tuple(in_shape))
+        return {"forward": [f"x is kept for the skip connection   {x}"],
+                "backward": [f"dX = dY + dY of the block's end (x was used twice)   {x}"], "macs": (0, 0)}
+
     def __repr__(self):
         return "residual start: y = x (x is also kept for the skip)"
 
@@ -156,6 +166,10 @@ class _End(Layer):
 
     def forward_calls(self, training):
         return [Call(add_into, "X", Ref(self.begin, "X"), "Y")]
+
+    def explain(self, in_shape, batch, first=False):
+        x = dims((batch,) + tuple(in_shape))
+        return {"forward": [f"Y = F(x) + x   {x}"], "backward": [f"dX = dY (into F)   {x}"], "macs": (0, 0)}
 
     def aliases(self, training):
         return {"dX": "dY"}

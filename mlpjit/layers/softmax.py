@@ -10,7 +10,7 @@ softmax and log-likelihood into the stable gradient (p − y)/N.
 
 from ..kernels.softmax import softmax_backward, softmax_forward
 from ..registry import register_layer
-from .base import Call, Layer, fmt_shape
+from .base import Call, Layer, dims, fmt_shape
 
 
 @register_layer("softmax")
@@ -29,6 +29,11 @@ class Softmax(Layer):
 
     def backward_calls(self, training=True):
         return [Call(softmax_backward, "Y", "dY", "dX")]
+
+    def explain(self, in_shape, batch, first=False):
+        x = dims((batch,) + tuple(in_shape))
+        return {"forward": [f"Yᵢ = e^(Xᵢ − max Xᵢ) / Σⱼ e^(Xᵢⱼ − max Xᵢ)   {x}"],
+                "backward": [f"dXᵢ = Yᵢ ∘ (dYᵢ − ⟨dYᵢ, Yᵢ⟩)   {x}"], "macs": (0, 0)}
 
     def __repr__(self):
         return "Softmax()"

@@ -21,7 +21,7 @@ from .. import _memory
 from .._jit import jit
 from ..registry import register_layer
 from ..schema import Size, validated
-from .base import Call, Layer, check_dtype, fmt_shape
+from .base import Call, Layer, check_dtype, dims, fmt_shape
 
 
 # (X: (N, F), mean, std: (F,), Y: (N, F)) -> None
@@ -119,6 +119,12 @@ class Standardize(Layer):
 
     def backward_calls(self, training=True):
         return [Call(standardize_backward, "dY", "std", "dX")]
+
+    def explain(self, in_shape, batch, first=False):
+        x = dims((batch,) + tuple(in_shape))
+        return {"forward": [f"Y = (X − μ)/σ   {x}  (μ, σ of the training split)"],
+                "backward": ["dX: not computed (the first layer)" if first else f"dX = dY/σ   {x}"],
+                "macs": (0, 0)}
 
     def __repr__(self):
         return f"Standardize({self.num_features})" if self.num_features else "Standardize()"

@@ -23,7 +23,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable
 
 from ..errors import ConfigError
+from ..trainer import Terminated
 from .run import execute
+
+
+def _stop(result):
+    """The exception a run's interruption ends the sweep with: SIGTERM (143) or Ctrl-C."""
+    return Terminated() if result.get("code") == 143 else KeyboardInterrupt()
 
 BACKENDS = ("local", "dask")
 
@@ -99,7 +105,7 @@ def _run_local(tasks: list, jobs: int, finish: Callable, progress) -> None:
             res = execute(task)
             finish(p, res)
             if res.get("interrupted"):
-                raise KeyboardInterrupt
+                raise _stop(res)
         return
     # "spawn": fresh interpreters, no fork of a process that holds Numba or threads
     ex = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"))
@@ -120,10 +126,16 @@ def _run_local(tasks: list, jobs: int, finish: Callable, progress) -> None:
             finish(p, res)
             progress.set_running(min(n_workers, len(tasks) - progress.done))
             if res.get("interrupted"):
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
+                raise _stop(res)
+    except KeyboardInterrupt as e:
         for f in futures:
             f.cancel()
+        if isinstance(e, Terminated):  # SIGTERM to this process: the runs checkpoint and stop too
+            for proc in list(getattr(ex, "_processes", {}).values()):
+                try:
+                    proc.terminate()
+                except (OSError, AttributeError):
+                    pass
         raise
     finally:
         ex.shutdown(wait=True, cancel_futures=True)

@@ -503,6 +503,25 @@ class _Progress:
             self.bar = None
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM to the sweep is handled like Ctrl-C (sweep.csv written, runs checkpointed)."""
+    import signal
+    from ..trainer import Terminated
+
+    def handle(signum, frame):
+        raise Terminated()
+    try:
+        old = signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not in the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, jobs: int = 1,
               out: Path | None = None, overrides: Sequence[str] = (),
               log: Callable[[str], Any] = print, *, space: dict | None = None,
@@ -605,10 +624,11 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
 
         _write_csv(out / "sweep.csv", keys, [r for r in rows() if r["status"] != "pending"])
         try:
-            if tasks:
-                runner.run(tasks, finish, bar)
-        except KeyboardInterrupt:
-            interrupted = True
+            with _sigterm_as_interrupt():
+                if tasks:
+                    runner.run(tasks, finish, bar)
+        except KeyboardInterrupt as e:
+            interrupted = e
         finally:
             bar.close()
 
@@ -618,7 +638,7 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
     if interrupted:
         log(f"sweep interrupted; {len(done_rows)} of {len(final_rows)} runs recorded in "
             f"{out / 'sweep.csv'}; run the same command again to continue")
-        raise KeyboardInterrupt
+        raise interrupted
     failed = [r for r in final_rows if r["status"] == "failed"]
     log("")
     log(summary_table(keys, final_rows))

@@ -47,7 +47,8 @@ def execute(task: dict) -> dict:
         summary = trainer.fit(cfg["train"]["epochs"])
         return {"status": "ok", "summary": summary, "resumed": resumed}
     except Interrupted as e:
-        return {"status": "failed", "error": f"{e}", "interrupted": True, "resumed": resumed}
+        return {"status": "failed", "error": f"{e}", "interrupted": True, "resumed": resumed,
+                "code": e.code}
     except MlpjitError as e:
         return {"status": "failed", "error": " ".join(str(e).split()), "resumed": resumed,
                 "kind": type(e).__name__}

@@ -1,0 +1,370 @@
+"""Reliability: the plan and the stop are separate (exact resume for every schedule), SIGTERM
+like SIGINT, memory checked before it is spent, a full disk, and a randomized test of the config
+layer."""
+
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import mlpjit.io
+from mlpjit.trainer import _Signals, parse_duration
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEDULES = [{"type": "constant"}, {"type": "step", "every": 1, "gamma": 0.5},
+             {"type": "exponential", "gamma": 0.7}, {"type": "cosine", "min_lr": 0.001}]
+
+
+def test_the_schedules_tried_are_every_registered_schedule():
+    import mlpjit.schedules  # noqa: F401  (registers them)
+    from mlpjit import registry
+    assert {s["type"] for s in SCHEDULES} == set(registry.schedules.names())
+
+
+def model_bytes(run):
+    return (Path(run) / "model.npz").read_bytes()
+
+
+def untimed(run):
+    rows = [json.loads(x) for x in (Path(run) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return [{k: v for k, v in r.items() if k not in ("epoch_seconds", "eval_seconds")} for r in rows]
+
+
+# --- the plan and the stop ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=[s["type"] for s in SCHEDULES])
+def test_stop_after_then_resume_equals_the_straight_run_for_every_schedule(schedule, mlpjit_main, cfg_file,
+                                                                            helpers, tmp_path):
+    cfg = helpers.spirals(points=90, epochs=4, batch_size=7, dropout=0.2, schedule=schedule)
+    path = cfg_file(cfg)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert mlpjit_main("train", path, "--out", straight, "-q").code == 0
+    r = mlpjit_main("train", path, "--out", split, "--stop-after", 1, "-q")
+    assert r.code == 75 and f"resume with: mlpjit train --resume {split}" in r.err, r.err
+    r = mlpjit_main("train", "--resume", split, "--stop-after", 2, "-q")
+    assert r.code == 75 and "at epoch 3 of 4" in r.err, r.err
+    assert mlpjit_main("train", "--resume", split, "-q").code == 0
+    assert model_bytes(split) == model_bytes(straight)
+    assert untimed(split) == untimed(straight)
+
+
+def test_max_time_stops_mid_epoch_and_resume_is_exact(mlpjit_main, cfg_file, helpers, tmp_path):
+    cfg = helpers.spirals(points=300, epochs=3, batch_size=2, schedule={"type": "cosine"})
+    cfg["train"]["compiled"] = False            # a check after every batch
+    path = cfg_file(cfg)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert mlpjit_main("train", path, "--out", straight, "-q").code == 0
+    r = mlpjit_main("train", path, "--out", split, "--max-time", "0.05s", "-q")
+    assert r.code == 75 and "stopped at the time limit (--max-time)" in r.err, r.err
+    while r.code == 75:
+        r = mlpjit_main("train", "--resume", split, "--max-time", "0.3s", "-q")
+    assert r.code == 0, r.err
+    assert model_bytes(split) == model_bytes(straight)
+
+
+def test_durations_and_bad_values(mlpjit_main, cfg_file, helpers):
+    assert [parse_duration(t) for t in ("90", "90s", "30m", "2h", "1h30m", "1d")] == \
+        [90, 90, 1800, 7200, 5400, 86400]
+    r = mlpjit_main("train", cfg_file(helpers.spirals()), "--max-time", "soon")
+    assert r.code == 2 and "--max-time soon: 'soon' is not a duration (say 90s, 30m, 2h or 1h30m)" in r.err
+    r = mlpjit_main("train", cfg_file(helpers.spirals()), "--stop-after", "0")
+    assert r.code == 2 and "--stop-after" in r.err
+
+
+@pytest.mark.parametrize("schedule,changes", [({"type": "cosine"}, True), ({"type": "step", "every": 1}, False)])
+def test_a_larger_plan_on_resume_is_replanned_and_recorded(schedule, changes, mlpjit_main, cfg_file,
+                                                           helpers, tmp_path):
+    cfg = helpers.spirals(epochs=2, schedule=schedule)
+    run = tmp_path / "run"
+    assert mlpjit_main("train", cfg_file(cfg), "--out", run, "-q").code == 0
+    r = mlpjit_main("train", "--resume", run, "--epochs", 4)
+    assert r.code == 0, r.err
+    kind = schedule["type"]
+    if changes:
+        assert f"the plan changes from 2 to 4 epochs: the {kind} schedule is re-planned over 4 epochs " \
+               f"from epoch 3 on" in r.out
+    else:
+        assert f"the {kind} schedule does not depend on the plan" in r.out
+    rows = untimed(run)
+    assert rows[2]["replanned"] == {"from": 2, "to": 4} and "replanned" not in rows[3]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["plan"] == 4
+    assert summary["plan_changes"] == [{"at_epoch": 3, "from": 2, "to": 4, "schedule": kind, "lr_changed": changes}]
+
+
+# --- signals ----------------------------------------------------------------------------------------
+
+def test_a_second_signal_waits_while_the_checkpoint_is_written():
+    s = _Signals()
+    s._handle(signal.SIGTERM, None)
+    assert s.flag and s.signum == signal.SIGTERM
+    s.writing = True
+    s._handle(signal.SIGINT, None)        # ignored: the write finishes first
+    s.writing = False
+    with pytest.raises(KeyboardInterrupt):
+        s._handle(signal.SIGINT, None)    # otherwise a second signal stops at once
+    assert s.signum == signal.SIGTERM
+
+
+def _start(helpers, args, folder):
+    out, err = open(folder / "stdout.txt", "w"), open(folder / "stderr.txt", "w")
+    p = subprocess.Popen(helpers.proc_cmd(*args), stdout=out, stderr=err, cwd=folder,
+                         env=helpers.proc_env(), start_new_session=True)
+    out.close()
+    err.close()
+    return p
+
+
+def _wait_for(proc, path, test, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and test(path.read_text()):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the process ended (rc {proc.returncode}) first")
+        time.sleep(0.01)
+    proc.kill()
+    pytest.fail(f"{path} never satisfied the test")
+
+
+def test_sigterm_mid_epoch_checkpoints_and_resume_is_exact(helpers, mlpjit_main, tmp_path):
+    cfg = helpers.spirals(points=40000, test_points=30, epochs=3, batch_size=1, dropout=0.2, units=32, seed=1)
+    path = helpers.write_cfg(tmp_path / "long.yaml", cfg)
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    assert mlpjit_main("train", path, "--out", straight, "-q").code == 0
+    proc = _start(helpers, ["train", path, "--out", run], tmp_path)
+    try:
+        _wait_for(proc, run / "metrics.jsonl", lambda t: t.count("\n") >= 1)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = (tmp_path / "stderr.txt").read_text()
+    assert rc == 143, err
+    assert "interrupted (SIGTERM) in epoch" in err and f"resume with: mlpjit train --resume {run}" in err
+    assert "Traceback" not in err
+    assert mlpjit_main("train", "--resume", run, "-q").code == 0
+    assert model_bytes(run) == model_bytes(straight)
+
+
+def test_sigterm_stops_a_local_sweep_and_the_same_command_finishes_it(helpers, tmp_path):
+    cfg = helpers.spirals(points=300000, test_points=30, epochs=3, batch_size=1, units=32)
+    path = helpers.write_cfg(tmp_path / "s.yaml", cfg)
+    out = tmp_path / "sweep"
+    args = ["sweep", path, "--grid", "optimizer.lr=0.01,0.02,0.03", "--out", out]
+    proc = _start(helpers, args, tmp_path)
+    try:
+        _wait_for(proc, tmp_path / "stdout.txt", lambda t: "[1/3] ok" in t)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = (tmp_path / "stdout.txt").read_text() + (tmp_path / "stderr.txt").read_text()
+    assert rc == 143, text
+    assert "sweep interrupted;" in text and "Traceback" not in text
+    rows = (out / "sweep.csv").read_text().splitlines()
+    assert len(rows) >= 2      # header and the finished run(s)
+    proc = subprocess.run(helpers.proc_cmd(*args), capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env=helpers.proc_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "skipping" in proc.stdout and "3 ok, 0 failed" in proc.stdout
+
+
+# --- memory -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cfg,message", [
+    ({"data": {"name": "spirals", "points": 2000000000}},
+     r"error: data 'spirals' \(points: 2,000,000,000, test_points: 1,000\) needs about [\d.]+ GiB, but only [\d.]+ \w+ are available"),
+    ({"data": {"name": "spirals", "points": 10 ** 30}}, r"error: data 'spirals' .* needs about .* PiB, but only"),
+    ({"model": {"layers": [{"type": "dense", "units": 100000}, {"type": "dense", "units": 100000},
+                           {"type": "dense", "units": 3}]}},
+     r"error: model\.layers\.1 \(10,000,100,000 parameters\) needs about [\d.]+ GiB .*, but only"),
+])
+@pytest.mark.parametrize("command", ["config check", "train"])
+def test_configs_too_big_for_the_machine_are_one_line(cfg, message, command, mlpjit_main, cfg_file, helpers,
+                                                      tmp_path):
+    base = helpers.spirals()
+    base.update(cfg)
+    r = mlpjit_main(*command.split(), cfg_file(base), *(["--out", tmp_path / "run"] if command == "train" else []))
+    import re
+    assert r.code == 2 and re.search(message, r.err) and r.err.count("\n") == 1, r.err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_whole_run_is_checked_against_the_memory_limit(mlpjit_main, cfg_file, helpers, monkeypatch):
+    monkeypatch.setenv("MLPJIT_MEMORY_LIMIT", str(2 ** 20))     # 1 MiB
+    r = mlpjit_main("config", "check", cfg_file(helpers.spirals(units=3000, batch_size=60)))
+    assert r.code == 2 and "the run needs about" in r.err and "MLPJIT_MEMORY_LIMIT" in r.err, r.err
+    monkeypatch.setenv("MLPJIT_MEMORY_LIMIT", str(2 ** 30))
+    r = mlpjit_main("config", "check", cfg_file(helpers.spirals()))
+    assert r.code == 0 and "of memory to train" in r.out
+
+
+def test_a_memory_error_anywhere_is_one_line(mlpjit_main, cfg_file, helpers, monkeypatch):
+    import mlpjit.trainer
+
+    def boom(self, *a, **k):
+        raise MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000)")
+    monkeypatch.setattr(mlpjit.trainer.Trainer, "_run_epoch", boom)
+    r = mlpjit_main("train", cfg_file(helpers.spirals()))
+    assert r.code == 2 and r.err.startswith("error: out of memory: Unable to allocate 74.5 GiB") and \
+        r.err.count("\n") == 1, r.err
+
+
+def test_layer_weights_are_drawn_without_a_float64_copy():
+    import tracemalloc
+    import mlpjit
+    tracemalloc.start()
+    layer = mlpjit.Dense(2000, 3000, dtype=np.float32, seed=0)          # 24 MB of float32
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 2.0 * layer.A.nbytes + (8 << 20), peak   # A, dA and one draw block; no float64 A
+
+
+# --- a full disk, a read-only folder ----------------------------------------------------------------
+
+def _fail_nth(monkeypatch, n, err):
+    real = mlpjit.io._write_npz
+    calls = {"n": 0}
+
+    def write(f, arrays):
+        calls["n"] += 1
+        if calls["n"] >= n:
+            raise OSError(err, os.strerror(err))
+        return real(f, arrays)
+    monkeypatch.setattr(mlpjit.io, "_write_npz", write)
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS], ids=["full disk", "read-only"])
+def test_a_failed_checkpoint_write_is_one_line_and_the_previous_one_stays(err, monkeypatch, mlpjit_main,
+                                                                          cfg_file, helpers, run_files, tmp_path):
+    run = tmp_path / "run"
+    _fail_nth(monkeypatch, 3, err)                 # the checkpoints of epochs 1 and 2 go through
+    r = mlpjit_main("train", cfg_file(helpers.spirals(epochs=4)), "--out", run, "-q")
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert r.err.startswith(f"error: {run / 'checkpoint.npz'}: cannot write ({os.strerror(err)})")
+    assert "(its previous version is kept)" in r.err
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []    # no temporary file left
+    state, _ = run_files.checkpoint_state(run)
+    assert state["epoch"] == 2
+    monkeypatch.undo()
+    assert mlpjit_main("train", "--resume", run, "-q").code == 0
+
+
+def test_a_failed_metrics_append_and_sweep_csv_write_are_one_line(monkeypatch, mlpjit_main, cfg_file, helpers,
+                                                                  tmp_path):
+    def no_space(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(mlpjit.io, "open", no_space, raising=False)
+    run = tmp_path / "run"
+    r = mlpjit_main("train", cfg_file(helpers.spirals()), "--out", run, "-q")
+    assert r.code == 2 and f"{run / 'metrics.jsonl'}: cannot write (No space left on device)" in r.err
+    monkeypatch.undo()
+    _fail_nth(monkeypatch, 1, errno.ENOSPC)        # any .npz: the sweep's runs fail, the csv is written
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith("sweep.csv"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+    monkeypatch.setattr(mlpjit.io.os, "replace", replace)
+    r = mlpjit_main("sweep", cfg_file(helpers.spirals()), "--grid", "optimizer.lr=0.1,0.2",
+                    "--out", tmp_path / "sweep")
+    assert r.code == 2 and "sweep.csv: cannot write (No space left on device)" in r.err
+    assert r.err.count("\n") == 1 and "Traceback" not in r.err, r.err
+
+
+# --- a randomized test of the config layer ----------------------------------------------------------
+
+SHIPPED = sorted((REPO / "configs").glob("*.yaml")) + sorted((REPO / "configs" / "experiments").glob("*.yaml"))
+BAD_VALUES = [None, "", "x", -1, 0, 1e30, 10 ** 40, float("nan"), float("inf"), True, [], {}, [1, "a"],
+              "1e-3", -0.5, 2.5, {"name": "nope"}]
+
+
+def _paths(node, prefix=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield prefix + (k,)
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield prefix + (i,)
+            yield from _paths(v, prefix + (i,))
+
+
+def _mutate(doc, rng):
+    doc = json.loads(json.dumps(doc))
+    paths = list(_paths(doc))
+    for _ in range(rng.randint(1, 2)):
+        if not paths:
+            break
+        path = rng.choice(paths)
+        parent = doc
+        for k in path[:-1]:
+            parent = parent[k]
+        key = path[-1]
+        what = rng.random()
+        try:
+            if what < 0.55:
+                parent[key] = rng.choice(BAD_VALUES)
+            elif what < 0.75 and isinstance(parent, dict):
+                del parent[key]
+            elif isinstance(parent, dict):
+                parent[str(key) + rng.choice(["s", "_", "x"])] = parent.pop(key)
+        except (KeyError, IndexError, TypeError):
+            pass
+        paths = list(_paths(doc))
+    return doc
+
+
+def _small(doc, mnist_dir):
+    """The shipped config on data that loads in a moment (the mutations come after)."""
+    data = doc.get("data") or {}
+    if data.get("name") == "mnist":
+        data["path"] = str(mnist_dir)
+        data["validation"] = min(data.get("validation") or 0, 100)
+    elif data.get("name") in ("spirals", "sine"):
+        data["points"], data["test_points"] = 120, 30
+    doc.setdefault("train", {})["epochs"] = 1
+    doc["train"]["compiled"] = False
+    return doc
+
+
+def test_mutated_configs_only_ever_exit_0_2_or_3(mlpjit_main, mini_mnist, tmp_path):
+    mnist = mini_mnist()
+    rng = random.Random(1234)
+    bases = [(p.name, _small(yaml.safe_load(p.read_text()), mnist)) for p in SHIPPED]
+    started = time.monotonic()
+    codes = {}
+    trained = 0
+    for case in range(300):
+        name, base = bases[case % len(bases)]
+        path = tmp_path / f"c{case}.yaml"
+        if case % 10 == 9:      # YAML text cut at a random byte
+            text = yaml.safe_dump(base)
+            path.write_text(text[:rng.randrange(len(text))])
+        else:
+            path.write_text(yaml.safe_dump(_mutate(base, rng), allow_unicode=True))
+        r = mlpjit_main("config", "check", path)
+        codes[r.code] = codes.get(r.code, 0) + 1
+        assert r.code in (0, 2), (name, path.read_text(), r.err)
+        if r.code == 2:
+            assert r.err.startswith("error: ") and r.err.count("\n") == 1, (name, r.err)
+        elif trained < 20:
+            trained += 1
+            t = mlpjit_main("train", path, "--out", tmp_path / f"run{case}", "-q")
+            assert t.code in (0, 2, 3), (name, path.read_text(), t.err)
+            if t.code:
+                assert t.err.startswith("error: ") and t.err.count("\n") == 1, (name, t.err)
+    assert codes.get(2, 0) > 100 and codes.get(0, 0) > 5, codes
+    assert time.monotonic() - started < 60
