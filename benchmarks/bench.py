@@ -1,6 +1,7 @@
 """Training-speed benchmark: mlpjit against PyTorch (eager) and scikit-learn's MLPClassifier.
 
     python benchmarks/bench.py [--cases tiny,small,mid,wide] [--epochs N] [--threads N]
+    python benchmarks/bench.py --cases concurrent,memory      # the machine-sharing and memory rows
 
 Every case trains the same float32 architecture on the same data with the same batch size and
 hyperparameters (plain SGD, lr 0.05, momentum 0.9, no weight decay, shuffled every epoch) in
@@ -31,8 +32,11 @@ import sys
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default="tiny,small,mid,wide,cnn,tabular",
-                   help="comma-separated subset of tiny,small,mid,wide,cnn,tabular (default: all)")
+    p.add_argument("--cases", default="tiny,small,mid,wide,cnn,concurrent,memory,tabular",
+                   help="comma-separated subset of tiny,small,mid,wide,cnn,concurrent,memory,tabular "
+                        "(default: all)")
+    p.add_argument("--concurrent", type=int, default=2, metavar="N",
+                   help="runs started at once in the 'concurrent' case (default 2)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per library and case (default 3)")
     p.add_argument("--threads", type=int, default=2,
                    help="threads for BLAS, Numba and PyTorch (default 2)")
@@ -390,10 +394,110 @@ def tabular_markdown(rows):
     return "\n".join(out)
 
 
+# --- sharing a machine, and memory ----------------------------------------------------------
+
+MID_CONFIG = {
+    "name": "bench_mid", "seed": 0,
+    "data": {"name": "mnist", "path": str(REPO / "data" / "mnist"), "validation": 0},
+    "model": {"layers": [{"type": "dense", "units": 256, "activation": "relu"},
+                         {"type": "dense", "units": 128, "activation": "relu"},
+                         {"type": "dense", "units": 10}]},
+    "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": LR, "momentum": MOMENTUM},
+    "train": {"epochs": 4, "batch_size": 64},
+}
+
+
+def _train_cmd(cfg, out, epochs):
+    return [sys.executable, "-m", "mlpjit", "train", str(cfg), "--epochs", str(epochs), "--out", str(out), "-q"]
+
+
+def _steady(out):
+    rows = [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return steady_median(r["epoch_seconds"] for r in rows)
+
+
+def _start_all(cmds, env):
+    import subprocess
+    procs = [subprocess.Popen(c, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for c in cmds]
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode:
+            raise RuntimeError(f"{' '.join(p.args)} failed: {err.strip()}")
+
+
+def run_concurrent(n, epochs):
+    """Each of two configs (configs/mnist_mlp.yaml, the 'mid' network) trained ``n`` times one
+    after the other, then ``n`` at once, with mlpjit sizing its threads to the runs it finds
+    (as shipped) and with that turned off (MLPJIT_SHARE=0, every run taking every core).
+    Throughput of the runs at once as a share of one after the other:
+    n × (s/epoch alone) / (mean s/epoch together), epochs 2..N."""
+    import yaml
+    rows = []
+    env0 = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with tempfile.TemporaryDirectory(prefix="mlpjit-bench-conc-") as tmp:
+        tmp = Path(tmp)
+        mid = tmp / "mid.yaml"
+        mid.write_text(yaml.safe_dump(MID_CONFIG))
+        for label, cfg in (("mnist_mlp", REPO / "configs" / "mnist_mlp.yaml"), ("mid", mid)):
+            _start_all([_train_cmd(cfg, tmp / f"warm-{label}", 1)], env0)   # the cache, not timed
+            alone = []
+            for i in range(n):
+                _start_all([_train_cmd(cfg, tmp / f"{label}-alone{i}", epochs)], env0)
+                alone.append(_steady(tmp / f"{label}-alone{i}"))
+            a = statistics.mean(alone)
+            for share in ("1", "0"):
+                env = dict(env0, MLPJIT_SHARE=share)
+                outs = [tmp / f"{label}-together{share}-{i}" for i in range(n)]
+                _start_all([_train_cmd(cfg, o, epochs) for o in outs], env)
+                t = statistics.mean(_steady(o) for o in outs)
+                rows.append({"config": label, "runs": n, "sharing": "on" if share == "1" else "off (MLPJIT_SHARE=0)",
+                             "alone s/epoch": f"{a:.3f}", "together s/epoch (each)": f"{t:.3f}",
+                             "throughput together / one after the other": f"{100 * n * a / t:.0f}%"})
+                print(f"  [concurrent] {label} sharing {share}: alone {a:.3f}, together {t:.3f} s/epoch",
+                      file=sys.stderr, flush=True)
+    return rows
+
+
+_MAXRSS = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+           "sys.exit(r.returncode)")
+
+
+def run_memory():
+    """Peak resident memory of the README's first command (mnist_mlp, one epoch), with an empty
+    cache (NUMBA_CACHE_DIR and MLPJIT_CACHE_DIR pointing at a new folder), then again with the
+    cache it left.  The command runs under a small launcher that reports its child's ru_maxrss:
+    a child forked straight from this process would count this process's pages (torch, the
+    data sets) as its own."""
+    import subprocess
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mlpjit-bench-mem-") as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=f"{tmp}/numba", MLPJIT_CACHE_DIR=f"{tmp}/mlpjit",
+                   PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        for label in ("cold cache", "warm cache"):
+            t0 = time.perf_counter()
+            cmd = [sys.executable, "-c", _MAXRSS,
+                   *_train_cmd(REPO / "configs" / "mnist_mlp.yaml", f"{tmp}/run-{label[:4]}", 1)]
+            p = subprocess.run(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+            wall = time.perf_counter() - t0
+            if p.returncode:
+                raise RuntimeError(f"mlpjit train failed: {p.stderr.strip()}")
+            kib = int(p.stderr.strip().splitlines()[-1])
+            mb = kib * 1024 / 1e6 if sys.platform != "darwin" else kib / 1e6   # bytes on macOS
+            rows.append({"command": "mlpjit train configs/mnist_mlp.yaml --epochs 1", "cache": label,
+                         "peak RSS MB": f"{mb:.0f}", "wall s": f"{wall:.1f}"})
+            print(f"  [memory] {label}: {mb:.0f} MB, {wall:.1f} s", file=sys.stderr, flush=True)
+    return rows
+
+
 def main(args):
     names = [c.strip() for c in args.cases.split(",") if c.strip()]
     tabular = "tabular" in names
-    names = [n for n in names if n != "tabular"]
+    concurrent = "concurrent" in names
+    memory = "memory" in names
+    names = [n for n in names if n not in ("tabular", "concurrent", "memory")]
     unknown = [c for c in names if c not in CASES]
     if unknown:
         sys.exit(f"unknown case(s): {', '.join(unknown)} (valid: {', '.join(CASES)})")
@@ -462,6 +566,20 @@ def main(args):
               f"{args.epochs}; ratios > 1 mean mlpjit is faster.")
         print()
         print(markdown(rows))
+    if concurrent:
+        crows = run_concurrent(args.concurrent, max(args.epochs, 3))
+        print()
+        print(f"Sharing a machine: {args.concurrent} runs started at once against the same runs one "
+              f"after the other (median s/epoch over epochs 2..{max(args.epochs, 3)}); 100% means the "
+              f"runs at once do as much work per second as the machine does with one at a time.")
+        print()
+        print(tabular_markdown(crows))
+    if memory:
+        mrows = run_memory()
+        print()
+        print("Memory: peak resident set of the largest process of the command (ru_maxrss).")
+        print()
+        print(tabular_markdown(mrows))
     if tabular:
         if sklearn is None:
             print("\ntabular: scikit-learn is not installed")

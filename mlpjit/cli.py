@@ -131,11 +131,14 @@ def _report(summary, run_dir, echo):
               help="End this invocation, after the current batch, once DURATION has passed "
                    "(90s, 30m, 2h, 1h30m), with a checkpoint (exit 75).")
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed (overrides the config's).")
+@click.option("--threads", metavar="N|auto",
+              help="Threads (train.threads): auto, the cores this process may use, or a number.")
 @click.option("--resume", "resume", type=click.Path(file_okay=False), help="Continue the run in this folder.")
 @click.option("--report", "html_report", is_flag=True,
               help="Also write report.html into the run folder at the end (needs matplotlib).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
-def train(config, out, overrides, epochs, stop_after, max_time, seed, resume, html_report, quiet):
+def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, resume, html_report,
+          quiet):
     """Train a model from a YAML CONFIG and keep a run folder.
 
     \b
@@ -171,9 +174,10 @@ def train(config, out, overrides, epochs, stop_after, max_time, seed, resume, ht
         except ValueError as e:
             raise ConfigError(f"--max-time {max_time}: {e}") from None
     if resume:
-        if config or overrides or seed is not None or out:
+        if config or overrides or seed is not None or out or threads is not None:
             raise ConfigError("--resume takes only the run folder (and --epochs, --stop-after, "
-                              "--max-time); CONFIG, --set, --seed and --out come from the run")
+                              "--max-time); CONFIG, --set, --seed, --threads and --out come from "
+                              "the run")
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml)")
@@ -199,6 +203,10 @@ def train(config, out, overrides, epochs, stop_after, max_time, seed, resume, ht
             extra.append(f"train.epochs={epochs}")
         if seed is not None:
             extra.append(f"seed={seed}")
+        if threads is not None:
+            if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
+                raise ConfigError(f"--threads {threads}: must be an integer >= 1 or 'auto'")
+            extra.append(f"train.threads={threads}")
         cfg_obj = load_config(config, extra)
         cfg = resolved_dict(cfg_obj)
         run_dir = _new_run_dir(cfg["name"], out)

@@ -237,6 +237,16 @@ def _batch_size(value: Any) -> Any:
     raise _Issue(f"must be an integer >= 1 or 'full' (got {_fmt(value)})")
 
 
+def _threads(value: Any) -> Any:
+    if value == "auto" and isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value >= 1:
+            return value
+        raise _Issue(f"must be >= 1 or 'auto' (got {_fmt(value)})")
+    raise _Issue(f"must be an integer >= 1 or 'auto' (got {_fmt(value)})")
+
+
 class TrainConfig(_Model):
     epochs: Annotated[Int, Field(ge=1)] = 10
     batch_size: Annotated[Union[int, Literal["full"]], BeforeValidator(_batch_size)] = 32
@@ -246,6 +256,10 @@ class TrainConfig(_Model):
     # Run whole chunks of batches in one compiled loop (same numbers as the layer-by-layer
     # path); false runs each layer from Python, as a custom layer always does.
     compiled: Bool = True
+    # Threads of a run: "auto" (the cores this process may use) or a number.  A batch is split
+    # into that many shards (fewer for a small model); the result depends on the number of
+    # shards, never on how many threads are free to run them (see docs/performance.md).
+    threads: Annotated[Union[int, Literal["auto"]], BeforeValidator(_threads)] = "auto"
 
 
 def _shorthand_type(value: Any) -> Any:

@@ -98,13 +98,16 @@ class Loss:
     * ``target_kind(k)``: which of the two the compiled step gives it for class ids;
     * ``buffers(k)`` / ``scratch(k)``: arrays per example / whole, as a layer's;
     * ``forward_calls(k, kind)``: kernel calls, one of them ``returns="E"``, the loss value;
-    * ``backward_calls(k, kind)``: kernel calls that write ``dYhat``.
+    * ``backward_calls(k, kind)``: kernel calls that write ``dYhat``;
+    * ``row_mean``: whether E is the mean over the batch's rows of a term of each row alone
+      (then a sharded step computes it shard by shard, see :mod:`mlpjit.step`).
     """
 
     classification = False     # targets are classes; accuracy applies
     accepts_class_ids = False  # a regression loss that takes class ids as one-hot rows
     one_output_for_two_classes = False  # two classes may be one output (a 0/1 target)
     on_logits = False          # applies softmax/σ itself (a final softmax layer is a mistake)
+    row_mean = False           # E = mean over rows of a per-row term (shards can split the batch)
 
     def __init__(self):
         self._key = None
@@ -240,6 +243,7 @@ def mse_backward(Yh, T, dYh):
 @register_loss("mse")
 class MSE(Loss):
     """E = (1/(N·k)) Σᵢⱼ (ŷᵢⱼ − yᵢⱼ)²;  dŶ = 2(Ŷ − Y)/(N·k)."""
+    row_mean = True
     _f, _b = mse_forward, mse_backward
     accepts_class_ids = True
     one_output_for_two_classes = True
@@ -397,6 +401,7 @@ class CrossEntropy(Loss):
     Targets: class ids (N,) or one-hot/probability rows (N, k).  Needs k ≥ 2 outputs.
     Kept for backward: P = softmax(S) (N, k).
     """
+    row_mean = True
     classification = True
     on_logits = True
 
@@ -474,6 +479,7 @@ class BinaryCrossEntropy(Loss):
     E = −mean[y ln σ(s) + (1 − y) ln(1 − σ(s))] = mean[max(s, 0) − s·y + ln(1 + e^−|s|)];
     dS = (σ(S) − Y)/(N·k).   Targets: 0/1 labels (N,) for one output, or (N, k) in [0, 1].
     """
+    row_mean = True
     classification = True
     on_logits = True
     one_output_for_two_classes = True

@@ -21,6 +21,7 @@ import inspect
 import math
 
 import numpy as np
+from numba import uint64 as U
 
 from . import _memory
 from ._jit import jit
@@ -41,6 +42,27 @@ def sum_squares(g):
     total = 0.0
     for i in range(g.shape[0]):
         total += g[i] * g[i]
+    return total
+
+
+# (G: (S, N) the shards' gradients, g: (N,), shards, lo, hi) -> float
+@jit
+def reduce_shards(G, g, shards, lo, hi):
+    """g[lo:hi] = Σ_s G[s, lo:hi] over the first ``shards`` rows, in order; returns
+    Σ g[lo:hi]² (a sharded step's gradient and its share of the norm)."""
+    n = hi - lo
+    a = g[lo:hi]
+    first = G[0, lo:hi]
+    for i in range(n):   # unsigned indices: no wraparound test, so the loops vectorize
+        a[U(i)] = first[U(i)]
+    for s in range(1, shards):
+        row = G[s, lo:hi]
+        for i in range(n):
+            a[U(i)] += row[U(i)]
+    total = 0.0
+    for i in range(n):
+        x = a[U(i)]
+        total += x * x
     return total
 
 
@@ -102,6 +124,8 @@ class Optimizer:
 
     slots = ()
     update_kernel = None
+    elementwise = False   # whether the update of each element needs that element alone (then a
+                          # sharded step updates blocks of a parameter in parallel)
 
     def __init__(self, params, lr):
         if not lr > 0:
@@ -195,6 +219,7 @@ class SGD(Optimizer):
 
     slots = ("velocity",)
     update_kernel = sgd_update
+    elementwise = True
     check_config = staticmethod(_check_nesterov)
 
     @validated
@@ -230,6 +255,7 @@ class Adam(Optimizer):
 
     slots = ("m", "v")
     update_kernel = adam_update
+    elementwise = True
 
     @validated
     def __init__(self, params, lr: Positive = 0.001, beta1: Unit = 0.9, beta2: Unit = 0.999,

@@ -339,6 +339,16 @@ class Trainer:
         else:
             self.fast_reason = "train.compiled is false"
         self.early = {"best": None, "best_epoch": 0, "wait": 0, "stopped": False} if es else None
+        from .threads import resolve_threads
+        self.auto_threads = cfg["train"].get("threads", "auto") in (None, "auto")
+        self.threads = resolve_threads(cfg["train"].get("threads", "auto"))  # shards: see step
+        # BLAS's threads outside a sharded step (a serial step, the layer path, evaluation): the
+        # run's share of the cores when it starts, fixed from then on (BLAS's sums depend on it)
+        self.blas = None
+        # this run among the runs on the machine: from now (two runs started at once see each
+        # other when they start training) to the end of fit()
+        from .threads import Presence
+        self.presence = Presence().__enter__()
 
     # -- state --------------------------------------------------------------------------
     def _new_accumulators(self):
@@ -348,6 +358,7 @@ class Trainer:
     def save_checkpoint(self):
         state = {"epoch": self.epoch, "batch": self.batch, "acc": self.acc, "early": self.early,
                  "plan": self.cfg["train"]["epochs"], "plan_changes": self.plan_changes,
+                 "threads": self.threads, "blas_threads": self.blas,
                  "shuffle_rng": _rng_state_json(self.shuffle_rng),
                  "dropout_rngs": [_rng_state_json(d.rng) for d in self.dropouts]}
         arrays = {"__format__": np.array(CHECKPOINT_FORMAT), "__state__": json_array(state)}
@@ -377,6 +388,8 @@ class Trainer:
         self.acc, self.early = state["acc"], state["early"]
         self.perm = arrays["perm"] if self.batch > 0 else None
         self.plan_changes = list(state.get("plan_changes", []))
+        self.threads = int(state.get("threads", self.threads))  # the same shards as before
+        self.blas = state.get("blas_threads", self.threads)      # and the same BLAS threads
         old, new = state.get("plan", self.cfg["train"]["epochs"]), self.cfg["train"]["epochs"]
         if new != old and new > self.epoch:
             self._replan(old, new)
@@ -419,14 +432,18 @@ class Trainer:
         epochs = epochs or cfg["train"]["epochs"]
         metrics = [r for r in read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
         write_metrics(self.run_dir, metrics)
-        if self.epoch == 0 and self.batch == 0:  # a fresh run: fit standardize to the training split
+        if self.epoch == 0 and self.batch == 0 and hasattr(self.model.layers[0], "adapt"):
+            # a fresh run: fit standardize to the training split (a scaled copy: only then)
             X = self.data.X_train
             self.model.adapt(self.data.scaled(X.reshape(len(X), -1)))
         start_time = time.perf_counter()
         self._deadline = None if max_time is None else time.monotonic() + max_time
         done = 0
-        with _Signals() as signals:
+        from .threads import pools
+        with _Signals() as signals, self.presence as presence, pools(self.threads, False):
             self._signals = signals
+            if self.blas is None:   # a new run: its share of the cores now, when threads are auto
+                self.blas = presence.share(self.threads) if self.auto_threads else self.threads
             while self.epoch < epochs and not (self.early and self.early["stopped"]):
                 if stop_after is not None and done >= stop_after:
                     raise Stopped(f"stopped after {done} epoch{'s' if done != 1 else ''} "
@@ -445,6 +462,11 @@ class Trainer:
         summary = self._summary(metrics, time.perf_counter() - start_time)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
+
+    def _threads_now(self):
+        """Threads for the next chunk of a sharded step: this run's share of the cores, at most
+        train.threads (the result does not depend on it)."""
+        return self.presence.share(self.threads) if self.presence is not None else self.threads
 
     def _checkpoint(self, signals):
         signals.writing = True   # a signal now waits for the write
@@ -491,9 +513,11 @@ class Trainer:
         if self.fast_reason is None and self.fast is None:
             from .step import CompiledStep
             self.fast = CompiledStep(self.model, self.loss, self.optimizer, rows, y, data.x_scale,
-                                     data.task, bs, clip, input_shape=X.shape[1:], notice=self.log)
+                                     data.task, bs, clip, input_shape=X.shape[1:], notice=self.log,
+                                     threads=self.threads, blas_threads=self.blas)
         try:
             while self.fast is not None and self.batch < n_batches:
+                self.fast.threads = self._threads_now()
                 stop = min(self.batch + self.fast.chunk_batches, n_batches)
                 done, bad = self.fast.run(perm, self.batch, stop, lr, acc)
                 self.batch += done
@@ -502,6 +526,9 @@ class Trainer:
                 if bar is not None:
                     bar.update(done)
                 self._stop_mid_epoch(interrupt, n_batches, t0)
+            if self.fast is None and self.batch < n_batches:
+                from .threads import apply
+                apply(self.blas, False)   # the layer path: BLAS's threads, fixed for the run
             while self.batch < n_batches:
                 b = self.batch
                 idx = perm[b * bs:(b + 1) * bs]
@@ -552,6 +579,8 @@ class Trainer:
         if change is not None:   # the first epoch trained under a changed plan says so
             row["replanned"] = {"from": change["from"], "to": change["to"]}
         t1 = time.perf_counter()
+        from .threads import apply
+        apply(self.blas or self.threads, False)   # evaluation: BLAS's threads, fixed (its sums depend on them)
         for split in ("val", "test"):
             Xs, ys = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
             if Xs is not None and len(Xs):

@@ -148,6 +148,20 @@ def test_maxpool_propagates_nan():
     np.testing.assert_array_equal(dX[0, 0], [[0, 0], [5, 0]])   # to the first NaN
 
 
+def test_the_2x2_max_pooling_kernels_match_numpy():
+    """2×2 windows with stride 2 have kernels of their own (maxpool2x2_*): odd sizes (the last
+    row and column in no window), ties among small integers, NaNs (np.max propagates them,
+    np.argmax picks the first), against the NumPy reference."""
+    rng = np.random.default_rng(7)
+    X = rng.integers(0, 3, (2, 3, 7, 9)).astype(np.float64)       # many ties
+    X[0, 1, 2, 3] = X[1, 2, 5, 4] = X[1, 2, 5, 5] = np.nan
+    layer = MaxPool2D(2)
+    Y = layer.forward(X)
+    np.testing.assert_array_equal(Y, naive.pool2d(X, (2, 2), (2, 2), "max"))
+    dY = rng.standard_normal(Y.shape)
+    np.testing.assert_array_equal(layer.backward(dY), naive.pool2d_backward(X, dY, (2, 2), (2, 2), "max"))
+
+
 def test_output_size_formula():
     # o = ⌊(i + p − k)/s⌋ + 1 with p the total padding (math.md §6)
     for i, k, s, padding, p in [(28, 3, 1, "valid", 0), (28, 3, 2, "same", 2), (7, 4, 1, "same", 3),
@@ -361,7 +375,8 @@ def _cnn_cfg(mnist_dir, layers=None, **train):
             {"type": "dense", "units": 10}]},
         "loss": "cross_entropy",
         "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9},
-        "train": {"epochs": 2, "batch_size": 32, **train},
+        # one thread: a sharded step of this network compiles for ~40 s (test_threads tests them)
+        "train": {"epochs": 2, "batch_size": 32, "threads": 1, **train},
     }
 
 

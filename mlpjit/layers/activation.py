@@ -20,6 +20,7 @@ class Activation(Layer):
     >>> mlpjit.Activation("relu").forward(np.array([[-1.0, 2.0]]))
     array([[0., 2.]])
     """
+    row_separable = True
 
     def __init__(self, activation: ActivationSpec, **activation_params):
         self.activation = _activations.get(activation, **activation_params)

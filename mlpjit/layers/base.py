@@ -14,6 +14,10 @@ config (the constructor's annotated signature).  It declares
 * ``constants()``: ``{name: number}``, the scalars its kernels take;
 * ``draws(in_shape)``: uniform [0, 1) numbers per example its training forward needs (``U``,
   drawn from ``self.rng``; dropout);
+* ``row_separable``: True when each example's rows of Y, dX and its buffers depend on that
+  example alone and the parameters' gradients are sums over examples (dense, convolution,
+  pooling, activations, dropout): then a sharded step (:mod:`mlpjit.step`) may split a batch
+  among threads.  False (the default, and BatchNorm's answer) keeps the step serial;
 * ``forward_calls(training)`` / ``backward_calls(training)``: the kernels to call, in order, each a
   :class:`Call` naming its arguments.  The default calls ``forward_kernel`` and
   ``backward_kernel`` with arguments named as their parameters.
@@ -147,6 +151,7 @@ class Layer:
     inferred = {}          # constructor argument -> the index of the input shape's entry it equals
     image_input = False    # whether the layer needs (C, H, W) examples (a model starting with it
                            # reads images)
+    row_separable = False  # examples independent, gradients sums over them (see the docstring)
     dtype = np.dtype(np.float32)
     forward_kernel = None
     backward_kernel = None
@@ -526,6 +531,7 @@ def same_shape(a, b):
 
 
 class Pool2D(Layer):
+    row_separable = True
     """What the pooling layers share: a size×size window moved by ``stride`` (default: the
     size, windows side by side), no padding, per example and channel; OH = ⌊(H − KH)/sh⌋ + 1.
     Their kernels take the window as the constants KH, KW, sh, sw."""

@@ -291,6 +291,7 @@ class Conv2D(Layer):
     The kernels run through im2col and BLAS; ``conv2d_forward_direct`` and its backward are
     the plain loops they are tested against.
     """
+    row_separable = True
 
     params = ("A", "b")
     inferred = {"in_channels": 0}

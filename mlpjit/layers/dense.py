@@ -284,6 +284,7 @@ class Dense(Layer):
     >>> layer.forward(np.ones((2, 3))).shape
     (2, 4)
     """
+    row_separable = True
 
     params = ("A", "b")
     inferred = {"in_features": 0}

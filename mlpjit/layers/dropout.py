@@ -41,6 +41,7 @@ class Dropout(Layer):
     >>> mlpjit.Dropout(0.5, seed=0).forward(np.ones((1, 4)), training=True)
     array([[2., 0., 2., 2.]])
     """
+    row_separable = True
 
     @validated
     def __init__(self, p: Unit, seed=None):

@@ -14,6 +14,7 @@ from .base import Layer, dims
 @register_layer("flatten")
 class Flatten(Layer):
     """(N, C, H, W) → (N, C·H·W), as a view (see the module docstring)."""
+    row_separable = True
 
     def output_shape(self, in_shape):
         if in_shape is None or any(d is None for d in in_shape):

@@ -139,6 +139,7 @@ class Residual(Layer):
 
 class _Begin(Layer):
     """The start of a residual block in the compiled step: Y is X; dX = dY + dY of the end."""
+    row_separable = True
 
     def __init__(self, block):
         self.block = block
@@ -160,6 +161,7 @@ class _Begin(Layer):
 
 class _End(Layer):
     """The end of a residual block in the compiled step: Y = F(X) + X; dX is dY (into F)."""
+    row_separable = True
 
     def __init__(self, block, begin):
         self.block, self.begin = block, begin

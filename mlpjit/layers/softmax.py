@@ -16,6 +16,7 @@ from .base import Call, Layer, dims, fmt_shape
 @register_layer("softmax")
 class Softmax(Layer):
     """Softmax over each row (see the module docstring)."""
+    row_separable = True
 
     outputs_probabilities = True   # a loss on logits after it would apply softmax twice
 

@@ -56,6 +56,7 @@ class Standardize(Layer):
     >>> s.forward(np.array([[2.0, 6.0]]))
     array([[0., 1.]], dtype=float32)
     """
+    row_separable = True
 
     state = ("mean", "std")
     inferred = {"num_features": 0}

@@ -31,6 +31,11 @@ from .codegen import ACC_SIZE, Alloc, Draws, StepPlan
 __all__ = ["CompiledStep", "StepPlan", "step_source", "cache_dir", "unsupported_reason"]
 
 CHUNK_EXAMPLES = 16384  # examples per compiled call: Ctrl-C and the progress bar react within one
+SHARD_WORK = 2 ** 21    # multiply-adds of a batch per shard below which one thread is faster
+SHARD_ROWS = 8          # rows per shard at least
+SHARD_PER_PARAM = 128   # multiply-adds per parameter and shard below which the shards' gradients
+                        # cost more to sum than the threads save (measured: docs/performance.md)
+CHILD_COMPILE_BYTES = 16 * 2 ** 20   # training data from which a new step compiles in a child process
 DRAW_BUDGET = 32 * 2 ** 20  # bytes of dropout draws made ahead of one call (float64 each)
 
 
@@ -87,6 +92,15 @@ def _source_hash(plan):
 _LOADED = {}
 
 
+def in_cache(dispatcher):
+    """Whether Numba's on-disk cache holds compiled code of ``dispatcher`` (its index file
+    exists); True when that cannot be told."""
+    try:
+        return os.path.exists(dispatcher._cache._cache_file._index_path)
+    except AttributeError:
+        return True
+
+
 def load_step(plan, notice=None):
     """The module of a plan's source (written once into the cache directory, imported once per
     process)."""
@@ -111,11 +125,89 @@ def load_step(plan, notice=None):
     return module
 
 
-def step_source(model, loss, optimizer, batch_size, input_shape, clip=None, task="classification"):
+def step_source(model, loss, optimizer, batch_size, input_shape, clip=None, task="classification",
+                threads=1):
     """The generated source of a model's training step (nothing is compiled)."""
     k = int(np.prod(model.output_shape(tuple(input_shape))))
     kind = loss.target_kind(k) if task == "classification" else "T"
-    return StepPlan(model, loss, optimizer, batch_size, input_shape, clip, kind).source
+    shards = plan_shards(model, loss, optimizer, batch_size, input_shape, threads)
+    return StepPlan(model, loss, optimizer, batch_size, input_shape, clip, kind, shards=shards).source
+
+
+def batch_work(model, batch_size, input_shape):
+    """Multiply-adds of one training batch (forward and backward), from the layers' explain()."""
+    shape, total = tuple(input_shape), 0
+    for layer in model.layers:
+        for node in layer.nodes():
+            try:
+                f, b = node.explain(shape, batch_size)["macs"]
+                total += int(f) + int(b)
+            except Exception:   # noqa: BLE001  (a layer that cannot say: count nothing)
+                pass
+            shape = tuple(node.output_shape(shape))
+    return total
+
+
+def plan_shards(model, loss, optimizer, batch_size, input_shape, threads):
+    """How many shards a batch is split into: 1 (a serial step) for one thread, a model whose
+    layers or loss cannot be split by rows (BatchNorm, soft F1), no BLAS whose threads can be
+    set, or a batch too small to pay for the threads (SHARD_WORK multiply-adds and SHARD_ROWS
+    rows per shard, SHARD_PER_PARAM multiply-adds per parameter and shard: each shard writes a
+    whole gradient, and the shards' gradients are summed); else up to ``threads``."""
+    return _plan(model, loss, batch_size, input_shape, threads)[0]
+
+
+def _plan(model, loss, batch_size, input_shape, threads):
+    """(shards, why a single shard: None, "one thread", "rows" (BatchNorm, soft F1), "blas" or
+    "work")."""
+    from ..threads import blas_control
+    from .codegen import shardable
+    if threads <= 1:
+        return 1, "one thread"
+    nodes = [node for layer in model.layers for node in layer.nodes()]
+    if not shardable(nodes, loss):
+        return 1, "rows"
+    if not blas_control():
+        return 1, "blas"
+    work = batch_work(model, batch_size, input_shape)
+    params = max(1, sum(arr.size for _, arr, _ in model.parameters()))
+    shards = int(max(1, min(threads, work // SHARD_WORK, int(batch_size) // SHARD_ROWS,
+                            work // (SHARD_PER_PARAM * params))))
+    return shards, ("work" if shards == 1 else None)
+
+
+def _compile_in_child(module, fn, args):
+    """Compile ``fn`` (a generated step) for ``args``' types in a child process, into Numba's
+    on-disk cache, so that this process loads the machine code instead of holding the
+    compiler's memory beside its data (the first run's peak: docs/performance.md).  Returns
+    whether it worked; if not, the caller's call compiles here as usual."""
+    import pickle
+    import subprocess
+    import tempfile
+    from numba import typeof
+    try:
+        signature = tuple(typeof(a) for a in args)
+        with tempfile.NamedTemporaryFile("wb", suffix=".pkl", delete=False) as f:
+            pickle.dump((module.__file__, module.__name__, signature), f)
+    except Exception:   # noqa: BLE001  (a type that cannot travel: compile here)
+        return False
+    try:
+        done = subprocess.run([sys.executable, "-m", "mlpjit.step.compile_child", f.name],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=_child_env())
+        return done.returncode == 0
+    except OSError:
+        return False
+    finally:
+        os.unlink(f.name)
+
+
+def _child_env():
+    """This process's environment, with its import path (the child must import the same mlpjit
+    and the same kernels)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
 
 
 class CompiledStep:
@@ -126,7 +218,7 @@ class CompiledStep:
     batches [b_start, b_stop) of ``perm``."""
 
     def __init__(self, model, loss, optimizer, X, y, x_scale, task, batch_size, clip,
-                 input_shape=None, notice=None):
+                 input_shape=None, notice=None, threads=1, shards=None, blas_threads=None):
         dtype = np.dtype(model.dtype)
         self.model, self.optimizer, self.loss = model, optimizer, loss
         self.X, self.x_scale, self.bs = X, float(x_scale), int(batch_size)
@@ -135,7 +227,18 @@ class CompiledStep:
         n = X.shape[0]
         kind = loss.target_kind(k) if task == "classification" else "T"
         pred = loss.pred_rule(k) if task == "classification" else KM.PRED_NONE
-        self.plan = plan = StepPlan(model, loss, optimizer, self.bs, shape, clip, kind, pred)
+        planned, why = _plan(model, loss, self.bs, shape, threads)
+        if shards is None:
+            shards = planned
+        self.shards = int(shards)
+        # a serial step's BLAS threads, fixed for a run (BLAS's sums depend on them): one for a
+        # batch too small to split (measured: BLAS's threads gain nothing there, and a second
+        # run beside it keeps its core), else the run's
+        self.run_threads = 1 if why == "work" else int(threads if blas_threads is None else blas_threads)
+        self.threads = int(threads)       # threads for the shards now (lowered to share the cores)
+        self.plan = plan = StepPlan(model, loss, optimizer, self.bs, shape, clip, kind, pred,
+                                    shards=self.shards)
+        self.shards = plan.shards   # 1 when the model cannot be split by rows
         self.source = plan.source
         # targets: class ids for cross-entropy and accuracy, float rows for the other losses
         if task == "classification":
@@ -180,6 +283,8 @@ class CompiledStep:
         self.static_args = tuple(values)
         self.module = load_step(plan, notice)
         self.fn = self.module.train_chunk
+        self.notice = notice
+        self.compiling = not in_cache(self.fn)   # the first call compiles: say so, and how long
 
     def array(self, name):
         """The array bound to the step's argument ``name`` (``l0_A``, ``l2_S``, ...)."""
@@ -196,13 +301,32 @@ class CompiledStep:
         for node, per_example, arr in self.draws:  # the same draws the layer would make
             total = (min(b_stop * self.bs, n) - b_start * self.bs) * per_example
             node.rng.random(out=arr[:total])
+        from ..threads import apply
+        # sharded: the shards on up to self.threads of Numba's threads (BLAS single-threaded);
+        # serial: BLAS's threads, as many as the run has (fixed: BLAS's sums depend on them)
+        apply(min(self.threads, self.shards) if self.plan.sharded else self.run_threads, self.plan.sharded)
         a = self.acc
         a[:] = 0.0
         a[0], a[1], a[2], a[3], a[4] = acc["loss"], acc["correct"], acc["seen"], acc["grad_norm"], acc["batches"]
         self.layer_norms[:] = [acc["layer_norms"][nm] for nm in self.weight_names]
-        done = self.fn(self.X, self.x_scale, self.labels, self.targets, perm, self.bs, b_start,
-                       b_stop, lr, self.optimizer.t, self.pred, a, self.layer_norms, self.Xbuf,
-                       self.lbuf, self.tbuf, self.dOut, *self.static_args)
+        head = (self.X, self.x_scale, self.labels, self.targets, perm, self.bs, b_start, b_stop, lr,
+                self.optimizer.t, self.pred, a, self.layer_norms, self.Xbuf, self.lbuf, self.tbuf,
+                self.dOut) + ((self.shards,) if self.plan.sharded else ())
+        if self.compiling:
+            import time
+            if self.notice is not None:
+                self.notice("compiling kernels for this model (first run only)…")
+            t = time.perf_counter()
+            if self.plan.cached and self.X.nbytes >= CHILD_COMPILE_BYTES:
+                # beside a large data set, the compiler's memory would add to the run's peak
+                _compile_in_child(self.module, self.fn, head + self.static_args)
+            done = self.fn(*head, *self.static_args)   # loads what the child compiled
+            if self.notice is not None:
+                self.notice(f"compiled in {time.perf_counter() - t:.1f} s (the next runs load it "
+                            f"from {cache_dir()})")
+            self.compiling = False
+        else:
+            done = self.fn(*head, *self.static_args)
         self.optimizer.t += done
         acc["loss"], acc["correct"], acc["seen"] = float(a[0]), int(a[1]), int(a[2])
         acc["grad_norm"], acc["batches"] = float(a[3]), int(a[4])

@@ -24,6 +24,7 @@ import numpy as np
 from ..layers.base import LayerKernelError, Ref, _spec
 
 PREFETCH_BYTES = 4 * 2 ** 20  # data sets above this size have their next batch prefetched
+BLOCK = 16384                 # parameter elements per work item of a sharded step's update
 
 # acc (float64[:]): 0 loss·m summed, 1 correct, 2 examples seen, 3 grad norm summed, 4 batches,
 #                   5 the batch (1-based) where a NaN/Inf appeared, 6 the offending loss, 7 its norm
@@ -114,7 +115,7 @@ class StepPlan:
     """
 
     def __init__(self, model, loss, optimizer, batch_size, input_shape, clip=None,
-                 target_kind="labels", pred=0):
+                 target_kind="labels", pred=0, shards=1):
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.bs = int(batch_size)
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -127,6 +128,12 @@ class StepPlan:
         self._arg_names = set()
         self.nodes = [node for layer in model.layers for node in layer.nodes()]
         self._shapes()
+        self.shards = int(shards) if shardable(self.nodes, loss) else 1
+        self.sharded = self.shards > 1
+        # a shard's rows: a batch's [r0, r1) in a sharded step (m of them), [0, m) otherwise
+        self.rows = "[r0:r1]" if self.sharded else "[:m]"
+        self.shard_bs = -(-self.bs // self.shards)
+        self.model_names = [n for n, _, _ in model.parameters()]
         self.source = self._render()
 
     # --- shapes and what each node needs ------------------------------------------------------
@@ -167,17 +174,23 @@ class StepPlan:
         dY, dX are filled in by the caller)."""
         in_shape = self.in_shapes[l]
         space = {}
+        S = self.shards
         for name, arr, grad in node.parameters():
             space[name] = self._arg(f"l{l}_{name}", arr)
             space["d" + name] = self._arg(f"l{l}_d{name}", grad)
+            if self.sharded:   # each shard's gradient, summed into d<name> in shard order
+                space["d" + name] = self._arg(f"l{l}_d{name}_sh", Alloc((S,) + grad.shape, grad.dtype)) + "[s]"
         for name, arr in node.state_items():
             space[name] = self._arg(f"l{l}_{name}", arr)
         for name, spec in node.buffers(in_shape).items():
             shape, dt = _spec(spec, self.dtype)
-            space[name] = self._arg(f"l{l}_{name}", Alloc((self.bs,) + shape, dt)) + "[:m]"
-        for name, spec in node.scratch(in_shape, self.bs).items():
+            space[name] = self._arg(f"l{l}_{name}", Alloc((self.bs,) + shape, dt)) + self.rows
+        for name, spec in node.scratch(in_shape, self.shard_bs).items():
             shape, dt = _spec(spec, self.dtype)
-            space[name] = self._arg(f"l{l}_{name}", Alloc(shape, dt))
+            if self.sharded:   # one per shard
+                space[name] = self._arg(f"l{l}_{name}", Alloc((S,) + shape, dt)) + "[s]"
+            else:
+                space[name] = self._arg(f"l{l}_{name}", Alloc(shape, dt))
         for name, value in node.constants().items():
             space[name] = self._arg(f"l{l}_{name}", value)
         draws = node.draws(in_shape)
@@ -220,9 +233,9 @@ class StepPlan:
         head_args = ["X", "x_scale", "labels", "targets", "perm", "bs", "b_start", "b_stop", "lr",
                      "t0", "pred", "acc", "norms", "Xbuf", "lbuf", "tbuf", "dOut"]
         # forward
-        x_expr = "Xbuf[:m]"
+        x_expr = f"Xbuf{self.rows}"
         if len(self.input_shape) > 1:
-            x_expr = f"Xbuf[:m].reshape({self._dims('x_d', self.input_shape)})"
+            x_expr = f"Xbuf{self.rows}.reshape({self._dims('x_d', self.input_shape)})"
         for l, node in enumerate(nodes):
             where = f"layer {l} ({node!r})"
             space = self._node_space(l, node)
@@ -231,14 +244,16 @@ class StepPlan:
             body_f.append(f"# ({l}) {_comment(node)}")
             body_f.append(f"X{l} = {x_expr if l == 0 else f'Y{l - 1}'}")
             space["X"] = f"X{l}"
-            if "U" in space:
+            if "U" in space and self.sharded:   # this shard's rows of the batch's draws
+                body_f.append(f"U{l} = l{l}_U[u{l} + r0 * l{l}_draws:u{l} + r1 * l{l}_draws]")
+            elif "U" in space:
                 body_f.append(f"U{l} = l{l}_U[u{l}:u{l} + m * l{l}_draws]")
                 body_f.append(f"u{l} += m * l{l}_draws")
             if "Y" in aliases:
                 body_f.append(f"Y{l} = {self._alias_expr(l, 'Y', aliases['Y'], space)}")
             else:
                 self._arg(f"l{l}_Y", Alloc((self.bs,) + self.out_shapes[l], self._node_dtype(node)))
-                body_f.append(f"Y{l} = l{l}_Y[:m]")
+                body_f.append(f"Y{l} = l{l}_Y{self.rows}")
             space["Y"] = f"Y{l}"
             for alias, target in aliases.items():
                 if alias != "Y" and not alias.startswith("d"):
@@ -250,9 +265,12 @@ class StepPlan:
         loss_space = {"Yhat": f"Y{L - 1}", "labels": "lb", "T": "tb", "dYhat": "dO"}
         k = self.k
         for name, shape in self.loss.buffers(k).items():
-            loss_space[name] = self._arg(f"loss_{name}", Alloc((self.bs,) + tuple(shape), self.dtype)) + "[:m]"
+            loss_space[name] = self._arg(f"loss_{name}", Alloc((self.bs,) + tuple(shape), self.dtype)) + self.rows
         for name, shape in self.loss.scratch(k).items():
-            loss_space[name] = self._arg(f"loss_{name}", Alloc(tuple(shape), self.dtype))
+            if self.sharded:
+                loss_space[name] = self._arg(f"loss_{name}", Alloc((self.shards,) + tuple(shape), self.dtype)) + "[s]"
+            else:
+                loss_space[name] = self._arg(f"loss_{name}", Alloc(tuple(shape), self.dtype))
         loss_lines = [f"# loss: {self.loss.name} ({'class ids' if self.target_kind == 'labels' else 'target rows'})"]
         where = f"loss {self.loss.name}"
         for call in self.loss.forward_calls(k, self.target_kind):
@@ -277,7 +295,7 @@ class StepPlan:
                 space["dX"] = f"dX{l}"
             elif uses_dX:
                 self._arg(f"l{l}_dX", Alloc((self.bs,) + self.in_shapes[l], self._node_dtype(node)))
-                body_b.append(f"dX{l} = l{l}_dX[:m]")
+                body_b.append(f"dX{l} = l{l}_dX{self.rows}")
                 space["dX"] = f"dX{l}"
             for alias, target in aliases.items():
                 if alias.startswith("d") and alias != "dX":
@@ -285,6 +303,8 @@ class StepPlan:
                     space[alias] = f"{alias}{l}"
             for call in calls:
                 body_b.append(self._call(call, space, spaces, where))
+        if self.sharded:
+            return self._assemble_sharded(head_args, body_f, loss_lines, body_b, self._update_sharded())
         update = self._update()
         return self._assemble(head_args, body_f, loss_lines, body_b, update)
 
@@ -371,6 +391,208 @@ class StepPlan:
         self._param_head = head
         return lines
 
+    def _params(self):
+        params, q = [], 0
+        for l, node in enumerate(self.nodes):
+            for name, arr, _ in node.parameters():
+                params.append((q, l, name, arr.size))
+                q += 1
+        return params
+
+    def _update_sharded(self):
+        """A sharded step's update, in three parts: the lines of the reduction region (each
+        work item sums the shards' gradients of one block and its squares), the serial lines
+        (norms, the NaN check, the clipping factor) and the lines of the update region."""
+        params = self._params()
+        wq, wlo, whi, starts = _blocks([size for _, _, _, size in params])
+        for name, arr in (("wq", wq), ("wlo", wlo), ("whi", whi), ("wstart", starts)):
+            self._arg(name, arr)
+        self._arg("wss", Alloc((len(wq),), np.float64))
+        head = []
+        for q, l, name, _ in params:
+            head.append(f"p{q} = l{l}_{name}.reshape(-1)")
+            head.append(f"g{q} = l{l}_d{name}.reshape(-1)")
+            head.append(f"G{q} = l{l}_d{name}_sh.reshape((S, g{q}.shape[0]))")
+        self._param_head = head
+        opt = self.optimizer
+        for q, l, name, _ in params:
+            for slot in opt.slots:
+                self._arg(f"s{q}_{slot}", _flat_slot(opt, q, slot))
+        consts = {cname: self._arg(f"opt_{cname}", value) for cname, value in opt.constants().items()}
+        clip_mode = "norm" if self.clip.get("norm") is not None else (
+            "value" if self.clip.get("value") is not None else None)
+        if clip_mode:
+            self._arg("clip_c", float(self.clip[clip_mode]))
+        self.clip_mode = clip_mode
+
+        def dispatch(body, var="q"):   # "if q == 0: ... elif q == 1: ..." over the parameters
+            lines = []
+            for q, l, name, _ in params:
+                lines.append(("if" if q == 0 else "elif") + f" {var} == {q}:  # {self.model_names[q]}")
+                lines.extend("    " + x for x in body(q))
+            return lines
+        reduce_ = ["q, lo_, hi_ = wq[w], wlo[w], whi[w]"]
+        reduce_ += dispatch(lambda q: [f"wss[w] = reduce_shards(G{q}, g{q}, Sb, lo_, hi_)"])
+        serial = ["# gradient norms (before clipping), in the order of model.parameters()"]
+        for q, _, _, _ in params:
+            serial.append(f"ss{q} = 0.0")
+            serial.append(f"for v in range(wstart[{q}], wstart[{q + 1}]):")
+            serial.append(f"    ss{q} += wss[v]")
+        serial.append("norm = math.sqrt(" + " + ".join(f"ss{q}" for q, _, _, _ in params) + ")"
+                      if params else "norm = 0.0")
+        serial += ["if not (math.isfinite(E) and math.isfinite(norm)):",
+                   "    acc[5] = b + 1", "    acc[6] = E", "    acc[7] = norm", "    return done"]
+        self.weight_names, w = [], 0
+        for (q, l, name, _), full in zip(params, self.model_names):
+            if full.endswith(".A"):
+                serial.append(f"norms[{w}] += math.sqrt(ss{q})")
+                self.weight_names.append(full)
+                w += 1
+        serial.append("c = clip_norm_factor(norm, clip_c)" if clip_mode == "norm" else "c = 1.0")
+        kernel = type(opt).update_kernel
+        kname = self.kernels.name(kernel)
+        argnames = opt.kernel_args()
+        serial.append("t = t0 + done + 1")
+
+        def update(q, rows):
+            space = dict(consts, theta=f"p{q}{rows}", g=f"g{q}{rows}", lr="lr", t="t",
+                         **{slot: f"s{q}_{slot}{rows}" for slot in opt.slots})
+            missing = [a for a in argnames if a not in space]
+            if missing:
+                raise LayerKernelError(f"optimizer {opt.name}: kernel {kname} takes "
+                                       f"{', '.join(repr(a) for a in missing)}, which the optimizer "
+                                       f"does not provide (it provides: {', '.join(sorted(space))})")
+            lines = []
+            if clip_mode == "norm":
+                lines += ["if c != 1.0:", f"    scale_inplace(g{q}{rows}, c)"]
+            elif clip_mode == "value":
+                lines.append(f"clip_value_inplace(g{q}{rows}, clip_c)")
+            return lines + [f"{kname}(" + ", ".join(space[a] for a in argnames) + ")"]
+        if getattr(opt, "elementwise", False):   # block by block, in parallel
+            upd = ["z, zlo, zhi = wq[w2], wlo[w2], whi[w2]"] + dispatch(lambda q: update(q, "[zlo:zhi]"), "z")
+            tail = []
+        else:                                    # parameter by parameter, serially
+            upd = []
+            tail = [f"# update: {opt.name} (not element-wise: each parameter whole)"]
+            for q, _, _, _ in params:
+                tail += update(q, "")
+        return reduce_, serial, upd, tail
+
+    def _assemble_sharded(self, head_args, body_f, loss_lines, body_b, update):
+        """The step of a sharded plan: per batch, a parallel loop over shards (each gathers its
+        rows and runs forward, the loss and backward on them into its own gradients), then a
+        parallel loop over blocks of the parameters that sums the shards' gradients in shard
+        order, the norms and the clipping factor, and a parallel loop that updates each block.
+        The shards' rows and the blocks depend on the batch, the number of shards and the sizes
+        alone: the result does not depend on how many threads run them."""
+        from ..kernels.misc import count_correct, gather_rows, prefetch_rows
+        from ..optim import clip_norm_factor, clip_value_inplace, reduce_shards, scale_inplace
+        reduce_, serial, upd, tail = update
+        for kernel in (gather_rows, prefetch_rows, count_correct, reduce_shards, scale_inplace):
+            self.kernels.name(kernel)
+        if self.clip_mode == "norm":
+            self.kernels.name(clip_norm_factor)
+        elif self.clip_mode == "value":
+            self.kernels.name(clip_value_inplace)
+        self._arg("Es", Alloc((self.shards,), np.float64))
+        self._arg("cs", Alloc((self.shards,), np.int64))
+        self.cached = all(importable(k) for k, _ in self.kernels.kernels)
+        arg_names = head_args + ["S"] + [name for name, _ in self.args]
+        arrays = head_args[:1] + ["labels", "targets", "perm", "acc", "norms", "Xbuf", "lbuf",
+                                  "tbuf", "dOut"]
+        arrays += [name for name, value in self.args if _is_array(value)]
+        draws = [name for name, value in self.args if isinstance(value, Draws)]
+        out = self._header(sharded=True)
+        ind, i2, i3 = "    ", "        ", "            "
+        out.append("@jit(parallel=True)" if self.cached
+                   else "@jit(parallel=True, cache=False)  # calls kernels of a script's __main__")
+        out.extend(_wrap("def train_chunk(" + ", ".join(arg_names) + "):", 100, "                "))
+        out.append(ind + "# the caller keeps every array alive for the whole call: no reference counting inside")
+        for chunk in _fit(arrays + draws, 100 - len(ind)):
+            out.append(ind + ", ".join(chunk) + " = " + ", ".join(f"borrowed({a})" for a in chunk))
+        out.extend(ind + line for line in self._param_head)
+        for l, node in enumerate(self.nodes):
+            if node.draws(self.in_shapes[l]):
+                out.append(ind + f"u{l} = 0")
+        out += [ind + "n = perm.shape[0]",
+                ind + "far = X.size * X.itemsize > PREFETCH_BYTES  # a data set that does not stay in cache",
+                ind + "done = 0",
+                ind + "for b in range(b_start, b_stop):"]
+        out += [i2 + x for x in ["lo = b * bs", "hi = min(lo + bs, n)", "mb = hi - lo",
+                                 "idx = perm[lo:hi]", "Sb = min(S, mb)  # shards with rows", "",
+                                 "# --- each shard: its rows forward, the loss, backward ---",
+                                 "for s in prange(Sb):"]]
+        shard = ["r0 = s * mb // Sb", "r1 = (s + 1) * mb // Sb", "m = r1 - r0",
+                 "gather_rows(X, idx[r0:r1], x_scale, Xbuf[r0:r1])",
+                 "if far and b + 1 < b_stop:  # the next batch's rows travel while this one computes",
+                 "    prefetch_rows(X, perm[hi + r0:min(hi + r1, n)])",
+                 "for r in range(r0, r1):", "    lbuf[r] = labels[idx[r]]",
+                 "    for j in range(tbuf.shape[1]):", "        tbuf[r, j] = targets[idx[r], j]",
+                 "lb, tb, dO = lbuf[r0:r1], tbuf[r0:r1], dOut[r0:r1]", ""]
+        # the shard's loss is e (E is the batch's, summed after the shards)
+        loss_lines = [("e = " + x[4:]) if x.startswith("E = ") else x for x in loss_lines]
+        shard += body_f + [""] + loss_lines
+        shard += ["# the loss is a mean over the batch: this shard's share of it, and of dO",
+                  "Es[s] = e * m / mb", "scale_inplace(dO.reshape(-1), m / mb)",
+                  "if pred != 0:", f"    cs[s] = count_correct(Y{len(self.nodes) - 1}, lb, pred)", ""]
+        shard += body_b
+        out += [i3 + x if x else "" for x in shard]
+        out += [""] + [i2 + x for x in ["E = 0.0", "for s in range(Sb):", "    E += Es[s]",
+                                        "    if pred != 0:", "        acc[1] += cs[s]"]]
+        for l, node in enumerate(self.nodes):
+            if node.draws(self.in_shapes[l]):
+                out.append(i2 + f"u{l} += mb * l{l}_draws")
+        out += ["", i2 + "# --- the shards' gradients summed, block by block, in shard order ---",
+                i2 + "for w in prange(wq.shape[0]):"]
+        out += [i3 + x for x in reduce_]
+        out += [""] + [i2 + x for x in serial]
+        if upd:
+            out += [i2 + f"# --- update: {self.optimizer.name}, block by block ---",
+                    i2 + "for w2 in prange(wq.shape[0]):"]
+            out += [i3 + x for x in upd]
+        out += [i2 + x for x in tail]
+        out += [i2 + x for x in ["acc[0] += E * mb", "acc[2] += mb", "acc[3] += norm",
+                                 "acc[4] += 1", "done += 1"]]
+        out.append(ind + "return done")
+        return "\n".join(out) + "\n"
+
+    def _header(self, sharded=False):
+        out = ['"""The compiled training step of one architecture, generated by mlpjit '
+               '(mlpjit/step/codegen.py).', "", "model:"]
+        for l, node in enumerate(self.nodes):
+            out.append(f"  ({l}) {_comment(node)}")
+        out.append(f"loss: {self.loss.name};  optimizer: {self.optimizer.name};  clipping: "
+                   f"{self.clip_mode or 'none'}")
+        out.append("")
+        out.append("train_chunk(...) trains on batches b_start ≤ b < b_stop of perm and returns how "
+                   "many it finished")
+        out.append("(fewer when a loss or gradient was NaN/Inf: then acc[5] is that batch).  Sizes are "
+                   "arguments, so")
+        out.append("every model of this structure shares this file; its name is a hash of this text "
+                   "and the kernels' sources.")
+        if sharded:
+            out.append("")
+            out.append("Sharded: each batch is split into S shards of rows, run in parallel on Numba's "
+                       "threads (BLAS")
+            out.append("single-threaded inside each), their gradients summed in shard order: the "
+                       "result depends on S,")
+            out.append("never on how many threads ran the shards.")
+        out.append('"""')
+        out.append("")
+        out.append("import math")
+        out.append("")
+        if sharded:
+            out.append("from numba import prange")
+            out.append("")
+        out.append("from mlpjit._jit import jit")
+        out.append("from mlpjit.kernels.intrinsics import borrowed")
+        out.extend(self.kernels.imports())
+        out.append("")
+        out.append(f"PREFETCH_BYTES = {PREFETCH_BYTES}")
+        out.append("")
+        out.append("")
+        return out
+
     def _assemble(self, head_args, body_f, loss_lines, body_b, update):
         from ..kernels.misc import count_correct, gather_rows, prefetch_rows
         from ..optim import clip_norm_factor, clip_value_inplace, scale_inplace, sum_squares
@@ -387,33 +609,7 @@ class StepPlan:
         arrays += [name for name, value in self.args if _is_array(value)]
         draws = [name for name, value in self.args if isinstance(value, Draws)]
         ind = "    "
-        out = []
-        out.append('"""The compiled training step of one architecture, generated by mlpjit '
-                   '(mlpjit/step/codegen.py).')
-        out.append("")
-        out.append("model:")
-        for l, node in enumerate(self.nodes):
-            out.append(f"  ({l}) {_comment(node)}")
-        out.append(f"loss: {self.loss.name};  optimizer: {self.optimizer.name};  clipping: "
-                   f"{self.clip_mode or 'none'}")
-        out.append("")
-        out.append("train_chunk(...) trains on batches b_start ≤ b < b_stop of perm and returns how "
-                   "many it finished")
-        out.append("(fewer when a loss or gradient was NaN/Inf: then acc[5] is that batch).  Sizes are "
-                   "arguments, so")
-        out.append("every model of this structure shares this file; its name is a hash of this text "
-                   "and the kernels' sources.")
-        out.append('"""')
-        out.append("")
-        out.append("import math")
-        out.append("")
-        out.append("from mlpjit._jit import jit")
-        out.append("from mlpjit.kernels.intrinsics import borrowed")
-        out.extend(self.kernels.imports())
-        out.append("")
-        out.append(f"PREFETCH_BYTES = {PREFETCH_BYTES}")
-        out.append("")
-        out.append("")
+        out = self._header()
         out.append("@jit" if self.cached else "@jit(cache=False)  # calls kernels of a script's __main__")
         sig = "def train_chunk(" + ", ".join(arg_names) + "):"
         out.extend(_wrap(sig, 100, "                "))
@@ -453,6 +649,27 @@ class StepPlan:
                                           "acc[4] += 1", "done += 1"])
         out.append(ind + "return done")
         return "\n".join(out) + "\n"
+
+
+def shardable(nodes, loss):
+    """Whether a batch of this model and loss can be split among threads (every node
+    ``row_separable``, the loss a mean over rows)."""
+    return all(getattr(node, "row_separable", False) for node in nodes) and getattr(loss, "row_mean", False)
+
+
+def _blocks(sizes, block=BLOCK):
+    """Work items of the reduction and the update: (param q, lo, hi) in order, ``block``
+    elements each (the last of a parameter shorter); fixed by the sizes alone, so the sums
+    that follow them (the norms) do not depend on the number of threads."""
+    wq, wlo, whi, starts = [], [], [], [0]
+    for q, size in enumerate(sizes):
+        for lo in range(0, max(size, 1), block):
+            wq.append(q)
+            wlo.append(lo)
+            whi.append(min(lo + block, size))
+        starts.append(len(wq))
+    return (np.array(wq, np.int64), np.array(wlo, np.int64), np.array(whi, np.int64),
+            np.array(starts, np.int64))
 
 
 def _flat_slot(opt, q, slot):
