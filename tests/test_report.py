@@ -19,6 +19,8 @@ from html.parser import HTMLParser
 import pytest
 import yaml
 
+from test_plot import _train
+
 pytest.importorskip("matplotlib")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -52,15 +54,6 @@ def _cnn(mnist_dir):
 
 
 # --- fixtures -----------------------------------------------------------------------------
-
-def _train(cfg_path, out):
-    from mlpjit.cli import main
-    try:
-        main(["train", str(cfg_path), "--out", str(out), "-q"])
-    except SystemExit as e:
-        assert not e.code, f"training {cfg_path} failed with exit code {e.code}"
-    return out
-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, helpers):

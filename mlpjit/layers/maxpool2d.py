@@ -44,9 +44,11 @@ def maxpool2x2_forward(Xf, NC, H, W, OH, OW, Yf):
 @jit
 def maxpool2x2_backward(Xf, Yf, Gf, NC, H, W, OH, OW, Df):
     """dX = 0 but at each window's first input equal to Y (the first NaN when Y is NaN), which
-    gets dY: the windows do not overlap, so each input is written once, without branches."""
-    for t in range(NC * H * W):
-        Df[U(t)] = 0.0
+    gets dY: the windows do not overlap, so each input is written once, without branches (and
+    only an odd last row or column, in no window, needs zeroing first)."""
+    if H != 2 * OH or W != 2 * OW:
+        for t in range(NC * H * W):
+            Df[U(t)] = 0.0
     for nc in range(NC):
         for i in range(OH):
             top = U((nc * H + 2 * i) * W)

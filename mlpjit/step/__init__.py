@@ -36,6 +36,7 @@ SHARD_ROWS = 8          # rows per shard at least
 SHARD_PER_PARAM = 128   # multiply-adds per parameter and shard below which the shards' gradients
                         # cost more to sum than the threads save (measured: docs/performance.md)
 CHILD_COMPILE_BYTES = 16 * 2 ** 20   # training data from which a new step compiles in a child process
+CHILD_TIMEOUT = 1800                 # seconds after which the child is given up (then compiled here)
 DRAW_BUDGET = 32 * 2 ** 20  # bytes of dropout draws made ahead of one call (float64 each)
 
 
@@ -194,9 +195,9 @@ def _compile_in_child(module, fn, args):
     try:
         done = subprocess.run([sys.executable, "-m", "mlpjit.step.compile_child", f.name],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env=_child_env())
+                              stderr=subprocess.DEVNULL, env=_child_env(), timeout=CHILD_TIMEOUT)
         return done.returncode == 0
-    except OSError:
+    except (OSError, subprocess.TimeoutExpired):
         return False
     finally:
         os.unlink(f.name)

@@ -377,16 +377,8 @@ class StepPlan:
         kname = self.kernels.name(kernel)
         lines.append(f"# update: {opt.name}")
         lines.append("t = t0 + done + 1")
-        argnames = opt.kernel_args()
         for q, l, name in params:
-            space = dict(consts, theta=f"p{q}", g=f"g{q}", lr="lr", t="t",
-                         **{slot: f"s{q}_{slot}" for slot in opt.slots})
-            missing = [a for a in argnames if a not in space]
-            if missing:
-                raise LayerKernelError(f"optimizer {opt.name}: kernel {kname} takes "
-                                       f"{', '.join(repr(a) for a in missing)}, which the optimizer "
-                                       f"does not provide (it provides: {', '.join(sorted(space))})")
-            lines.append(f"{kname}(" + ", ".join(space[a] for a in argnames) + ")")
+            lines.append(self._update_call(kname, consts, q))
         self.clip_mode = clip_mode
         self._param_head = head
         return lines
@@ -398,6 +390,19 @@ class StepPlan:
                 params.append((q, l, name, arr.size))
                 q += 1
         return params
+
+    def _update_call(self, kname, consts, q, rows=""):
+        """The optimizer kernel's call on parameter q (its elements ``rows``, e.g. "[zlo:zhi]")."""
+        opt = self.optimizer
+        argnames = opt.kernel_args()
+        space = dict(consts, theta=f"p{q}{rows}", g=f"g{q}{rows}", lr="lr", t="t",
+                     **{slot: f"s{q}_{slot}{rows}" for slot in opt.slots})
+        missing = [a for a in argnames if a not in space]
+        if missing:
+            raise LayerKernelError(f"optimizer {opt.name}: kernel {kname} takes "
+                                   f"{', '.join(repr(a) for a in missing)}, which the optimizer "
+                                   f"does not provide (it provides: {', '.join(sorted(space))})")
+        return f"{kname}(" + ", ".join(space[a] for a in argnames) + ")"
 
     def _update_sharded(self):
         """A sharded step's update, in three parts: the lines of the reduction region (each
@@ -451,23 +456,15 @@ class StepPlan:
         serial.append("c = clip_norm_factor(norm, clip_c)" if clip_mode == "norm" else "c = 1.0")
         kernel = type(opt).update_kernel
         kname = self.kernels.name(kernel)
-        argnames = opt.kernel_args()
         serial.append("t = t0 + done + 1")
 
         def update(q, rows):
-            space = dict(consts, theta=f"p{q}{rows}", g=f"g{q}{rows}", lr="lr", t="t",
-                         **{slot: f"s{q}_{slot}{rows}" for slot in opt.slots})
-            missing = [a for a in argnames if a not in space]
-            if missing:
-                raise LayerKernelError(f"optimizer {opt.name}: kernel {kname} takes "
-                                       f"{', '.join(repr(a) for a in missing)}, which the optimizer "
-                                       f"does not provide (it provides: {', '.join(sorted(space))})")
             lines = []
             if clip_mode == "norm":
                 lines += ["if c != 1.0:", f"    scale_inplace(g{q}{rows}, c)"]
             elif clip_mode == "value":
                 lines.append(f"clip_value_inplace(g{q}{rows}, clip_c)")
-            return lines + [f"{kname}(" + ", ".join(space[a] for a in argnames) + ")"]
+            return lines + [self._update_call(kname, consts, q, rows)]
         if getattr(opt, "elementwise", False):   # block by block, in parallel
             upd = ["z, zlo, zhi = wq[w2], wlo[w2], whi[w2]"] + dispatch(lambda q: update(q, "[zlo:zhi]"), "z")
             tail = []
