@@ -139,7 +139,8 @@ def _report(summary, run_dir, echo):
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, resume, html_report,
           quiet):
-    """Train a model from a YAML CONFIG and keep a run folder.
+    """Train a model from a YAML CONFIG (a file, or a shipped config's name: mnist_mlp; see
+    mlpjit config list) and keep a run folder.
 
     \b
     The run folder holds config.yaml (resolved), metrics.jsonl (one line per
@@ -151,6 +152,7 @@ def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, r
     \b
     Examples:
       mlpjit train configs/mnist_mlp.yaml
+      mlpjit train mnist_mlp --epochs 2                  # a shipped config, from any folder
       mlpjit train configs/mnist_mlp.yaml --set optimizer.lr=0.1 --set model.layers.0.units=512
       mlpjit train configs/xor.yaml --epochs 500 --seed 3 --out runs/xor
       mlpjit train configs/mnist_mlp.yaml --epochs 40 --max-time 2h --out runs/long
@@ -562,13 +564,34 @@ def gradcheck(config, overrides, batch, max_checks, tolerance, jitter):
 
 @cli.group()
 def config():
-    """Show or check a config file.
+    """List the shipped configs, show or check a config file (a path, or a shipped config's name).
 
     \b
     Examples:
+      mlpjit config list
       mlpjit config show configs/mnist_mlp.yaml
       mlpjit config check configs/spirals.yaml --set optimizer.lr=0.1
     """
+
+
+@config.command("list")
+def config_list():
+    """List the configs that ship with mlpjit, by name (mlpjit train NAME trains one).
+
+    \b
+    Examples:
+      mlpjit config list
+      mlpjit train mnist_mlp
+      mlpjit config show mnist_cnn
+    """
+    from .packaged import describe, shipped_configs
+    configs = shipped_configs()
+    if not configs:
+        from .packaged import CONFIGS
+        raise ConfigError(f"no shipped configs: {CONFIGS} is missing (a broken install: reinstall mlpjit)")
+    width = max(len(n) for n in configs)
+    for name, path in configs.items():
+        click.echo(f"{name:<{width}}  {describe(path)}")
 
 
 @config.command("show", cls=_RegistryHelp)

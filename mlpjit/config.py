@@ -920,7 +920,8 @@ def dump_yaml(config) -> str:
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()):
-    """Read a YAML config file, validate it, then apply ``--set key.path=value`` overrides.
+    """Read a YAML config file (or a shipped config by name: ``mnist_mlp``), validate it, then
+    apply ``--set key.path=value`` overrides.
 
     Each override's value is parsed as YAML (``0.1`` -> float, ``true`` -> bool,
     ``full`` -> str, ``[1, 2]`` -> list).  Overrides act on the resolved config
@@ -930,6 +931,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()):
     ``model.layers.N.type``, ``optimizer.type``, ``schedule.type``) drops the keys
     the new variant does not have and those left at the old variant's defaults.
     """
+    from .packaged import config_file
+    path = config_file(path)   # a file, or the name of a shipped config (mnist_mlp)
     return apply_overrides(_validate(_read_yaml(path), str(path), Path(path).resolve().parent),
                            overrides)
 

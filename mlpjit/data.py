@@ -12,7 +12,7 @@ Sources
     The four original IDX gzip files (``train-images-idx3-ubyte.gz``,
     ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``,
     ``t10k-labels-idx1-ubyte.gz``) in ``path``.  ``path: null`` means ``./data/mnist``
-    if it exists, else ``data/mnist`` in the source checkout; a relative path is
+    if it exists, else the copy shipped in the package (mlpjit/shipped/mnist); a relative path is
     relative to the current directory.  Images come back flattened, ``(N, 784)``
     ``uint8`` (raw pixels, to save memory) with ``x_scale = 1/255``; labels ``int64``.
     ``subset`` keeps the first n training examples (before the validation split),
@@ -313,12 +313,13 @@ def _mnist_dir(path: Any) -> Path:
         here = Path("data/mnist")
         if here.is_dir():
             return here
-        repo_dir = Path(__file__).resolve().parents[1] / "data" / "mnist"
-        if repo_dir.is_dir():
-            return repo_dir
+        from .packaged import MNIST
+        if MNIST.is_dir():
+            return MNIST
         raise DataError(
-            f"MNIST directory not found: tried ./data/mnist and {repo_dir} "
-            "(set data.path to the folder holding the four IDX .gz files)"
+            f"MNIST directory not found: tried ./data/mnist and {MNIST}, which ships with mlpjit "
+            "(a broken install: reinstall mlpjit, or set data.path to the folder holding the four "
+            "IDX .gz files)"
         )
     if not isinstance(path, (str, Path)) or str(path) == "":
         raise DataError(f"data.path: expected a directory path, got {path!r}")

@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 
 from ..io import atomic_write_text
+from ..packaged import CONFIGS as SHIPPED_CONFIGS
+from ..packaged import EXPERIMENT_CONFIGS as CONFIGS
 from ..trainer import cpu_model
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "configs" / "experiments"
+REPO = Path(__file__).resolve().parents[2]   # the folder above the package (a checkout's root)
 
 
 @dataclasses.dataclass

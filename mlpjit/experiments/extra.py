@@ -16,9 +16,8 @@ import yaml
 
 from .. import registry
 
-from . import CONFIGS, REPO, Result, experiment, mean_std, train
-
-EXAMPLES = REPO / "examples"
+from ..packaged import EXAMPLES
+from . import CONFIGS, SHIPPED_CONFIGS, Result, experiment, mean_std, train
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -49,6 +48,10 @@ def _load_npz_data(path):
 
 def _load_example(name):
     """Import examples/<name>.py as a module (the examples are scripts, not a package)."""
+    if not (EXAMPLES / f"{name}.py").is_file():
+        from ..errors import ConfigError
+        raise ConfigError(f"this experiment runs examples/{name}.py, which is missing from "
+                          f"{EXAMPLES} (a broken install: reinstall mlpjit)")
     spec = importlib.util.spec_from_file_location(f"mlpjit_example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -450,7 +453,7 @@ def fgsm(ctx):
     ex = _load_example("fgsm")
     overrides = (["train.epochs=1", "data.subset=5000", "data.validation=500", "data.test_subset=1000"]
                  if ctx.quick else ["train.epochs=3"])
-    run_dir, summary, _ = train(ctx, REPO / "configs" / "mnist_mlp.yaml", overrides, name="fgsm/mnist_mlp")
+    run_dir, summary, _ = train(ctx, SHIPPED_CONFIGS / "mnist_mlp.yaml", overrides, name="fgsm/mnist_mlp")
     model = _model(run_dir)
     X, y = ex.test_set(model, 1000 if ctx.quick else None)
     table = ex.attack_table(model, X, y, epsilons=(0.0, 0.05, 0.1, 0.2))
@@ -651,7 +654,7 @@ def cnn(ctx):
     from ..plot import plot_runs
     rows, acc, dirs = [], {}, []
     for kind, config in (("CNN", "mnist_cnn"), ("MLP", "mnist_mlp")):
-        rd, summary, m = train(ctx, REPO / "configs" / f"{config}.yaml", quick, name=f"e15_cnn/{config}")
+        rd, summary, m = train(ctx, SHIPPED_CONFIGS / f"{config}.yaml", quick, name=f"e15_cnn/{config}")
         dirs.append(rd)
         params = Sequential.load(rd / "model.npz").n_params
         acc[kind] = m[-1].get("test_accuracy")

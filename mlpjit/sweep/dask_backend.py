@@ -44,6 +44,7 @@ from typing import Any, Callable
 from ..errors import ConfigError, MlpjitError
 from .backends import Backend
 from .run import execute
+from ..packaged import MNIST as _PACKAGE_MNIST
 
 __all__ = ["DaskBackend", "train_run", "check_worker", "data_paths", "worker_cfg", "require_dask",
            "INSTALL_HINT", "DEFAULT_RETRIES"]
@@ -53,8 +54,7 @@ DEFAULT_RETRIES = 3
 CONNECT_TIMEOUT = 10        # seconds to reach a --scheduler
 WORKER_WAIT = 60            # seconds to wait for a first worker of an empty cluster
 POLL_SECONDS = 0.5          # how often the bar asks the scheduler what is running
-# MNIST shipped with the source checkout (what data.path: null finds when nothing else is there)
-_PACKAGE_MNIST = Path(__file__).resolve().parents[2] / "data" / "mnist"
+# _PACKAGE_MNIST: MNIST shipped in the package (what data.path: null finds when nothing else is there)
 # files and folders named by path, per data source: (key, kind)
 PATH_KEYS = {"mnist": (("path", "dir"),), "csv": (("train", "file"), ("test", "file")),
              "npz": (("path", "file"),)}
