@@ -769,6 +769,8 @@ def reproduce(names, out, quick, list_):
         for name, (title, claim, _) in experiments.EXPERIMENTS.items():
             click.echo(f"{name:16} {title}")
         return
+    from .plot import _matplotlib
+    _matplotlib()   # the experiments draw figures: say so before training, not after
     experiments.reproduce(names or None, out=Path(out), quick=quick, log=click.echo)
     click.echo(f"wrote {Path(out) / 'EXPERIMENTS.md'}")
 

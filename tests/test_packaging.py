@@ -81,3 +81,16 @@ def test_a_broken_install_says_so(mlpjit_main, tmp_path, monkeypatch):
     from mlpjit.errors import DataError
     with pytest.raises(DataError, match=r"MNIST directory not found: tried ./data/mnist and .*gone-mnist.*reinstall mlpjit"):
         load_dataset({"name": "mnist"}, 0)
+
+
+def test_reproduce_without_matplotlib_is_one_line_before_any_training(mlpjit_main, tmp_path, monkeypatch):
+    import mlpjit.plot
+    from mlpjit.errors import MlpjitError
+
+    def missing():
+        raise MlpjitError('plotting needs matplotlib, which is not installed: pip install "mlpjit[plot]"')
+    monkeypatch.setattr(mlpjit.plot, "_matplotlib", missing)
+    res = mlpjit_main("reproduce", "xor", "--quick", "--out", tmp_path)
+    assert res.code == 2 and res.out == ""
+    assert res.err.strip() == 'error: plotting needs matplotlib, which is not installed: pip install "mlpjit[plot]"'
+    assert not (tmp_path / "runs").exists()

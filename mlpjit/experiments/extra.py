@@ -65,8 +65,8 @@ def _model(run_dir):
 
 def _figure(out, draw, size=(1000, 450), dpi=100):
     """A PNG drawn by ``draw(fig)`` with matplotlib's Agg backend (no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from ..plot import _matplotlib
+    Figure, FigureCanvasAgg = _matplotlib()   # one line saying how to install it, if missing
     fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
     draw(fig)
