@@ -338,6 +338,9 @@ def evaluate(target, data, as_json):
         raise DataError("no examples to evaluate")
     X, y = getattr(ds, f"X_{last}"), getattr(ds, f"y_{last}")
     out = M.predictions(model, loss, X, ds.x_scale)
+    if classification and out.shape[1] > 1 and out.shape[1] != ds.n_classes:
+        raise DataError(f"the model has {out.shape[1]} outputs but the data has {ds.n_classes} "
+                        f"classes: they do not fit")
     names = model.metadata.get("class_names") or ds.class_names
     if classification:
         k = ds.n_classes
@@ -432,8 +435,16 @@ def predict(model_path, input_path, out):
     target = None
     if meta.get("encoding") and Path(input_path).suffix == ".csv" and _has_header(input_path):
         # a model trained on a table reads the raw CSV: its columns encoded as in training
-        from .tables import TableEncoding, read_table
-        X, target, _ = read_table(input_path, TableEncoding.from_json(meta["encoding"]))
+        from .tables import TableEncoding, read_csv, read_table
+        X, target, kept = read_table(input_path, TableEncoding.from_json(meta["encoding"]))
+        all_lines = [line for line, _ in read_csv(Path(input_path), str(input_path))[1]]
+        dropped = sorted(set(all_lines) - set(kept))
+        if dropped:   # a prediction for every row, or none: never a silently shorter output
+            shown = ", ".join(str(x) for x in dropped[:10]) + (", ..." if len(dropped) > 10 else "")
+            raise DataError(f"{input_path}: line{'s' if len(dropped) > 1 else ''} {shown} "
+                            f"{'have' if len(dropped) > 1 else 'has'} an empty cell, which training "
+                            f"dropped (data.missing: drop); fill {'them' if len(dropped) > 1 else 'it'} "
+                            f"to predict every row")
     else:
         X = _read_input(input_path)
     if model.takes_images:

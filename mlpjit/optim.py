@@ -21,10 +21,10 @@ import inspect
 import math
 
 import numpy as np
-from numba import uint64 as U
 
 from . import _memory
 from ._jit import jit
+from .kernels.misc import add_into, copy_into
 from .registry import optimizers as _registry
 from .registry import register_optimizer
 from .schema import Bool, NonNegative, Positive, Unit, validated
@@ -50,20 +50,11 @@ def sum_squares(g):
 def reduce_shards(G, g, shards, lo, hi):
     """g[lo:hi] = Σ_s G[s, lo:hi] over the first ``shards`` rows, in order; returns
     Σ g[lo:hi]² (a sharded step's gradient and its share of the norm)."""
-    n = hi - lo
     a = g[lo:hi]
-    first = G[0, lo:hi]
-    for i in range(n):   # unsigned indices: no wraparound test, so the loops vectorize
-        a[U(i)] = first[U(i)]
+    copy_into(G[0, lo:hi], a)
     for s in range(1, shards):
-        row = G[s, lo:hi]
-        for i in range(n):
-            a[U(i)] += row[U(i)]
-    total = 0.0
-    for i in range(n):
-        x = a[U(i)]
-        total += x * x
-    return total
+        add_into(a, G[s, lo:hi], a)
+    return sum_squares(a)
 
 
 # (g: (N,), c: float) -> None

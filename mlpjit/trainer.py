@@ -166,7 +166,12 @@ def read_metrics(run_dir):
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        from .errors import DataError
+        raise DataError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e.__class__.__name__})") from None
+    for line in text.splitlines():
         if line.strip():
             try:
                 rows.append(json.loads(line))

@@ -699,3 +699,20 @@ def test_evaluate_and_predict_regression(mlpjit_main, cfg_file, sine_cfg, tmp_pa
     model = mlpjit.Sequential.load(out / "model.npz")
     expected = model.predict(np.array([[0.0], [1.0], [-2.0]], np.float32))[:, 0]
     np.testing.assert_allclose([float(v) for v in lines[1:]], expected, rtol=1e-5)
+
+
+def test_evaluate_a_model_on_data_with_another_number_of_classes(mlpjit_main, cfg_file, helpers, tmp_path):
+    path = cfg_file(helpers.spirals(epochs=1))                           # three classes
+    assert mlpjit_main("train", path, "--out", tmp_path / "r", "-q").code == 0
+    cfg = helpers.spirals(epochs=1)
+    cfg["data"]["classes"] = 2
+    two = cfg_file(cfg, "two.yaml")
+    assert_user_error(mlpjit_main("evaluate", tmp_path / "r" / "model.npz", "--data", two),
+                      "the model has 3 outputs but the data has 2 classes")
+
+
+def test_a_metrics_file_that_is_not_text_is_one_line(mlpjit_main, cfg_file, helpers, tmp_path):
+    assert mlpjit_main("train", cfg_file(helpers.spirals(epochs=1)), "--out", tmp_path / "r", "-q").code == 0
+    (tmp_path / "r" / "metrics.jsonl").write_bytes(b"\xff\xfe not utf-8\n")
+    pytest.importorskip("matplotlib")
+    assert_user_error(mlpjit_main("report", tmp_path / "r"), "metrics.jsonl: cannot read")

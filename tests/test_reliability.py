@@ -18,6 +18,8 @@ import yaml
 import mlpjit.io
 from mlpjit.trainer import _Signals, parse_duration
 
+from test_trainer import start_training
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEDULES = [{"type": "constant"}, {"type": "step", "every": 1, "gamma": 0.5},
              {"type": "exponential", "gamma": 0.7}, {"type": "cosine", "min_lr": 0.001}]
@@ -115,12 +117,7 @@ def test_a_second_signal_waits_while_the_checkpoint_is_written():
 
 
 def _start(helpers, args, folder):
-    out, err = open(folder / "stdout.txt", "w"), open(folder / "stderr.txt", "w")
-    p = subprocess.Popen(helpers.proc_cmd(*args), stdout=out, stderr=err, cwd=folder,
-                         env=helpers.proc_env(), start_new_session=True)
-    out.close()
-    err.close()
-    return p
+    return start_training(helpers, args, folder, new_session=True)
 
 
 def _wait_for(proc, path, test, timeout=120):

@@ -88,7 +88,12 @@ def test_compiled_loop_matches_layer_path(dtype, loss_name, k, task, opt_name, c
     done2, bad2 = loop.run(perm, 4, 7, 0.05, acc)
     assert (done + done2, bad, bad2) == (7, None, None)
     assert acc["seen"] == n and acc["batches"] == 7
-    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    assert_matches_layer_path(acc, ref, models, 1e-10 if dtype == np.float64 else 1e-5)
+
+
+def assert_matches_layer_path(acc, ref, models, rtol):
+    """The compiled step's loss, gradient norm and parameters (models[1]) against the layer
+    path's (ref, models[0])."""
     np.testing.assert_allclose(acc["loss"], ref["loss"], rtol=rtol)
     np.testing.assert_allclose(acc["grad_norm"], ref["grad_norm"], rtol=rtol)
     for (name, p_ref, _), (_, p_fast, _) in zip(models[0].parameters(), models[1].parameters()):

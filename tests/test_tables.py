@@ -193,3 +193,19 @@ def test_a_text_column_in_an_npz_is_one_line(tmp_path):
 def test_read_csv_names_its_problems(tmp_path):
     with pytest.raises(DataError, match=r"x\.csv line 3: 2 fields but the header has 4 columns"):
         read_csv(write(tmp_path / "x.csv", "a,b,c,d\n1,2,3,4\n1,2\n"), str(tmp_path / "x.csv"))
+
+
+def test_predict_on_a_csv_with_an_empty_cell_refuses_rather_than_drop_the_row(mlpjit_main, cfg_file, tmp_path):
+    """Training may drop rows with an empty cell (data.missing: drop); predicting must give a
+    row for every input row, so an empty cell there is one line naming it."""
+    train = write(tmp_path / "t.csv", TABLE)
+    cfg = {"name": "holes", "data": {"name": "csv", "train": str(train), "target": "kind", "missing": "drop"},
+           "model": {"layers": [{"type": "dense", "units": 2}]}, "loss": "cross_entropy",
+           "optimizer": {"type": "sgd", "lr": 0.1}, "train": {"epochs": 1, "batch_size": 4}}
+    assert mlpjit_main("train", cfg_file(cfg), "--out", tmp_path / "run", "-q").code == 0
+    rows = write(tmp_path / "in.csv", "size,color,weight\n1.3,red,130\n1.5,,150\n2.0,green,200\n")
+    res = mlpjit_main("predict", tmp_path / "run" / "model.npz", rows, "--out", tmp_path / "p.csv")
+    assert res.code == 2 and "Traceback" not in res.text
+    assert res.err.strip() == (f"error: {rows}: line 3 has an empty cell, which training dropped "
+                               f"(data.missing: drop); fill it to predict every row")
+    assert not (tmp_path / "p.csv").exists()

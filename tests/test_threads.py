@@ -18,7 +18,7 @@ from mlpjit import threads as T
 from mlpjit.step import CompiledStep, plan_shards
 from mlpjit.optim import Adam, SGD
 
-from test_step import _layer_path, _model
+from test_step import _layer_path, _model, assert_matches_layer_path
 
 pytestmark = pytest.mark.skipif(not T.blas_control(), reason="no BLAS whose threads can be set")
 
@@ -58,11 +58,7 @@ def test_the_sharded_step_matches_the_layer_path(dtype, loss_name, k, task, opt_
     assert step.run(perm, 0, 4, 0.05, acc) == (4, None)
     assert step.run(perm, 4, 7, 0.05, acc) == (3, None)
     assert acc["seen"] == n and acc["batches"] == 7
-    rtol = 1e-10 if dtype == np.float64 else 2e-5
-    np.testing.assert_allclose(acc["loss"], ref["loss"], rtol=rtol)
-    np.testing.assert_allclose(acc["grad_norm"], ref["grad_norm"], rtol=rtol)
-    for (name, p_ref, _), (_, p, _) in zip(models[0].parameters(), models[1].parameters()):
-        np.testing.assert_allclose(p, p_ref, rtol=rtol, atol=rtol * np.abs(p_ref).max(), err_msg=name)
+    assert_matches_layer_path(acc, ref, models, 1e-10 if dtype == np.float64 else 2e-5)
 
 
 def test_a_hand_worked_two_shard_batch():
@@ -104,9 +100,7 @@ def test_a_sharded_cnn_matches_the_layer_path():
                         {"norm": 1.0}, input_shape=(1, 8, 8), threads=2, shards=3)
     acc = _acc(models[1])
     assert step.run(perm, 0, 4, 0.05, acc) == (4, None)
-    np.testing.assert_allclose(acc["loss"], ref["loss"], rtol=2e-5)
-    for (name, p_ref, _), (_, p, _) in zip(models[0].parameters(), models[1].parameters()):
-        np.testing.assert_allclose(p, p_ref, rtol=2e-5, atol=2e-5 * np.abs(p_ref).max(), err_msg=name)
+    assert_matches_layer_path(acc, ref, models, 2e-5)
 
 
 def _train(threads, shards, seed=0):

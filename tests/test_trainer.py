@@ -294,11 +294,13 @@ def long_run(tmp_path_factory, helpers):
     return path, straight
 
 
-def start_training(helpers, args, log_dir):
+def start_training(helpers, args, log_dir, new_session=False):
+    """``mlpjit ARGS`` in a process of its own, stdout and stderr into log_dir (``new_session``:
+    in a session of its own, so that a signal sent to it reaches only what it starts)."""
     out = open(log_dir / "stdout.txt", "w")
     err = open(log_dir / "stderr.txt", "w")
     p = subprocess.Popen(helpers.proc_cmd(*args), stdout=out, stderr=err, cwd=log_dir,
-                         env=helpers.proc_env())
+                         env=helpers.proc_env(), start_new_session=new_session)
     out.close()
     err.close()
     return p

@@ -177,8 +177,8 @@ def _table(rows, columns=None):
 
 
 def _cores():
-    import os
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from ..threads import cores
+    return cores()
 
 
 def train(ctx, config, overrides=(), name="run", quiet=True):

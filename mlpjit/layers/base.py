@@ -531,12 +531,13 @@ def same_shape(a, b):
 
 
 class Pool2D(Layer):
-    row_separable = True
     """What the pooling layers share: a size×size window moved by ``stride`` (default: the
     size, windows side by side), no padding, per example and channel; OH = ⌊(H − KH)/sh⌋ + 1.
-    Their kernels take the window as the constants KH, KW, sh, sw."""
+    Their kernels take the window as the constants KH, KW, sh, sw; a subclass gives its
+    formulas in ``window_formulas()``."""
 
     image_input = True
+    row_separable = True
 
     @_validated
     def __init__(self, size: SizePair, stride: Optional[SizePair] = None):
@@ -551,7 +552,9 @@ class Pool2D(Layer):
     def constants(self):
         return {"KH": self.size[0], "KW": self.size[1], "sh": self.stride[0], "sw": self.stride[1]}
 
-    window_formula = "f(window)"
+    def window_formulas(self):
+        """(forward, backward) of one window, as text for explain()."""
+        raise NotImplementedError(f"{type(self).__name__} must give window_formulas()")
 
     def explain(self, in_shape, batch, first=False):
         C, H, W = in_shape

@@ -431,10 +431,8 @@ def _sigint_ignored():
 
 
 def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:
-        return os.cpu_count() or 1
+    from ..threads import cores   # affinity, capped by a cgroup's CPU quota
+    return cores()
 
 
 class _Watch:
