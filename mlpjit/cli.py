@@ -640,7 +640,7 @@ def config_check(config_path, overrides):
     cfg = _load(config_path, overrides)
     ds = load_dataset(dict(cfg["data"]), cfg["seed"])
     model, loss, ds = model_for_data(cfg, ds)
-    opt = make_optimizer_from(cfg, model.parameters())
+    opt = make_optimizer_from(cfg, model)
     bs = cfg["train"]["batch_size"]
     need = check_run(ds, model, opt, ds.n_train if bs == "full" else min(int(bs), ds.n_train), loss)
     click.echo(f"{config_path}: OK ({ds.n_train} training examples, {model.n_params:,} parameters, "
@@ -712,7 +712,7 @@ def explain(target, batch, markdown, step, overrides):
     from .trainer import make_optimizer_from
 
     cfg, model, loss, ds = _model_for(target, overrides)
-    opt = make_optimizer_from(cfg, model.parameters())
+    opt = make_optimizer_from(cfg, model)
     bs = _batch_of(cfg, ds, batch)
     if step:
         click.echo(step_source(model, loss, opt, bs, ds.input_shape, cfg.get("clip"), ds.task), nl=False)
@@ -761,7 +761,7 @@ def trace(target, example, batch, precision, overrides):
 @click.option("--quick", is_flag=True, help="Shortened budgets, layer by layer (a smoke test; not the reference figures).")
 @click.option("--list", "list_", is_flag=True, help="List the experiments and exit.")
 def reproduce(names, out, quick, list_):
-    """Run the classic experiments and regenerate EXPERIMENTS.md.
+    """Run the experiments (fifteen classic claims, two papers' tables) and regenerate EXPERIMENTS.md.
 
     Each experiment trains from configs/experiments/, writes its figures to
     docs/experiments/ and its result to docs/experiments/NAME.json; EXPERIMENTS.md is
@@ -769,8 +769,9 @@ def reproduce(names, out, quick, list_):
 
     \b
     Examples:
-      mlpjit reproduce                 # all of them (several minutes)
+      mlpjit reproduce                 # all of them (about an hour)
       mlpjit reproduce xor vanishing   # just these two
+      mlpjit reproduce glorot srivastava --quick   # the papers, at a smoke-test scale
       mlpjit reproduce --list
     """
     from . import experiments

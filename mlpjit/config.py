@@ -252,6 +252,11 @@ class TrainConfig(_Model):
     batch_size: Annotated[Union[int, Literal["full"]], BeforeValidator(_batch_size)] = 32
     shuffle: Bool = True
     eval_batch_size: Annotated[Int, Field(ge=1)] = 1000
+    # Each hidden layer's activation mean and std on a fixed probe batch (the first probe_rows
+    # training examples) go into metrics.jsonl after every epoch, and with probe_every: k into
+    # probes.jsonl every k batches (0: off); probe_rows: 0 turns both off.
+    probe_rows: Annotated[Int, Field(ge=0)] = 256
+    probe_every: Annotated[Int, Field(ge=0)] = 0
     early_stopping: Optional[EarlyStoppingConfig] = None
     # Run whole chunks of batches in one compiled loop (same numbers as the layer-by-layer
     # path); false runs each layer from Python, as a custom layer always does.

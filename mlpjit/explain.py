@@ -107,6 +107,9 @@ def summary(model, loss, optimizer, input_shape, batch, n_train=None, schedule=N
         update["schedule"] = dict(schedule)
     if clip:
         update["clip"] = dict(clip)
+    if getattr(optimizer, "max_norm", None) is not None:
+        update["max_norm"] = {"c": optimizer.max_norm,
+                              "weights": [name for name, _, _ in optimizer.incoming]}
     return {"layers": layers, "totals": totals,
             "loss": {"name": loss.name, "formula": _formula(loss)}, "update": update,
             "input_shape": tuple(int(s) for s in input_shape)}
@@ -180,4 +183,8 @@ def render(info, markdown=False):
         lines.append(f"{b}learning rate schedule: {u['schedule']}")
     if u.get("clip"):
         lines.append(f"{b}clipping: {u['clip']}")
+    if u.get("max_norm"):
+        mn = u["max_norm"]
+        lines.append(f"{b}max-norm after each update: each unit's incoming weights w <- w·min(1, "
+                     f"{mn['c']:g}/‖w‖), in {', '.join(mn['weights'])}")
     return "\n".join(lines) + "\n"

@@ -6,6 +6,8 @@ n_in = C·KH·KW, n_out = O·KH·KW):
 ========================  ==============================================
 ``normal(std=0.01)``      A ~ N(0, std²)
 ``uniform(scale=0.05)``   A ~ U(−scale, scale)
+``standard_uniform``      A ~ U(−1/√n_in, 1/√n_in)                (Var = 1/(3·n_in); Glorot &
+                          Bengio's "standard" initialization, PyTorch's default for Linear)
 ``xavier_uniform``        A ~ U(−r, r), r = √(6/(n_in + n_out))   (Var = 2/(n_in + n_out))
 ``xavier_normal``         A ~ N(0, 2/(n_in + n_out))
 ``he_uniform``            A ~ U(−r, r), r = √(6/n_in)             (Var = 2/n_in)
@@ -64,6 +66,13 @@ def normal(shape, rng, dtype, std: Positive = 0.01, out=None):
 @register_initializer("uniform")
 def uniform(shape, rng, dtype, scale: Positive = 0.05, out=None):
     return _drawn(shape, dtype, lambda n: rng.uniform(-scale, scale, n), out)
+
+
+@register_initializer("standard_uniform")
+def standard_uniform(shape, rng, dtype, out=None):
+    fan_in, _ = _fans(shape)
+    r = 1.0 / math.sqrt(fan_in)
+    return _drawn(shape, dtype, lambda n: rng.uniform(-r, r, n), out)
 
 
 @register_initializer("xavier_uniform", aliases=("glorot_uniform",))

@@ -88,6 +88,11 @@ class Sequential:
         return [(f"{i}.{name}", p, g) for i, layer in enumerate(self.layers)
                 for name, p, g in layer.parameters()]
 
+    def incoming_weights(self):
+        """``[(name, A, "columns" | "rows"), ...]``: each unit's incoming weights (max-norm)."""
+        return [(f"{i}.{name}", p, mode) for i, layer in enumerate(self.layers)
+                for name, p, mode in layer.incoming_weights()]
+
     @property
     def n_params(self):
         return sum(p.size for _, p, _ in self.parameters())

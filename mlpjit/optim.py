@@ -10,6 +10,12 @@ An optimizer updates the parameters of ``model.parameters()`` in place from thei
 Clipping: global (norm) g ← c·g/‖g‖ when ‖g‖ > c, with ‖g‖ over all parameters together;
 local (value) gᵢ ← sign(gᵢ)·c when |gᵢ| > c.
 
+Max-norm (``max_norm=c``, Srivastava et al. 2014, §5.1): after each update, each unit's vector
+of incoming weights w (a column of a dense layer's A, an output channel of a convolution's A)
+is projected onto the ball of radius c: w ← w·min(1, c/‖w‖).  The optimizer then needs the
+model, to know which weights come into which unit: ``SGD(model, lr=0.1, max_norm=3.0)``
+(layers declare theirs in ``Layer.incoming``).  Biases are not constrained.
+
 An optimizer is a registered class whose ``update_kernel`` updates one parameter, its arguments
 named: ``theta`` (the parameter, flat), ``g`` (its gradient), one array per state ``slot``,
 ``lr``, ``t`` (the step number, from 1) and the optimizer's hyperparameters (its constructor's
@@ -19,6 +25,7 @@ training step calls the same kernel.
 
 import inspect
 import math
+from typing import Optional
 
 import numpy as np
 
@@ -30,7 +37,7 @@ from .registry import register_optimizer
 from .schema import Bool, NonNegative, Positive, Unit, validated
 
 __all__ = ["Optimizer", "SGD", "Adam", "make_optimizer", "global_norm", "clip_grad_norm",
-           "clip_grad_value", "scheduled_lr"]
+           "clip_grad_value", "apply_max_norm", "scheduled_lr"]
 
 
 # --- clipping kernels ------------------------------------------------------------------------------
@@ -82,6 +89,42 @@ def clip_value_inplace(g, c):
             g[i] = -c
 
 
+# (A: (n, m) the incoming weights of m units, one per column; c: float; norms: (m,)) -> None
+@jit
+def max_norm_columns(A, c, norms):
+    """Each column a_j ← a_j·min(1, c/‖a_j‖) (a dense layer's units); ``norms`` is scratch."""
+    n, m = A.shape
+    norms[:] = 0.0
+    for i in range(n):
+        for j in range(m):
+            norms[j] += A[i, j] * A[i, j]
+    for j in range(m):
+        norms[j] = c / math.sqrt(norms[j]) if norms[j] > c * c else 1.0
+    for i in range(n):
+        for j in range(m):
+            A[i, j] *= norms[j]
+
+
+# (A: (O, K) the incoming weights of O units, one per row; c: float) -> None
+@jit
+def max_norm_rows(A, c):
+    """Each row a_o ← a_o·min(1, c/‖a_o‖) (a convolution's output channels, A viewed as
+    (O, C·KH·KW))."""
+    for o in range(A.shape[0]):
+        ss = sum_squares(A[o])
+        if ss > c * c:
+            scale_inplace(A[o], c / math.sqrt(ss))
+
+
+def apply_max_norm(incoming, c):
+    """Max-norm on ``[(name, A, "columns" | "rows"), ...]`` (``model.incoming_weights()``)."""
+    for _, A, mode in incoming:
+        if mode == "columns":
+            max_norm_columns(A, c, np.empty(A.shape[1], np.float64))
+        else:
+            max_norm_rows(A.reshape(A.shape[0], -1), c)
+
+
 def _flat(a):
     return a.reshape(-1)
 
@@ -118,11 +161,20 @@ class Optimizer:
     elementwise = False   # whether the update of each element needs that element alone (then a
                           # sharded step updates blocks of a parameter in parallel)
 
-    def __init__(self, params, lr):
+    def __init__(self, params, lr, max_norm=None):
         if not lr > 0:
             raise ValueError(f"learning rate must be > 0, got {lr}")
-        self.params = list(params)
+        model = params if hasattr(params, "parameters") else None
+        self.params = list(params.parameters() if model is not None else params)
         self.lr = float(lr)
+        self.max_norm = None if max_norm is None else float(max_norm)
+        if self.max_norm is not None and not self.max_norm > 0:
+            raise ValueError(f"max_norm must be > 0, got {max_norm}")
+        if self.max_norm is not None and model is None:
+            raise ValueError("max_norm needs the model, to know each unit's incoming weights: "
+                             "pass it instead of its parameters (SGD(model, ..., max_norm=c))")
+        # [(name, A, "columns" | "rows")]: the weights max_norm constrains
+        self.incoming = model.incoming_weights() if self.max_norm is not None else []
         self.state = {slot: {name: _memory.zeros_like(p) for name, p, _ in self.params}
                       for slot in self.slots}
         self.t = 0
@@ -133,9 +185,10 @@ class Optimizer:
 
     @classmethod
     def hyperparameters(cls):
-        """The constructor's arguments after ``params`` and ``lr`` (the kernel's constants)."""
+        """The constructor's arguments after ``params`` and ``lr`` but ``max_norm`` (the kernel's
+        constants)."""
         return [p for p in inspect.signature(cls.__init__).parameters
-                if p not in ("self", "params", "lr")]
+                if p not in ("self", "params", "lr", "max_norm")]
 
     def constants(self):
         return {name: getattr(self, name) for name in self.hyperparameters()}
@@ -156,6 +209,8 @@ class Optimizer:
             for slot in self.slots:
                 ns[slot] = _flat(self.state[slot][name])
             kernel(*[ns[a] for a in names])
+        if self.max_norm is not None:
+            apply_max_norm(self.incoming, self.max_norm)
 
     def state_arrays(self):
         """The optimizer state as named arrays (for checkpoints)."""
@@ -170,7 +225,8 @@ class Optimizer:
         self.t = int(arrays["t"])
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in dict(lr=self.lr, **self.constants()).items())
+        extra = {} if self.max_norm is None else {"max_norm": self.max_norm}
+        args = ", ".join(f"{k}={v!r}" for k, v in dict(lr=self.lr, **self.constants(), **extra).items())
         return f"{type(self).__name__}({args})"
 
 
@@ -205,7 +261,8 @@ class SGD(Optimizer):
     """Stochastic gradient descent with momentum μ, Nesterov option and L2 weight decay λ
     (the update of ``torch.optim.SGD``):
 
-    g' = g + λθ;  v ← μv + g';  θ ← θ − η·(g' + μv if nesterov else v)   (θ ← θ − ηg' if μ = 0).
+    g' = g + λθ;  v ← μv + g';  θ ← θ − η·(g' + μv if nesterov else v)   (θ ← θ − ηg' if μ = 0);
+    then, with ``max_norm`` c, each unit's incoming weights w ← w·min(1, c/‖w‖).
     """
 
     slots = ("velocity",)
@@ -215,8 +272,8 @@ class SGD(Optimizer):
 
     @validated
     def __init__(self, params, lr: Positive = 0.01, momentum: Unit = 0.0, nesterov: Bool = False,
-                 weight_decay: NonNegative = 0.0):
-        super().__init__(params, lr)
+                 weight_decay: NonNegative = 0.0, max_norm: Optional[Positive] = None):
+        super().__init__(params, lr, max_norm)
         if nesterov and momentum == 0:
             raise ValueError("nesterov momentum needs momentum > 0")
         self.momentum, self.nesterov, self.weight_decay = float(momentum), bool(nesterov), float(weight_decay)
@@ -242,7 +299,8 @@ def adam_update(theta, g, m, v, lr, beta1, beta2, eps, weight_decay, t):
 @register_optimizer("adam")
 class Adam(Optimizer):
     """Adam: m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g², θ ← θ − η·m̂/(√v̂ + ε) with bias-corrected
-    m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ); L2 weight decay λ is added to g (as ``torch.optim.Adam``)."""
+    m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ); L2 weight decay λ is added to g (as ``torch.optim.Adam``);
+    then, with ``max_norm`` c, each unit's incoming weights w ← w·min(1, c/‖w‖)."""
 
     slots = ("m", "v")
     update_kernel = adam_update
@@ -250,8 +308,9 @@ class Adam(Optimizer):
 
     @validated
     def __init__(self, params, lr: Positive = 0.001, beta1: Unit = 0.9, beta2: Unit = 0.999,
-                 eps: Positive = 1e-8, weight_decay: NonNegative = 0.0):
-        super().__init__(params, lr)
+                 eps: Positive = 1e-8, weight_decay: NonNegative = 0.0,
+                 max_norm: Optional[Positive] = None):
+        super().__init__(params, lr, max_norm)
         self.beta1, self.beta2, self.eps, self.weight_decay = float(beta1), float(beta2), float(eps), float(weight_decay)
 
 

@@ -344,7 +344,7 @@ def _model_section(run):
     cfg, ds = run.cfg, run.ds
     bs = cfg["train"]["batch_size"]
     batch = ds.n_train if bs == "full" else min(int(bs), ds.n_train)
-    opt = make_optimizer_from(cfg, run.model.parameters())
+    opt = make_optimizer_from(cfg, run.model)
     info = summary(run.model, run.loss, opt, ds.input_shape, batch, ds.n_train,
                    cfg.get("schedule"), cfg.get("clip"))
     return _explain_html(info)

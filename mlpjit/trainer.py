@@ -4,7 +4,10 @@
 keeps the run folder up to date:
 
 * ``config.yaml``    the resolved config (every default filled in);
-* ``metrics.jsonl``  one JSON object per finished epoch;
+* ``metrics.jsonl``  one JSON object per finished epoch (with ``act_mean``/``act_std``, each
+  hidden layer's activations on a fixed probe batch: see :func:`activation_stats`);
+* ``probes.jsonl``   with ``train.probe_every: k``, the same statistics every k batches (and
+  before the first), by ``step`` (batches trained);
 * ``checkpoint.npz`` weights, optimizer state, every random state, the epoch (and, after an
   interrupt, the position inside the epoch) and the early-stopping state;
 * ``model.npz``      the final model (``Sequential.load``);
@@ -129,10 +132,11 @@ def build_model(cfg, n_features, n_outputs, task, image_shape=None):
     return Sequential(layers), loss
 
 
-def make_optimizer_from(cfg, params):
+def make_optimizer_from(cfg, model):
+    """The config's optimizer over ``model``'s parameters."""
     opt = dict(cfg["optimizer"])
     name = opt.pop("type")
-    return make_optimizer(name, params, **opt)
+    return make_optimizer(name, model, **opt)
 
 
 def model_for_data(cfg, data):
@@ -161,8 +165,8 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def read_metrics(run_dir):
-    path = Path(run_dir) / "metrics.jsonl"
+def read_metrics(run_dir, name="metrics.jsonl"):
+    path = Path(run_dir) / name
     if not path.exists():
         return []
     rows = []
@@ -180,19 +184,22 @@ def read_metrics(run_dir):
     return rows
 
 
-def append_metrics(run_dir, row):
+def append_metrics(run_dir, row, name="metrics.jsonl"):
     """Add one epoch's line.  Appending keeps each epoch's write small; a line torn by a kill is
     dropped by ``read_metrics`` and ``fit`` rewrites the file (atomically) when a run resumes."""
-    append_text(Path(run_dir) / "metrics.jsonl", json.dumps(row) + "\n")
+    append_text(Path(run_dir) / name, json.dumps(row) + "\n")
 
 
-def write_metrics(run_dir, rows):
-    atomic_write_text(Path(run_dir) / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows),
+def write_metrics(run_dir, rows, name="metrics.jsonl"):
+    atomic_write_text(Path(run_dir) / name, "".join(json.dumps(r) + "\n" for r in rows),
                       durable=False)
 
 
 def _rng_state_json(rng):
     return rng.bit_generator.state
+
+
+PROBES = "probes.jsonl"
 
 
 # --- evaluation ----------------------------------------------------------------------------
@@ -214,6 +221,23 @@ def evaluate(model, loss, X, y, x_scale=1.0, batch_size=1000, classification=Tru
         if classification:
             correct += KM.count_correct(out, yb, loss.pred_rule(out.shape[1]))
     return total_loss / n, (correct / n if classification else None)
+
+
+def activation_stats(model, X):
+    """``({layer: mean}, {layer: std})`` of each hidden layer's output Y on the batch X, in
+    prediction mode, over all its examples and units (Glorot & Bengio 2010, Fig. 2-4): every
+    layer but the last, skipping those whose output is their input (dropout at prediction, a
+    flatten).  Layers are named by their index in the model."""
+    mean, std = {}, {}
+    h = X
+    last = len(model.layers) - 1
+    for i, layer in enumerate(model.layers):
+        out = layer.forward(h, training=False)
+        if i < last and not np.may_share_memory(out, h):
+            mean[str(i)] = float(out.mean(dtype=np.float64))
+            std[str(i)] = float(out.std(dtype=np.float64))
+        h = out
+    return mean, std
 
 
 # --- training ------------------------------------------------------------------------------
@@ -310,13 +334,22 @@ class Trainer:
                                "input_shape": list(self.data.input_shape)}
         if self.data.encoding is not None:  # a table: how its columns became features
             self.model.metadata["encoding"] = self.data.encoding
-        self.optimizer = make_optimizer_from(cfg, self.params)
+        self.optimizer = make_optimizer_from(cfg, self.model)
         from .resources import check_run
         check_run(self.data, self.model, self.optimizer, self.batch_size(), self.loss)
         _, shuffle_ss, _ = _seeds(cfg["seed"])
         self.shuffle_rng = np.random.default_rng(shuffle_ss)
         self.dropouts = [layer for layer in self.model.walk() if hasattr(layer, "rng")]
         self.weight_names = [name for name, p, _ in self.params if name.endswith(".A")]
+        # the probe batch: the first train.probe_rows training examples, scaled, fixed for the run
+        k = min(int(cfg["train"].get("probe_rows", 256)), self.data.n_train)
+        self.probe_every = int(cfg["train"].get("probe_every", 0)) if k else 0
+        self.probe_X = None
+        if k:
+            rows = self.data.X_train[:k].reshape(k, -1)
+            self.probe_X = np.empty((k, rows.shape[1]), self.model.dtype)
+            KM.gather_rows(rows, np.arange(k), self.data.x_scale, self.probe_X)
+            self.probe_X = self.probe_X.reshape((k,) + self.data.X_train.shape[1:])
         # position and state
         self.epoch = 0                 # finished epochs
         self.batch = 0                 # next batch inside epoch ``self.epoch`` (0: at a boundary)
@@ -441,6 +474,12 @@ class Trainer:
             # a fresh run: fit standardize to the training split (a scaled copy: only then)
             X = self.data.X_train
             self.model.adapt(self.data.scaled(X.reshape(len(X), -1)))
+        if self.probe_every:   # the probes up to this point (a resumed run redoes the rest)
+            step = self.epoch * self._n_batches() + self.batch
+            write_metrics(self.run_dir, [r for r in read_metrics(self.run_dir, PROBES) if r["step"] < step],
+                          PROBES)
+            if step % self.probe_every == 0:
+                self._probe()
         start_time = time.perf_counter()
         self._deadline = None if max_time is None else time.monotonic() + max_time
         done = 0
@@ -467,6 +506,19 @@ class Trainer:
         summary = self._summary(metrics, time.perf_counter() - start_time)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
+
+    def _n_batches(self):
+        return math.ceil(self.data.n_train / self.batch_size())
+
+    def _probe(self):
+        """A line of probes.jsonl: the activation statistics after ``step`` batches."""
+        mean, std = activation_stats(self.model, self.probe_X)
+        step = self.epoch * self._n_batches() + self.batch
+        append_metrics(self.run_dir, {"step": step, "epoch": self.epoch, "batch": self.batch,
+                                      "act_mean": mean, "act_std": std}, PROBES)
+
+    def _probe_due(self):
+        return self.probe_every and (self.epoch * self._n_batches() + self.batch) % self.probe_every == 0
 
     def _threads_now(self):
         """Threads for the next chunk of a sharded step: this run's share of the cores, at most
@@ -524,10 +576,15 @@ class Trainer:
             while self.fast is not None and self.batch < n_batches:
                 self.fast.threads = self._threads_now()
                 stop = min(self.batch + self.fast.chunk_batches, n_batches)
+                if self.probe_every:   # a chunk ends at the next probe
+                    step = self.epoch * n_batches + self.batch
+                    stop = min(stop, self.batch + self.probe_every - step % self.probe_every)
                 done, bad = self.fast.run(perm, self.batch, stop, lr, acc)
                 self.batch += done
                 if bad is not None:
                     raise TrainingDiverged(self._diverged(bad[1], bad[2], bad[0], lr))
+                if self._probe_due():
+                    self._probe()
                 if bar is not None:
                     bar.update(done)
                 self._stop_mid_epoch(interrupt, n_batches, t0)
@@ -563,6 +620,8 @@ class Trainer:
                 acc["grad_norm"] += norm
                 acc["batches"] += 1
                 self.batch += 1
+                if self._probe_due():
+                    self._probe()
                 if bar is not None:
                     bar.update(1)
                 self._stop_mid_epoch(interrupt, n_batches, t0)
@@ -594,6 +653,8 @@ class Trainer:
                 row[f"{split}_loss"] = loss
                 if accuracy is not None:
                     row[f"{split}_accuracy"] = accuracy
+        if self.probe_X is not None:
+            row["act_mean"], row["act_std"] = activation_stats(self.model, self.probe_X)
         row["eval_seconds"] = time.perf_counter() - t1
         self._early_stopping(row)
         return row

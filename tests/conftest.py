@@ -184,8 +184,8 @@ def no_runs_folder_in_repo():
 
 # --- run folders ---------------------------------------------------------------------------
 
-def read_metrics(run_dir):
-    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+def read_metrics(run_dir, name="metrics.jsonl"):
+    return [json.loads(line) for line in (Path(run_dir) / name).read_text().splitlines()
             if line.strip()]
 
 

@@ -167,7 +167,7 @@ def test_round_trip(tmp_path):
     assert yaml.safe_load(yaml.safe_dump(r)) == r  # plain data only
     assert load_config(write(tmp_path, dump_yaml(c), "dump.yaml")) == c
     assert r["optimizer"] == {"type": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False,
-                              "weight_decay": 0.0}
+                              "weight_decay": 0.0, "max_norm": None}
     assert r["model"]["layers"][0]["activation"] == {"name": "elu", "alpha": 0.5}
     assert r["model"]["layers"][2]["activation"] == "tanh"
 

@@ -85,6 +85,16 @@ def test_explain_step_prints_the_generated_source(mlpjit_main, cfg_file, helpers
     assert r.code == 0 and "def train_chunk(" in r.out and "# (0) Dense(2 → 8, activation=Tanh())" in r.out
 
 
+def test_explain_shows_max_norm_and_the_step_applies_it(mlpjit_main, cfg_file, helpers):
+    cfg = helpers.spirals()
+    cfg["optimizer"]["max_norm"] = 3.0
+    r = mlpjit_main("explain", cfg_file(cfg))
+    assert r.code == 0, r.err
+    assert "max-norm after each update: each unit's incoming weights w <- w·min(1, 3/‖w‖), in 0.A, 1.A" in r.out
+    r = mlpjit_main("explain", cfg_file(cfg), "--step")
+    assert r.code == 0 and "max_norm_columns(l0_A, max_norm_c, mn0)  # 0.A" in r.out
+
+
 # --- trace ----------------------------------------------------------------------------------------
 
 # the numbers of tests/test_hand_worked.py's docstring: a 2-2-1 sigmoid network on x = (1, 0)

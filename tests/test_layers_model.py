@@ -420,6 +420,7 @@ def test_dense_seed_is_deterministic():
 @pytest.mark.parametrize("name,shape,variance", [
     ("xavier_uniform", (400, 600), 2 / 1000), ("xavier_normal", (400, 600), 2 / 1000),
     ("he_uniform", (400, 600), 2 / 400), ("he_normal", (400, 600), 2 / 400),
+    ("standard_uniform", (400, 600), 1 / (3 * 400)),
     ({"name": "normal", "std": 0.1}, (300, 300), 0.01), ({"name": "uniform", "scale": 0.3}, (300, 300), 0.03),
 ])
 def test_initializer_variance(name, shape, variance):
@@ -435,6 +436,8 @@ def test_initializer_bounds_and_constants():
     r = np.sqrt(6 / 30)
     A = initializers.initialize("he_uniform", (30, 50), np.random.default_rng(0), np.float64)
     assert np.abs(A).max() <= r and np.abs(A).max() > 0.95 * r
+    A = initializers.initialize("standard_uniform", (25, 50), np.random.default_rng(0), np.float64)
+    assert np.abs(A).max() <= 1 / 5 and np.abs(A).max() > 0.95 / 5     # U[-1/sqrt(25), 1/sqrt(25)]
     assert (initializers.initialize("zeros", (2, 3), None, np.float32) == 0).all()
     C = initializers.initialize({"name": "constant", "value": 0.5}, (2, 3), None, np.float32)
     assert (C == 0.5).all()

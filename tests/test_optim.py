@@ -291,3 +291,67 @@ def test_cosine_schedule_default_min_lr_is_zero():
     s = schedule_from_config({"type": "cosine"})
     assert scheduled_lr(0.2, s, 4, 8) == pytest.approx(0.1, rel=1e-14)   # half way
     assert scheduled_lr(0.2, s, 8, 8) == pytest.approx(0.0, abs=1e-17)
+
+
+# --- max-norm (Srivastava et al. 2014, §5.1) -------------------------------------------------
+
+def test_max_norm_by_hand():
+    """A dense layer's units are the columns of A: column 0 = (3, 4) has norm 5 > c = 2.5 and
+    becomes (1.5, 2); column 1 = (0.6, 0.8) has norm 1 ≤ c and stays.  A convolution's units are
+    its output channels (rows of A viewed as (O, C·KH·KW)): row (0, 0, 0, 6) becomes (0, 0, 0, 2.5)."""
+    import mlpjit
+    from mlpjit.optim import apply_max_norm
+    dense = mlpjit.Dense(2, 2, dtype=np.float64)
+    dense.A = np.array([[3.0, 0.6], [4.0, 0.8]])
+    conv = mlpjit.Conv2D(1, 2, 2, dtype=np.float64)   # A: (2, 1, 2, 2)
+    conv.A = np.array([[0.0, 0.0, 0.0, 6.0], [0.5, 0.5, 0.5, 0.5]]).reshape(2, 1, 2, 2)
+    model = mlpjit.Sequential([conv, mlpjit.Flatten(), dense])
+    assert [(n, m) for n, _, m in model.incoming_weights()] == [("0.A", "rows"), ("2.A", "columns")]
+    apply_max_norm(model.incoming_weights(), 2.5)
+    np.testing.assert_allclose(dense.A, [[1.5, 0.6], [2.0, 0.8]])
+    np.testing.assert_allclose(conv.A.reshape(2, 4), [[0, 0, 0, 2.5], [0.5, 0.5, 0.5, 0.5]])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_max_norm_bounds_every_unit_after_each_step_and_leaves_biases(name):
+    import mlpjit
+    rng = np.random.default_rng(0)
+    model = mlpjit.Sequential([mlpjit.Dense(5, 4, activation="relu", dtype=np.float64, seed=1),
+                               mlpjit.Dense(4, 3, dtype=np.float64, seed=2)])
+    free = mlpjit.Sequential([mlpjit.Dense(5, 4, activation="relu", dtype=np.float64, seed=1),
+                              mlpjit.Dense(4, 3, dtype=np.float64, seed=2)])
+    c = 0.5
+    opt = make_optimizer(name, model, lr=0.5, max_norm=c)
+    ref = make_optimizer(name, free, lr=0.5)
+    for _ in range(3):
+        for m in (model, free):
+            for _, p, g in m.parameters():
+                g[...] = 0.0
+        g = rng.standard_normal
+        for (_, _, g1), (_, _, g2) in zip(model.parameters(), free.parameters()):
+            g1[...] = g2[...] = g(g1.shape)
+        opt.step()
+        ref.step()
+        for _, A, _ in model.incoming_weights():
+            assert np.all(np.linalg.norm(A, axis=0) <= c * (1 + 1e-12))
+    assert np.max(np.linalg.norm(free.layers[0].A, axis=0)) > c    # the constraint did bind
+    for (_, b1, _), (_, b2, _) in zip(model.parameters(), free.parameters()):
+        if b1.ndim == 1 and name == "sgd":   # plain SGD: a bias's update does not see A's
+            np.testing.assert_allclose(b1, b2)
+    assert "max_norm=0.5" in repr(opt)
+
+
+def test_max_norm_needs_the_model_and_a_positive_value():
+    params = make_params()
+    with pytest.raises(ValueError, match="max_norm needs the model"):
+        SGD(params, lr=0.1, max_norm=3.0)
+    with pytest.raises(ValueError, match="max_norm"):
+        SGD(params, lr=0.1, max_norm=-1.0)
+    cfg = resolved_dict(config_from_dict({"data": {"name": "xor"}, "loss": "cross_entropy",
+                                          "model": {"layers": [{"type": "dense", "units": 2}]},
+                                          "optimizer": {"type": "sgd", "max_norm": 3}}))
+    assert cfg["optimizer"]["max_norm"] == 3
+    with pytest.raises(Exception, match="optimizer.max_norm"):
+        config_from_dict({"data": {"name": "xor"}, "loss": "cross_entropy",
+                                          "model": {"layers": [{"type": "dense", "units": 2}]},
+                          "optimizer": {"type": "sgd", "max_norm": 0}})

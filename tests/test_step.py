@@ -253,3 +253,28 @@ def test_a_layer_written_in_python_falls_back_to_the_layer_path():
     assert "PythonOnly" in unsupported_reason(m, mlpjit.losses.get("mse"), opt)
     assert unsupported_reason(mlpjit.Sequential([mlpjit.Dense(2, 2, seed=0)]),
                               mlpjit.losses.get("soft_f1"), opt) is None
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_max_norm_in_the_compiled_loop_matches_the_layer_path(opt_name):
+    """optimizer.max_norm: the step projects each unit's incoming weights after the update, as
+    Optimizer.step does; c = 0.9 binds from the first batch (the columns start near 1)."""
+    rng = np.random.default_rng(3)
+    n, bs = 53, 8
+    X = rng.standard_normal((n, 6))
+    y = rng.integers(0, 3, n)
+    perm = rng.permutation(n)
+    models = [_model(np.float64, 3) for _ in range(2)]
+    assert max(np.linalg.norm(A, axis=0).max() for _, A, _ in models[0].incoming_weights()) > 0.9
+    losses = [mlpjit.losses.get("cross_entropy") for _ in range(2)]
+    opts = [SGD(m, lr=0.1, momentum=0.9, max_norm=0.9) if opt_name == "sgd"
+            else Adam(m, lr=0.01, max_norm=0.9) for m in models]
+    ref = _layer_path(models[0], losses[0], opts[0], X, y, perm, bs, 0.1, {"norm": 2.0})
+    loop = CompiledLoop(models[1], losses[1], opts[1], X, y, 1.0, "classification", bs, {"norm": 2.0})
+    assert "max_norm_columns" in loop.source
+    acc = {"loss": 0.0, "correct": 0, "seen": 0, "grad_norm": 0.0, "batches": 0,
+           "layer_norms": {"0.A": 0.0, "2.A": 0.0, "3.A": 0.0}}
+    assert loop.run(perm, 0, 7, 0.1, acc) == (7, None)
+    assert_matches_layer_path(acc, ref, models, 1e-10)
+    for _, A, _ in models[1].incoming_weights():
+        assert np.linalg.norm(A, axis=0).max() <= 0.9 * (1 + 1e-12)

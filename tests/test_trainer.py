@@ -562,3 +562,47 @@ def test_early_stopping_on_a_missing_split(mlpjit_main, cfg_file, spirals_cfg, t
     assert "train.early_stopping.metric" in res.err and "data.validation" in res.err
     assert not out.exists()
 
+
+
+# --- activation statistics on the probe batch -------------------------------------------------
+
+def test_activation_stats_by_hand():
+    """Dense(1, 2), identity, A = [[1, 3]], on X = [[1], [2]]: Y = [[1, 3], [2, 6]], mean 3 and
+    std √((1 + 9 + 4 + 36)/4 − 9) = √3.5; the dropout (its output is its input at prediction)
+    and the last layer are not hidden layers of their own."""
+    from mlpjit.trainer import activation_stats
+    first = mlpjit.Dense(1, 2, dtype=np.float64)
+    first.A = np.array([[1.0, 3.0]])
+    model = mlpjit.Sequential([first, mlpjit.Dropout(0.5, seed=0), mlpjit.Dense(2, 1, dtype=np.float64)])
+    mean, std = activation_stats(model, np.array([[1.0], [2.0]]))
+    assert mean == {"0": 3.0} and std == pytest.approx({"0": math.sqrt(3.5)})
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python_loop"])
+def test_probes_every_k_batches_and_exactly_after_a_resume(compiled, monkeypatch, mlpjit_main,
+                                                           cfg_file, spirals_cfg, tmp_path):
+    """probes.jsonl has a line before the first batch and every 3 batches (a compiled chunk ends
+    at each); metrics.jsonl has the same statistics after each epoch.  Interrupted in epoch 2 and
+    resumed, the file equals the straight run's."""
+    import mlpjit.step
+    import mlpjit.trainer
+    monkeypatch.setattr(mlpjit.step, "CHUNK_EXAMPLES", 14)   # chunks of 2 batches of 7
+    cfg = spirals_cfg(points=90, epochs=3, batch_size=7, dropout=0.25)
+    cfg["train"].update(compiled=compiled, probe_every=3, probe_rows=20)
+    path = cfg_file(cfg)
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    ok(mlpjit_main("train", path, "--out", straight, "-q"))
+    probes = read_metrics(straight, "probes.jsonl")
+    assert [p["step"] for p in probes] == list(range(0, 3 * 13 + 1, 3))   # 13 batches an epoch
+    assert probes[1]["epoch"] == 0 and probes[5]["epoch"] == 1 and probes[5]["batch"] == 2
+    metrics = read_metrics(straight)
+    hidden = list(metrics[0]["act_mean"])
+    assert hidden and set(probes[0]["act_std"]) == set(hidden)
+    at_39 = probes[-1]    # after the last batch: the model metrics.jsonl's last line probed
+    assert at_39["act_mean"] == metrics[-1]["act_mean"] and at_39["act_std"] == metrics[-1]["act_std"]
+    monkeypatch.setattr(mlpjit.trainer, "_Signals", _FlagAfter(15 if not compiled else 11))
+    assert mlpjit_main("train", path, "--out", run, "-q").code == 130
+    assert read_metrics(run, "probes.jsonl")[-1]["epoch"] == 1
+    monkeypatch.undo()
+    ok(mlpjit_main("train", "--resume", run))
+    assert read_metrics(run, "probes.jsonl") == probes

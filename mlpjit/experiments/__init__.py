@@ -73,7 +73,7 @@ def experiment(name, title, claim):
 
 
 def _load_all():
-    from . import classic, extra  # noqa: F401  (registers the experiments)
+    from . import classic, extra, papers  # noqa: F401  (registers the experiments)
 
 
 def names():

@@ -309,41 +309,82 @@ def exploding(ctx):
 # --- 6. Dropout versus overfitting --------------------------------------------------------
 
 @experiment("dropout", "Dropout versus overfitting",
-            claim="A large network (784-512-512-10 ReLU) on only 1,000 MNIST images overfits: "
-                  "train accuracy near 100%, test accuracy far lower; dropout (p = 0.2, 0.5 "
-                  "after each hidden layer) shrinks the gap between train and test accuracy.")
+            claim="A network far larger than its data (784-512-512-10 ReLU, 670,000 weights, on 5,000 "
+                  "MNIST images) overfits when trained long: its training error reaches 0 while its test "
+                  "loss climbs. Dropout (0.5 on the hidden units, with or without 0.2 on the input, as "
+                  "in Srivastava et al. 2014) lowers the test error and the test loss at the end of "
+                  "training, beyond the spread of the seeds.")
 def dropout(ctx):
     base = _cfg(6, "dropout")
-    sets = (["data.subset=300", "data.test_subset=500", "train.epochs=2"] if ctx.quick else [])
-    rows, gaps, curves = [], {}, {}
-    for p in (0.0, 0.2, 0.5):
-        tr, te, gap = [], [], []
+    sets = (["data.subset=300", "data.test_subset=300", "train.epochs=3",
+             "model.layers.1.units=64", "model.layers.3.units=64"] if ctx.quick else [])
+    variants = [("none", 0.0, 0.0), ("hidden 0.5", 0.0, 0.5), ("input 0.2, hidden 0.5", 0.2, 0.5)]
+    rows, res, curves = [], {}, {}
+    for label, p_in, p_hid in variants:
+        r = {k: [] for k in ("train", "test", "loss", "best", "best_epoch", "min_loss", "min_epoch")}
         for s in _seeds(ctx):
-            rd, summary, m = train(ctx, base, sets + [f"model.layers.1.p={p}", f"model.layers.3.p={p}",
-                                                      f"seed={s}"], name=f"e6_dropout/p{p}_s{s}")
-            a_train = _train_accuracy(rd, _resolved(rd)["data"], s)
-            a_test = _final(m, "test_accuracy")
-            tr.append(a_train)
-            te.append(a_test)
-            gap.append(a_train - a_test)
-            if s == 0:
-                curves[f"p={p} test"] = ([r["epoch"] for r in m], [r["test_accuracy"] for r in m])
-        gaps[p] = (float(np.mean(gap)), float(np.mean(te)))
-        rows.append({"dropout p": p, "train accuracy": _pct_ms(tr), "test accuracy": _pct_ms(te),
-                     "gap (points)": mean_std([100 * g for g in gap])})
-    plot = _plot_lines(curves, ctx.figures / "dropout.png", "epoch", "test accuracy",
-                       title="784-512-512-10 ReLU on 1,000 MNIST images: test accuracy (seed 0)")
-    shrinks = [p for p in (0.2, 0.5) if gaps[p][0] < gaps[0.0][0]]
-    supported = len(shrinks) == 2
-    which = ("both rates shrink it" if supported else
-             f"only p = {shrinks[0]} shrinks it" if shrinks else "neither rate shrinks it")
-    verdict = (f"{'Supported' if supported else 'Not supported'} ({which}): the train−test accuracy gap is "
-               f"{100 * gaps[0.0][0]:.1f} points without dropout, {100 * gaps[0.2][0]:.1f} with "
-               f"p = 0.2 and {100 * gaps[0.5][0]:.1f} with p = 0.5 (test accuracy "
-               f"{100 * gaps[0.0][1]:.1f}%, {100 * gaps[0.2][1]:.1f}%, {100 * gaps[0.5][1]:.1f}%).")
-    notes = ("Train accuracy is measured after training, in prediction mode (no dropout), on the "
-             "1,000 training images; the test set is the first 2,000 MNIST test images.")
-    return Result(table=rows, verdict=verdict, supported=supported, plots=[plot], notes=notes)
+            rd, summary, m = train(ctx, base, sets + [f"model.layers.0.p={p_in}", f"model.layers.2.p={p_hid}",
+                                                      f"model.layers.4.p={p_hid}", f"seed={s}"],
+                                   name=f"e6_dropout/in{p_in}_hid{p_hid}_s{s}")
+            err = [1 - row["test_accuracy"] for row in m]
+            loss = [row["test_loss"] for row in m]
+            r["train"].append(1 - _train_accuracy(rd, _resolved(rd)["data"], s))
+            r["test"].append(err[-1])
+            r["loss"].append(loss[-1])
+            r["best"].append(min(err))
+            r["best_epoch"].append(int(np.argmin(err)) + 1)
+            r["min_loss"].append(min(loss))
+            r["min_epoch"].append(int(np.argmin(loss)) + 1)
+            curves.setdefault("error", {})[label] = curves.get("error", {}).get(label, []) + [err]
+            curves.setdefault("loss", {})[label] = curves.get("loss", {}).get(label, []) + [loss]
+        res[label] = r
+        rows.append({"dropout": label, "train error": _pct_ms(r["train"]),
+                     "test error (last epoch)": _pct_ms(r["test"]), "test loss (last epoch)": mean_std(r["loss"]),
+                     "lowest test error (epoch)": f"{_pct_ms(r['best'])} ({mean_std(r['best_epoch'])})",
+                     "lowest test loss (epoch)": f"{mean_std(r['min_loss'])} ({mean_std(r['min_epoch'])})"})
+    epochs = len(curves["error"]["none"][0])
+    plots = []
+    for key, ylabel in (("error", "test error (%)"), ("loss", "test loss (cross-entropy)")):
+        series = {label: (list(range(1, epochs + 1)),
+                          list((100 if key == "error" else 1) * np.mean(v, axis=0)))
+                  for label, v in curves[key].items()}
+        plots.append(_plot_lines(series, ctx.figures / f"dropout_test_{key}.png", "epoch",
+                                 f"{ylabel}, mean of {len(_seeds(ctx))} seed(s)", logy=key == "loss",
+                                 title=f"784-512-512-10 ReLU on 5,000 MNIST images: test {key}"))
+
+    def m_sd(label, key):
+        v = res[label][key]
+        return float(np.mean(v)), (float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
+
+    def lower(a, key):   # a's mean below no-dropout's by more than the two spreads together
+        (ma, sa), (mb, sb) = m_sd(a, key), m_sd("none", key)
+        return ma + sa < mb - sb
+    paper = variants[2][0]
+    supported = all(lower(label, key) for label, _, _ in variants[1:] for key in ("test", "loss"))
+    e = {label: 100 * m_sd(label, "test")[0] for label, _, _ in variants}
+    lo = {label: m_sd(label, "loss")[0] for label, _, _ in variants}
+    overfits = lo["none"] > 1.5 * m_sd("none", "min_loss")[0]
+    fits = m_sd("none", "train")[0] < 0.005
+    verdict = (f"{'Supported' if supported else 'Not supported'}: without dropout the network "
+               f"{'fits' if fits else 'does not fit'} its 5,000 images (train error "
+               f"{100 * m_sd('none', 'train')[0]:.2f}%) and "
+               f"{'overfits' if overfits else 'does not overfit clearly'} (test loss "
+               f"{m_sd('none', 'min_loss')[0]:.3f} at its lowest, epoch {m_sd('none', 'min_epoch')[0]:.0f}, "
+               f"{lo['none']:.3f} at the end); after {epochs} epochs the test error is {e['none']:.2f}% "
+               f"without dropout, {e['hidden 0.5']:.2f}% with hidden dropout and {e[paper]:.2f}% with "
+               f"the paper's rates, the test loss {lo['none']:.3f}, {lo['hidden 0.5']:.3f} and {lo[paper]:.3f}"
+               + (" (both lower beyond the seeds' spread)." if supported else
+                  " (not lower beyond the seeds' spread in every case)."))
+    notes = ("Train error: after training, in prediction mode (no dropout), on the 5,000 training images; "
+             "test figures on the 10,000 MNIST test images; SGD lr 0.05, momentum 0.9, batch 32, he_normal. "
+             "The reference is Srivastava et al. (2014), Fig. 9 (the same network trained on MNIST subsets "
+             "of 100 to 50,000 images): dropout gives no improvement on the smallest subsets (100, 500 "
+             "images) and lowers the test error from 1,000 images on. The experiment was first "
+             "designed around the train−test accuracy gap after 30 epochs on 1,000 images, which could "
+             "not see the effect: the gap stays large with dropout too (training accuracy in prediction "
+             "mode reaches 100% either way), and 30 epochs of 32 batches were too few updates for a "
+             "dropout network to catch up.")
+    return Result(table=rows, verdict=verdict, supported=supported, plots=plots, notes=notes)
 
 
 # --- 7. Initialization --------------------------------------------------------------------

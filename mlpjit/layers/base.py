@@ -6,6 +6,9 @@ config (the constructor's annotated signature).  It declares
 
 * ``params``: names of its trainable arrays (attributes); the gradient of ``A`` is ``dA``;
 * ``state``: names of arrays that are not trained but belong to the model (running estimates);
+* ``incoming``: ``{param: "columns" | "rows"}``, the parameters that hold each unit's incoming
+  weights — a column of an (inputs, units) matrix (dense) or a row of one viewed as (units, −1)
+  (a convolution's channels) — which ``optimizer.max_norm`` bounds;
 * ``output_shape(in_shape)``: one example's output shape (shape inference; ValueError if the
   input does not fit);
 * ``buffers(in_shape)``: ``{name: shape of one example's part}`` of what forward keeps for
@@ -148,6 +151,7 @@ class Layer:
 
     params = ()
     state = ()
+    incoming = {}          # {param: "columns" | "rows"} (see the module docstring)
     inferred = {}          # constructor argument -> the index of the input shape's entry it equals
     image_input = False    # whether the layer needs (C, H, W) examples (a model starting with it
                            # reads images)
@@ -244,6 +248,10 @@ class Layer:
     def parameters(self):
         """``[(name, param, grad), ...]`` in a stable order; empty for layers without parameters."""
         return [(p, getattr(self, p), getattr(self, "d" + p)) for p in self.params]
+
+    def incoming_weights(self):
+        """``[(name, param, "columns" | "rows"), ...]``: the parameters of ``incoming``."""
+        return [(p, getattr(self, p), mode) for p, mode in type(self).incoming.items()]
 
     def state_items(self):
         """``[(name, array), ...]``: arrays saved with the model that are not trained."""

@@ -294,6 +294,7 @@ class Conv2D(Layer):
     row_separable = True
 
     params = ("A", "b")
+    incoming = {"A": "rows"}   # output channel o's incoming weights: A[o] (optimizer.max_norm)
     inferred = {"in_channels": 0}
     image_input = True
     # im2col columns for this many examples at most in prediction mode: predicting a large batch

@@ -287,6 +287,7 @@ class Dense(Layer):
     row_separable = True
 
     params = ("A", "b")
+    incoming = {"A": "columns"}   # unit j's incoming weights: A[:, j] (optimizer.max_norm)
     inferred = {"in_features": 0}
 
     @validated

@@ -100,6 +100,10 @@ class Residual(Layer):
         return [(f"{i}.{name}", p, g) for i, layer in enumerate(self.layers)
                 for name, p, g in layer.parameters()]
 
+    def incoming_weights(self):
+        return [(f"{i}.{name}", p, mode) for i, layer in enumerate(self.layers)
+                for name, p, mode in layer.incoming_weights()]
+
     def state_items(self):
         return [(f"{i}.{name}", a) for i, layer in enumerate(self.layers)
                 for name, a in layer.state_items()]

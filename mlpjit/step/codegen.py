@@ -379,8 +379,34 @@ class StepPlan:
         lines.append("t = t0 + done + 1")
         for q, l, name in params:
             lines.append(self._update_call(kname, consts, q))
+        lines += self._max_norm([(q, l, name) for q, l, name in params])
         self.clip_mode = clip_mode
         self._param_head = head
+        return lines
+
+    def _max_norm(self, params):
+        """With ``optimizer.max_norm`` c, the lines after the update that project each unit's
+        incoming weights (the parameters its layer declares in ``incoming``) onto the ball of
+        radius c."""
+        c = getattr(self.optimizer, "max_norm", None)
+        if c is None:
+            return []
+        from ..optim import max_norm_columns, max_norm_rows
+        self._arg("max_norm_c", float(c))
+        lines = ["# max-norm: each unit's incoming weights w <- w * min(1, c / |w|)"]
+        for q, l, name in params:
+            mode = type(self.nodes[l]).incoming.get(name)
+            if mode is None:
+                continue
+            A = getattr(self.nodes[l], name)
+            if mode == "columns":
+                kname = self.kernels.name(max_norm_columns)
+                self._arg(f"mn{q}", Alloc((A.shape[1],), np.float64))
+                lines.append(f"{kname}(l{l}_{name}, max_norm_c, mn{q})  # {self.model_names[q]}")
+            else:
+                kname = self.kernels.name(max_norm_rows)
+                lines.append(f"{kname}(p{q}.reshape(({A.shape[0]}, {A.size // A.shape[0]})), "
+                             f"max_norm_c)  # {self.model_names[q]}")
         return lines
 
     def _params(self):
@@ -473,6 +499,7 @@ class StepPlan:
             tail = [f"# update: {opt.name} (not element-wise: each parameter whole)"]
             for q, _, _, _ in params:
                 tail += update(q, "")
+        tail += self._max_norm([(q, l, name) for q, l, name, _ in params])
         return reduce_, serial, upd, tail
 
     def _assemble_sharded(self, head_args, body_f, loss_lines, body_b, update):
