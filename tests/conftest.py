@@ -184,6 +184,13 @@ def no_runs_folder_in_repo():
 
 # --- run folders ---------------------------------------------------------------------------
 
+def quick_context(tmp, seeds=1):
+    """An experiments Context at the smoke-test scale (``--quick``), writing under ``tmp``."""
+    from mlpjit.experiments import Context
+    (tmp / "fig").mkdir(exist_ok=True)
+    return Context(runs=tmp / "runs", figures=tmp / "fig", seeds=seeds, quick=True, log=lambda *a: None)
+
+
 def read_metrics(run_dir, name="metrics.jsonl"):
     return [json.loads(line) for line in (Path(run_dir) / name).read_text().splitlines()
             if line.strip()]

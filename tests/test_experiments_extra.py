@@ -10,7 +10,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from mlpjit.experiments import Context, Result  # noqa: E402
+from conftest import quick_context  # noqa: E402  (tests/ is on sys.path)
+from mlpjit.experiments import Result  # noqa: E402
 from mlpjit.experiments import extra  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,9 +21,7 @@ NAMES = ["activations", "dead_relu", "batch_size", "sine_layer", "smape", "fgsm"
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("extra")
-    (tmp / "fig").mkdir()
-    return Context(runs=tmp / "runs", figures=tmp / "fig", seeds=1, quick=True, log=lambda *a: None)
+    return quick_context(tmp_path_factory.mktemp("extra"))
 
 
 def test_registered_in_order():

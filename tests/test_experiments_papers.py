@@ -8,16 +8,15 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from mlpjit.experiments import EXPERIMENTS, Context, _load_all  # noqa: E402
+from conftest import quick_context  # noqa: E402  (tests/ is on sys.path)
+from mlpjit.experiments import EXPERIMENTS, _load_all  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("papers")
-    (tmp / "fig").mkdir()
-    return Context(runs=tmp / "runs", figures=tmp / "fig", seeds=2, quick=True, log=lambda *a: None)
+    return quick_context(tmp_path_factory.mktemp("papers"), seeds=2)
 
 
 def test_registered_after_the_classic_ones():

@@ -86,41 +86,35 @@ def _conv_model(dtype=np.float32):
         mlpjit.Dense(27, 4, dtype=dtype, seed=2)])
 
 
-def test_a_sharded_cnn_matches_the_layer_path():
-    rng = np.random.default_rng(1)
+def _sharded_cnn_against_the_layer_path(seed, lr, clip, **opt):
+    """A CNN trained 4 batches by a 3-shard step and by the layer path; returns the models."""
+    rng = np.random.default_rng(seed)
     n, bs = 37, 12
     X = rng.standard_normal((n, 1, 8, 8)).astype(np.float32)
     y = rng.integers(0, 4, n)
     perm = rng.permutation(n)
     models = [_conv_model() for _ in range(2)]
     loss = [mlpjit.losses.get("cross_entropy") for _ in range(2)]
-    opts = [SGD(m.parameters(), lr=0.05, momentum=0.9) for m in models]
-    ref = _layer_path(models[0], loss[0], opts[0], X, y, perm, bs, 0.05, {"norm": 1.0})
+    opts = [SGD(m, lr=lr, momentum=0.9, **opt) for m in models]
+    ref = _layer_path(models[0], loss[0], opts[0], X, y, perm, bs, lr, clip or {})
     step = CompiledStep(models[1], loss[1], opts[1], X.reshape(n, -1), y, 1.0, "classification", bs,
-                        {"norm": 1.0}, input_shape=(1, 8, 8), threads=2, shards=3)
+                        clip, input_shape=(1, 8, 8), threads=2, shards=3)
+    assert step.plan.sharded
     acc = _acc(models[1])
-    assert step.run(perm, 0, 4, 0.05, acc) == (4, None)
+    assert step.run(perm, 0, 4, lr, acc) == (4, None)
     assert_matches_layer_path(acc, ref, models, 2e-5)
+    return models, step
+
+
+def test_a_sharded_cnn_matches_the_layer_path():
+    _sharded_cnn_against_the_layer_path(1, 0.05, {"norm": 1.0})
 
 
 def test_a_sharded_step_with_max_norm_matches_the_layer_path():
     """Max-norm after the blocks' parallel update, on a convolution's channels (rows of A) and
     the dense layer's units (columns of A)."""
-    rng = np.random.default_rng(2)
-    n, bs = 37, 12
-    X = rng.standard_normal((n, 1, 8, 8)).astype(np.float32)
-    y = rng.integers(0, 4, n)
-    perm = rng.permutation(n)
-    models = [_conv_model() for _ in range(2)]
-    loss = [mlpjit.losses.get("cross_entropy") for _ in range(2)]
-    opts = [SGD(m, lr=0.2, momentum=0.9, max_norm=0.6) for m in models]
-    ref = _layer_path(models[0], loss[0], opts[0], X, y, perm, bs, 0.2, {})
-    step = CompiledStep(models[1], loss[1], opts[1], X.reshape(n, -1), y, 1.0, "classification", bs,
-                        None, input_shape=(1, 8, 8), threads=2, shards=3)
-    assert step.plan.sharded and "max_norm_rows" in step.source and "max_norm_columns" in step.source
-    acc = _acc(models[1])
-    assert step.run(perm, 0, 4, 0.2, acc) == (4, None)
-    assert_matches_layer_path(acc, ref, models, 2e-5)
+    models, step = _sharded_cnn_against_the_layer_path(2, 0.2, None, max_norm=0.6)
+    assert "max_norm_rows" in step.source and "max_norm_columns" in step.source
     conv, dense = models[1].layers[0].A, models[1].layers[-1].A
     assert np.linalg.norm(conv.reshape(len(conv), -1), axis=1).max() <= 0.6 * (1 + 1e-6)
     assert np.linalg.norm(dense, axis=0).max() <= 0.6 * (1 + 1e-6)

@@ -585,8 +585,9 @@ class StepPlan:
                '(mlpjit/step/codegen.py).', "", "model:"]
         for l, node in enumerate(self.nodes):
             out.append(f"  ({l}) {_comment(node)}")
+        c = getattr(self.optimizer, "max_norm", None)
         out.append(f"loss: {self.loss.name};  optimizer: {self.optimizer.name};  clipping: "
-                   f"{self.clip_mode or 'none'}")
+                   f"{self.clip_mode or 'none'}" + ("" if c is None else ";  max-norm: on (c is the argument max_norm_c)"))
         out.append("")
         out.append("train_chunk(...) trains on batches b_start ≤ b < b_stop of perm and returns how "
                    "many it finished")
