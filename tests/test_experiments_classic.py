@@ -54,3 +54,15 @@ def test_reproduce_xor_writes_report(tmp_path):
     assert "XOR and logic" in report
     assert (tmp_path / "docs" / "experiments" / "xor.json").exists()
     assert (tmp_path / "docs" / "experiments" / "xor_loss.png").read_bytes()[:8] == PNG
+
+
+def test_reproduce_again_reuses_the_runs_and_keeps_the_time_that_trained_them(tmp_path):
+    import json
+    reproduce(["xor"], out=tmp_path, quick=True, log=lambda *a: None)
+    stored = tmp_path / "docs" / "experiments" / "xor.json"
+    first = json.loads(stored.read_text())
+    first["seconds"] = 1234.0          # as if training them had taken that long
+    stored.write_text(json.dumps(first))
+    reproduce(["xor"], out=tmp_path, quick=True, log=lambda *a: None)   # every run reused
+    assert json.loads(stored.read_text())["seconds"] == 1234.0
+    assert "`mlpjit reproduce xor` (1234 s)" in (tmp_path / "EXPERIMENTS.md").read_text()

@@ -361,6 +361,21 @@ def dropout(ctx):
     def lower(a, key):   # a's mean below no-dropout's by more than the two spreads together
         (ma, sa), (mb, sb) = m_sd(a, key), m_sd("none", key)
         return ma + sa < mb - sb
+    def higher(a, key):
+        (ma, sa), (mb, sb) = m_sd(a, key), m_sd("none", key)
+        return ma - sa > mb + sb
+
+    for row, (label, _, _) in zip(rows, variants):
+        if label == "none":
+            row["row verdict"] = "the reference"
+            continue
+        parts = []
+        for key, what, unit in (("test", "test error", "points"), ("loss", "test loss", "")):
+            d = m_sd(label, key)[0] - m_sd("none", key)[0]
+            d_txt = f"{100 * d:+.2f} points" if key == "test" else f"{d:+.3f}"
+            verdict = ("lower" if lower(label, key) else "higher" if higher(label, key) else "not different")
+            parts.append(f"{what} {d_txt} ({verdict})")
+        row["row verdict"] = "against none: " + ", ".join(parts) + " beyond the seeds' spread"
     paper = variants[2][0]
     supported = all(lower(paper, key) for key in ("test", "loss"))
     e = {label: 100 * m_sd(label, "test")[0] for label, _, _ in variants}
