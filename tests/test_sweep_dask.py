@@ -302,7 +302,9 @@ def test_ctrl_c_keeps_finished_runs_and_the_same_command_does_the_rest(slow_file
                                                                        capsys):
     cluster.ensure_workers(2)
     out = tmp_path / "interrupted"
-    args = [*SLOW_GRID, "--set", "train.epochs=60", "--backend", "dask",
+    # runs long enough (a few seconds each, on a fast machine) that the test reads "[1/4] ok" and
+    # sends SIGINT before the other three finish, even when the machine is loaded
+    args = [*SLOW_GRID, "--set", "train.epochs=200", "--backend", "dask",
             "--scheduler", cluster.address, "--out", out]
     proc = sweep_proc(slow_file, *args, env=cluster.env)
     lines = []
