@@ -157,9 +157,17 @@ def dask_sweep(tmp_path_factory, spirals_file, cluster):
     return out, p.stdout, set(cluster.worker_names())
 
 
+def _default_sigint():
+    # a Ctrl-C in a terminal reaches a process with SIGINT's default disposition; an ignored
+    # SIGINT (inherited from whatever ran before in this test process) would make the child
+    # deaf to the test's signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def sweep_proc(cfg, *args, env):
     return subprocess.Popen([sys.executable, "-m", "mlpjit", "sweep", str(cfg), *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=_default_sigint)
 
 
 def test_local_cluster_gives_the_same_csv_as_the_local_backend(spirals_file, tmp_path, capsys):
@@ -319,7 +327,7 @@ def test_ctrl_c_keeps_finished_runs_and_the_same_command_does_the_rest(slow_file
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, text
+    assert proc.returncode == 130, f"(SIGINT here: {signal.getsignal(signal.SIGINT)})\n{text}"
     assert "sweep interrupted;" in text and "run the same command again to continue" in text
     finished = sorted(p.parent.name for p in out.glob("*/summary.json"))
     rows = read_csv(out / "sweep.csv")
