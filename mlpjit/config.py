@@ -227,29 +227,22 @@ class EarlyStoppingConfig(_Model):
     min_delta: Annotated[Float, Field(ge=0)] = 0.0
 
 
-def _batch_size(value: Any) -> Any:
-    if value == "full" and isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value >= 1:
+def _count_or(word):
+    """A validator of an integer >= 1 or the string ``word`` (batch_size: 'full', threads: 'auto')."""
+    def check(value: Any) -> Any:
+        if value == word and isinstance(value, str):
             return value
-        raise _Issue(f"must be >= 1 or 'full' (got {_fmt(value)})")
-    raise _Issue(f"must be an integer >= 1 or 'full' (got {_fmt(value)})")
-
-
-def _threads(value: Any) -> Any:
-    if value == "auto" and isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value >= 1:
-            return value
-        raise _Issue(f"must be >= 1 or 'auto' (got {_fmt(value)})")
-    raise _Issue(f"must be an integer >= 1 or 'auto' (got {_fmt(value)})")
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value >= 1:
+                return value
+            raise _Issue(f"must be >= 1 or '{word}' (got {_fmt(value)})")
+        raise _Issue(f"must be an integer >= 1 or '{word}' (got {_fmt(value)})")
+    return check
 
 
 class TrainConfig(_Model):
     epochs: Annotated[Int, Field(ge=1)] = 10
-    batch_size: Annotated[Union[int, Literal["full"]], BeforeValidator(_batch_size)] = 32
+    batch_size: Annotated[Union[int, Literal["full"]], BeforeValidator(_count_or("full"))] = 32
     shuffle: Bool = True
     eval_batch_size: Annotated[Int, Field(ge=1)] = 1000
     # Each hidden layer's activation mean and std on a fixed probe batch (the first probe_rows
@@ -264,7 +257,7 @@ class TrainConfig(_Model):
     # Threads of a run: "auto" (the cores this process may use) or a number.  A batch is split
     # into that many shards (fewer for a small model); the result depends on the number of
     # shards, never on how many threads are free to run them (see docs/performance.md).
-    threads: Annotated[Union[int, Literal["auto"]], BeforeValidator(_threads)] = "auto"
+    threads: Annotated[Union[int, Literal["auto"]], BeforeValidator(_count_or("auto"))] = "auto"
 
 
 def _shorthand_type(value: Any) -> Any:

@@ -116,11 +116,13 @@ def max_norm_rows(A, c):
             scale_inplace(A[o], c / math.sqrt(ss))
 
 
-def apply_max_norm(incoming, c):
-    """Max-norm on ``[(name, A, "columns" | "rows"), ...]`` (``model.incoming_weights()``)."""
-    for _, A, mode in incoming:
+def apply_max_norm(incoming, c, scratch=None):
+    """Max-norm on ``[(name, A, "columns" | "rows"), ...]`` (``model.incoming_weights()``);
+    ``scratch``: one float64 array of A.shape[1] per "columns" entry (made here when None)."""
+    for k, (_, A, mode) in enumerate(incoming):
         if mode == "columns":
-            max_norm_columns(A, c, np.empty(A.shape[1], np.float64))
+            norms = np.empty(A.shape[1], np.float64) if scratch is None else scratch[k]
+            max_norm_columns(A, c, norms)
         else:
             max_norm_rows(A.reshape(A.shape[0], -1), c)
 
@@ -175,6 +177,8 @@ class Optimizer:
                              "pass it instead of its parameters (SGD(model, ..., max_norm=c))")
         # [(name, A, "columns" | "rows")]: the weights max_norm constrains
         self.incoming = model.incoming_weights() if self.max_norm is not None else []
+        self._norms = [np.empty(A.shape[1], np.float64) if mode == "columns" else None
+                       for _, A, mode in self.incoming]   # max_norm_columns' scratch, made once
         self.state = {slot: {name: _memory.zeros_like(p) for name, p, _ in self.params}
                       for slot in self.slots}
         self.t = 0
@@ -210,7 +214,7 @@ class Optimizer:
                 ns[slot] = _flat(self.state[slot][name])
             kernel(*[ns[a] for a in names])
         if self.max_norm is not None:
-            apply_max_norm(self.incoming, self.max_norm)
+            apply_max_norm(self.incoming, self.max_norm, self._norms)
 
     def state_arrays(self):
         """The optimizer state as named arrays (for checkpoints)."""

@@ -119,25 +119,12 @@ def test_unseen_categories_empty_cells_and_mixed_columns(tmp_path):
 
 def _cancer_csvs(tmp_path):
     """scikit-learn's breast-cancer table (30 raw features from 0.001 to 4,000) with a text
-    column, written as train and test CSVs, as a user would."""
-    datasets = pytest.importorskip("sklearn.datasets")
-    from sklearn.model_selection import train_test_split
-    d = datasets.load_breast_cancer()
-    rng = np.random.default_rng(0)
-    color = rng.choice(["red", "green", "blue"], len(d.target))
-    label = np.where(d.target == 1, "benign", "malignant")
-    tr, te = train_test_split(np.arange(len(label)), test_size=0.25, random_state=0, stratify=label)
-    cols = [n.replace(" ", "_") for n in d.feature_names] + ["color", "diagnosis"]
-
-    def save(path, rows, target=True):
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(cols if target else cols[:-1])
-            for i in rows:
-                w.writerow([repr(float(v)) for v in d.data[i]] + [color[i]] + ([label[i]] if target else []))
-        return path
-    return (save(tmp_path / "train.csv", tr), save(tmp_path / "test.csv", te),
-            save(tmp_path / "test_raw.csv", te, target=False), d.data[tr], label[tr], d.data[te], label[te])
+    column, written as train and test CSVs, as a user would: examples/tabular.py's tables."""
+    pytest.importorskip("sklearn")
+    from mlpjit.experiments.extra import _load_example
+    (train, test, raw), (Xtr, ytr, Xte, yte) = _load_example("tabular").write_tables(tmp_path)
+    numeric = slice(0, Xtr.shape[1] - 1)   # the 30 features, without the text column
+    return (train, test, raw, Xtr[:, numeric].astype(float), ytr, Xte[:, numeric].astype(float), yte)
 
 
 def test_a_raw_csv_trains_with_standardize_to_the_pipelines_accuracy(tmp_path, cfg_file, mlpjit_main):
