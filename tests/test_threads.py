@@ -274,6 +274,7 @@ def test_a_new_step_compiles_in_a_child_and_the_run_loads_it(tmp_path):
     env = dict(proc_env(), NUMBA_CACHE_DIR=str(tmp_path / "numba"), MLPJIT_CACHE_DIR=str(tmp_path / "mlpjit"))
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
     hits, misses, notes = json.loads(out.splitlines()[-1])
+    notes = [n for n in notes if not n.startswith("  still compiling")]   # a slow machine's ticks
     assert hits == 1 and misses == 0                     # this process loaded it, compiled nothing
     assert notes[0] == "compiling kernels for this model (first run only)…"
     assert notes[1].startswith("compiled in ") and "the next runs load it from" in notes[1]

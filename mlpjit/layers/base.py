@@ -188,6 +188,15 @@ class Layer:
     def backward_calls(self, training=True):
         return [Call(type(self).backward_kernel)] if type(self).backward_kernel is not None else []
 
+    def structure(self):
+        """The layer as the compiled step's text names it (the comment above its calls): its
+        type and its activation's name, never a size or a constant.  Those reach the step as
+        arguments, so models that differ only in them share one step and its compiled code."""
+        act = getattr(self, "activation", None)
+        if act is None or getattr(self, "identity", False):
+            return f"{type(self).__name__}()"
+        return f"{type(self).__name__}({getattr(act, 'name', act)})"
+
     def nodes(self):
         """The layer as nodes of the compiled step: itself (a residual block: several)."""
         return [self]

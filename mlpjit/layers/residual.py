@@ -162,6 +162,8 @@ class _Begin(Layer):
     def __repr__(self):
         return "residual start: y = x (x is also kept for the skip)"
 
+    structure = __repr__
+
 
 class _End(Layer):
     """The end of a residual block in the compiled step: Y = F(X) + X; dX is dY (into F)."""
@@ -182,3 +184,5 @@ class _End(Layer):
 
     def __repr__(self):
         return "residual end: y = F(x) + x"
+
+    structure = __repr__

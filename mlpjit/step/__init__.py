@@ -4,8 +4,10 @@
 mlpjit's cache directory as ``steps/step_<hash>.py`` — the hash covers the text, the sources of
 the modules whose kernels it calls, and the Numba and mlpjit versions — imports it and lets
 Numba compile it with ``cache=True``: the same structure loads from disk on the next start, and
-an edited kernel gives a new file.  A step that calls kernels defined in a script's
-``__main__`` compiles too, uncached (it cannot be imported elsewhere), with a one-line notice.
+an edited kernel gives a new file.  Kernels defined in a script or a notebook cell
+(``__main__``) count by their own sources (:func:`mlpjit.step.codegen.script_key`), so after a
+restart the step loads; kernels that cannot be imported by name at all (defined inside a
+function) make a step that compiles uncached, with a one-line notice.
 
 Between chunks (``CHUNK_EXAMPLES`` examples) Python updates the progress bar and checks for
 Ctrl-C; inside a chunk no Python runs.  The layers' own kernels do the work, so this path
@@ -26,7 +28,7 @@ import numpy as np
 
 from .. import __version__, _memory
 from ..kernels import misc as KM
-from .codegen import ACC_SIZE, Alloc, Draws, StepPlan
+from .codegen import ACC_SIZE, Alloc, Draws, StepPlan, in_script, script_key
 
 __all__ = ["CompiledStep", "StepPlan", "step_source", "cache_dir", "unsupported_reason"]
 
@@ -80,6 +82,9 @@ def _source_hash(plan):
     import numba
     h.update(f"numba {numba.__version__} mlpjit {__version__} python {sys.version_info[:2]}".encode())
     for module in plan.kernels.modules():
+        if module == "__main__":   # a script's or notebook's kernels: their own sources only
+            script_key([k for k, _ in plan.kernels.kernels if in_script(k)], h)
+            continue
         mod = sys.modules.get(module)
         path = getattr(mod, "__file__", None)
         if path:
@@ -91,6 +96,81 @@ def _source_hash(plan):
 
 
 _LOADED = {}
+
+COMPILE_TICK = 5.0      # seconds between the progress lines of a long compile
+KERNEL_WEIGHT = 4       # a kernel compiled from scratch costs about as much as 4 calls of a step
+HISTORY = 64            # compiles remembered for the estimate
+
+
+def compile_work(plan):
+    """(kernel calls in the step, kernels it calls that Numba's cache does not hold yet): what a
+    first compile's duration grows with (measured: docs/performance.md, "Start-up")."""
+    calls = sum(plan.source.count(f"{name}(") for _, name in plan.kernels.kernels)
+    fresh = sum(not in_cache(k) for k, _ in plan.kernels.kernels)
+    return calls, fresh
+
+
+def _history_path():
+    return cache_dir() / "compile-times.json"
+
+
+def expected_seconds(work):
+    """The seconds a compile of ``work`` is expected to take on this machine, from the compiles
+    it has done before (their median seconds per unit of work); None before the first."""
+    import json
+    try:
+        runs = json.loads(_history_path().read_text())["runs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    rates = sorted(sec / (c + KERNEL_WEIGHT * f) for c, f, sec in runs if c + KERNEL_WEIGHT * f > 0)
+    if not rates:
+        return None
+    return rates[len(rates) // 2] * (work[0] + KERNEL_WEIGHT * work[1])
+
+
+def record_compile(work, seconds):
+    """Remember a compile's work and seconds (the last HISTORY of them) for the next estimate."""
+    import json
+    path = _history_path()
+    try:
+        runs = json.loads(path.read_text())["runs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        runs = []
+    runs = (runs + [[int(work[0]), int(work[1]), round(float(seconds), 3)]])[-HISTORY:]
+    try:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"runs": runs}))
+        os.replace(tmp, path)
+    except OSError:
+        pass   # an estimate is a nicety: a cache that cannot be written only loses it
+
+
+class _Ticker:
+    """While a compile runs: a line every COMPILE_TICK seconds saying how long it has taken (and
+    how long it was expected to), so that a long first run never looks hung."""
+
+    def __init__(self, notice, expect):
+        import threading
+        self.notice, self.expect = notice, expect
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._tick, daemon=True, name="mlpjit-compile-ticker")
+
+    def _tick(self):
+        import time
+        t0 = time.perf_counter()
+        while not self.stop.wait(COMPILE_TICK):
+            of = f" of about {self.expect:.0f} s expected" if self.expect else ""
+            self.notice(f"  still compiling: {time.perf_counter() - t0:.0f} s{of}")
+
+    def __enter__(self):
+        if self.notice is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
 
 
 def in_cache(dispatcher):
@@ -116,8 +196,9 @@ def load_step(plan, notice=None):
         tmp.write_text(plan.source, encoding="utf-8")
         os.replace(tmp, path)
     if not plan.cached and notice is not None:
-        notice("note: the model uses kernels defined in a script (__main__); its training step "
-               "compiles without caching (move the layer into a module to cache it)")
+        notice("note: the model uses kernels that cannot be imported by name (defined inside a "
+               "function?); its training step compiles without caching (define them at the top of "
+               "a module, a script or a notebook cell to cache it)")
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -315,16 +396,21 @@ class CompiledStep:
                 self.dOut) + ((self.shards,) if self.plan.sharded else ())
         if self.compiling:
             import time
+            work = compile_work(self.plan)
+            expect = expected_seconds(work)
             if self.notice is not None:
-                self.notice("compiling kernels for this model (first run only)…")
+                about = f" (about {expect:.0f} s)" if expect is not None else ""
+                self.notice(f"compiling kernels for this model (first run only){about}…")
             t = time.perf_counter()
-            if self.plan.cached and self.X.nbytes >= CHILD_COMPILE_BYTES:
-                # beside a large data set, the compiler's memory would add to the run's peak
-                _compile_in_child(self.module, self.fn, head + self.static_args)
-            done = self.fn(*head, *self.static_args)   # loads what the child compiled
+            with _Ticker(self.notice, expect):
+                if self.plan.portable and self.X.nbytes >= CHILD_COMPILE_BYTES:
+                    # beside a large data set, the compiler's memory would add to the run's peak
+                    _compile_in_child(self.module, self.fn, head + self.static_args)
+                done = self.fn(*head, *self.static_args)   # loads what the child compiled
+            seconds = time.perf_counter() - t
+            record_compile(work, seconds)
             if self.notice is not None:
-                self.notice(f"compiled in {time.perf_counter() - t:.1f} s (the next runs load it "
-                            f"from {cache_dir()})")
+                self.notice(f"compiled in {seconds:.1f} s (the next runs load it from {cache_dir()})")
             self.compiling = False
         else:
             done = self.fn(*head, *self.static_args)

@@ -99,11 +99,78 @@ class _Kernels:
 
 
 def importable(kernel):
-    """Whether a kernel can be imported by its module and name (what a cached step needs)."""
+    """Whether a kernel can be imported by its module and name (what another process needs)."""
     fn = getattr(kernel, "py_func", kernel)
     module = sys.modules.get(fn.__module__)
     return (fn.__module__ != "__main__" and module is not None
             and getattr(module, fn.__name__, None) is kernel)
+
+
+def in_script(kernel):
+    """Whether a kernel is defined at the top of a script or notebook (``__main__``): the step
+    reads it from there, and is cached under a hash of its source (:func:`script_key`)."""
+    fn = getattr(kernel, "py_func", kernel)
+    main = sys.modules.get("__main__")
+    return fn.__module__ == "__main__" and getattr(main, fn.__name__, None) is kernel
+
+
+def cacheable(kernel):
+    return importable(kernel) or in_script(kernel)
+
+
+_PLAIN = (bool, int, float, complex, str, bytes, type(None))
+
+
+def script_key(kernels, h):
+    """Feed the hash ``h`` with what decides the compiled code of kernels defined in a script or
+    a notebook cell (``__main__``): each one's source (its bytecode when the source cannot be
+    read), and the same for every ``__main__`` function it calls, transitively, and the values
+    of the plain globals (numbers, strings, tuples of them, arrays) and closure cells it reads.
+    The rest of the script does not count: editing the training settings keeps the step."""
+    import inspect
+    import marshal
+    seen = set()
+
+    def names(code):
+        out = set(code.co_names)
+        for const in code.co_consts:
+            if hasattr(const, "co_names"):
+                out |= names(const)
+        return out
+
+    def value_key(value):
+        if isinstance(value, _PLAIN):
+            return repr(value).encode()
+        if isinstance(value, tuple) and all(isinstance(v, _PLAIN) for v in value):
+            return repr(value).encode()
+        if isinstance(value, np.ndarray):
+            return str((value.dtype, value.shape)).encode() + value.tobytes()
+        return None
+
+    def visit(kernel):
+        fn = getattr(kernel, "py_func", kernel)
+        if fn in seen or not hasattr(fn, "__code__"):
+            return
+        seen.add(fn)
+        h.update(f"\0{fn.__qualname__}\0".encode())
+        try:
+            h.update(inspect.getsource(fn).encode())
+        except (OSError, TypeError):
+            h.update(marshal.dumps(fn.__code__))
+        for cell in fn.__closure__ or ():
+            h.update(value_key(cell.cell_contents) or b"?")
+        for name in sorted(names(fn.__code__)):
+            value = fn.__globals__.get(name)
+            inner = getattr(value, "py_func", value)
+            if callable(inner) and getattr(inner, "__module__", None) == "__main__":
+                visit(value)
+            else:
+                key = value_key(value)
+                if key is not None:
+                    h.update(name.encode() + b"=" + key)
+
+    for kernel in kernels:
+        visit(kernel)
 
 
 class StepPlan:
@@ -405,7 +472,8 @@ class StepPlan:
                 lines.append(f"{kname}(l{l}_{name}, max_norm_c, mn{q})  # {self.model_names[q]}")
             else:
                 kname = self.kernels.name(max_norm_rows)
-                lines.append(f"{kname}(p{q}.reshape(({A.shape[0]}, {A.size // A.shape[0]})), "
+                units = self._arg(f"mn{q}_units", int(A.shape[0]))
+                lines.append(f"{kname}(p{q}.reshape(({units}, p{q}.shape[0] // {units})), "
                              f"max_norm_c)  # {self.model_names[q]}")
         return lines
 
@@ -520,7 +588,8 @@ class StepPlan:
             self.kernels.name(clip_value_inplace)
         self._arg("Es", Alloc((self.shards,), np.float64))
         self._arg("cs", Alloc((self.shards,), np.int64))
-        self.cached = all(importable(k) for k, _ in self.kernels.kernels)
+        self.cached = all(cacheable(k) for k, _ in self.kernels.kernels)
+        self.portable = all(importable(k) for k, _ in self.kernels.kernels)
         arg_names = head_args + ["S"] + [name for name, _ in self.args]
         arrays = head_args[:1] + ["labels", "targets", "perm", "acc", "norms", "Xbuf", "lbuf",
                                   "tbuf", "dOut"]
@@ -529,7 +598,7 @@ class StepPlan:
         out = self._header(sharded=True)
         ind, i2, i3 = "    ", "        ", "            "
         out.append("@jit(parallel=True)" if self.cached
-                   else "@jit(parallel=True, cache=False)  # calls kernels of a script's __main__")
+                   else "@jit(parallel=True, cache=False)  # calls kernels that cannot be imported")
         out.extend(_wrap("def train_chunk(" + ", ".join(arg_names) + "):", 100, "                "))
         out.append(ind + "# the caller keeps every array alive for the whole call: no reference counting inside")
         for chunk in _fit(arrays + draws, 100 - len(ind)):
@@ -627,7 +696,8 @@ class StepPlan:
             self.kernels.name(clip_norm_factor), self.kernels.name(scale_inplace)
         elif self.clip_mode == "value":
             self.kernels.name(clip_value_inplace)
-        self.cached = all(importable(k) for k, _ in self.kernels.kernels)
+        self.cached = all(cacheable(k) for k, _ in self.kernels.kernels)
+        self.portable = all(importable(k) for k, _ in self.kernels.kernels)
         arg_names = head_args + [name for name, _ in self.args]
         arrays = head_args[:1] + ["labels", "targets", "perm", "acc", "norms", "Xbuf", "lbuf",
                                   "tbuf", "dOut"]
@@ -635,7 +705,7 @@ class StepPlan:
         draws = [name for name, value in self.args if isinstance(value, Draws)]
         ind = "    "
         out = self._header()
-        out.append("@jit" if self.cached else "@jit(cache=False)  # calls kernels of a script's __main__")
+        out.append("@jit" if self.cached else "@jit(cache=False)  # calls kernels that cannot be imported")
         sig = "def train_chunk(" + ", ".join(arg_names) + "):"
         out.extend(_wrap(sig, 100, "                "))
         out.append(ind + "# the caller keeps every array alive for the whole call: no reference counting inside")
@@ -707,7 +777,8 @@ def _is_array(value):
 
 
 def _comment(node):
-    return " ".join(repr(node).split())
+    """The comment naming a node in the text: its structure, no sizes (see Layer.structure)."""
+    return " ".join(node.structure().split())
 
 
 def _fit(names, width):
