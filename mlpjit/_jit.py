@@ -14,6 +14,11 @@
 import numba
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+# parallel=True, narrowed to the explicit ``prange`` loops: the steps say where their threads go,
+# and Numba's other parallel transforms (array expressions, reductions, fusion) only cost compile
+# time there (measured: docs/performance.md, "Start-up")
+PRANGE_ONLY = {"prange": True, "comprehension": False, "reduction": False, "inplace_binop": False,
+               "setitem": False, "numpy": False, "stencil": False, "fusion": False}
 CACHE = True
 
 
@@ -21,8 +26,8 @@ def jit(fn=None, *, parallel=False, cache=CACHE):
     """``numba.njit`` with the package's options; use as ``@jit`` or ``@jit(parallel=True)``
     (``cache=False`` for code that cannot be cached: a generated step calling kernels defined
     in a script's ``__main__``).  Your own kernels use it too: ``from mlpjit import jit``."""
-    options = dict(fastmath=set(FASTMATH), cache=cache, nogil=True, parallel=parallel,
-                   error_model="numpy")
+    options = dict(fastmath=set(FASTMATH), cache=cache, nogil=True,
+                   parallel=dict(PRANGE_ONLY) if parallel else False, error_model="numpy")
     if fn is None:
         return numba.njit(**options)
     return numba.njit(**options)(fn)
