@@ -53,7 +53,9 @@ def _fit(units, bs, n, notes=None):
 
 
 def test_another_width_loads_the_same_step_and_compiles_nothing(tmp_path, monkeypatch):
+    import mlpjit.step
     monkeypatch.setenv("MLPJIT_CACHE_DIR", str(tmp_path / "mlpjit"))
+    monkeypatch.setattr(mlpjit.step, "_LOADED", {})   # as in a new process (another test loaded it)
     first, _ = _fit(4, 4, 16)
     compiled = (len(first.fn.signatures), sum(first.fn.stats.cache_misses.values()))
     second, acc = _fit(16, 8, 40)
