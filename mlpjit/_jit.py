@@ -14,20 +14,24 @@
 import numba
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
-# parallel=True, narrowed to the explicit ``prange`` loops: the steps say where their threads go,
-# and Numba's other parallel transforms (array expressions, reductions, fusion) only cost compile
-# time there (measured: docs/performance.md, "Start-up")
+# parallel="prange": Numba's threads for the explicit ``prange`` loops only (the generated steps
+# say where their threads go; Numba's other parallel transforms — array expressions, reductions,
+# fusion — found nothing to do there and cost about 12% of a sharded step's compile:
+# docs/performance.md, "Start-up").  parallel=True keeps all of them, for kernels of your own.
 PRANGE_ONLY = {"prange": True, "comprehension": False, "reduction": False, "inplace_binop": False,
                "setitem": False, "numpy": False, "stencil": False, "fusion": False}
 CACHE = True
 
 
 def jit(fn=None, *, parallel=False, cache=CACHE):
-    """``numba.njit`` with the package's options; use as ``@jit`` or ``@jit(parallel=True)``
+    """``numba.njit`` with the package's options; use as ``@jit``, ``@jit(parallel=True)`` or
+    ``@jit(parallel="prange")`` (threads for ``prange`` loops only)
     (``cache=False`` for code that cannot be cached: a generated step calling kernels defined
     in a script's ``__main__``).  Your own kernels use it too: ``from mlpjit import jit``."""
-    options = dict(fastmath=set(FASTMATH), cache=cache, nogil=True,
-                   parallel=dict(PRANGE_ONLY) if parallel else False, error_model="numpy")
+    if parallel == "prange":
+        parallel = dict(PRANGE_ONLY)
+    options = dict(fastmath=set(FASTMATH), cache=cache, nogil=True, parallel=parallel,
+                   error_model="numpy")
     if fn is None:
         return numba.njit(**options)
     return numba.njit(**options)(fn)

@@ -499,6 +499,12 @@ class Trainer:
                 self._checkpoint(signals)
                 self.log(self._epoch_line(row, epochs))
                 done += 1
+                if signals.flag and self.epoch < epochs and not (self.early and self.early["stopped"]):
+                    # the signal came in the epoch's last chunk (a first run's compile, say)
+                    name = "SIGTERM" if signals.signum == signal.SIGTERM else "SIGINT"
+                    raise Interrupted(f"interrupted ({name}) after epoch {self.epoch} of {epochs}; "
+                                      f"checkpoint written",
+                                      code=143 if signals.signum == signal.SIGTERM else 130)
                 if self._out_of_time() and self.epoch < epochs and not (self.early and self.early["stopped"]):
                     raise Stopped(f"stopped at the time limit (--max-time) after epoch {self.epoch} of "
                                   f"{epochs}; checkpoint written")

@@ -154,6 +154,31 @@ def test_sigterm_mid_epoch_checkpoints_and_resume_is_exact(helpers, mlpjit_main,
     assert model_bytes(run) == model_bytes(straight)
 
 
+def test_a_signal_in_an_epochs_last_chunk_stops_after_that_epoch(monkeypatch, mlpjit_main, cfg_file, helpers,
+                                                                 tmp_path):
+    """Ctrl-C while the first chunk runs (a first run's compile, say), when that chunk is the
+    whole epoch: the run stops after the epoch with a checkpoint (exit 130), not at the end of
+    the plan, and resume is exact."""
+    import mlpjit.step
+    path = cfg_file(helpers.spirals(points=60, epochs=3))
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    assert mlpjit_main("train", path, "--out", straight, "-q").code == 0
+    original = mlpjit.step.CompiledStep.run
+    calls = []
+
+    def interrupted(self, *args):
+        if not calls:
+            os.kill(os.getpid(), signal.SIGINT)        # lands while the chunk runs
+        calls.append(1)
+        return original(self, *args)
+    monkeypatch.setattr(mlpjit.step.CompiledStep, "run", interrupted)
+    r = mlpjit_main("train", path, "--out", run, "-q")
+    assert r.code == 130 and "interrupted (SIGINT) after epoch 1 of 3; checkpoint written" in r.err, r.err
+    assert len(calls) == 1
+    assert mlpjit_main("train", "--resume", run, "-q").code == 0
+    assert model_bytes(run) == model_bytes(straight)
+
+
 def test_sigterm_stops_a_local_sweep_and_the_same_command_finishes_it(helpers, tmp_path):
     cfg = helpers.spirals(points=300000, test_points=30, epochs=3, batch_size=1, units=32)
     path = helpers.write_cfg(tmp_path / "s.yaml", cfg)

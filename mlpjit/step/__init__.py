@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import __version__, _memory
 from ..kernels import misc as KM
-from .codegen import ACC_SIZE, Alloc, Draws, StepPlan, in_script, script_key
+from .codegen import ACC_SIZE, Alloc, Draws, StepPlan, in_script, module_key, script_key
 
 __all__ = ["CompiledStep", "StepPlan", "step_source", "cache_dir", "unsupported_reason"]
 
@@ -85,13 +85,7 @@ def _source_hash(plan):
         if module == "__main__":   # a script's or notebook's kernels: their own sources only
             script_key([k for k, _ in plan.kernels.kernels if in_script(k)], h)
             continue
-        mod = sys.modules.get(module)
-        path = getattr(mod, "__file__", None)
-        if path:
-            try:
-                h.update(Path(path).read_bytes())
-            except OSError:
-                h.update(module.encode())
+        h.update(module_key(module))
     return h.hexdigest()[:20]
 
 
@@ -105,7 +99,9 @@ HISTORY = 64            # compiles remembered for the estimate
 def compile_work(plan):
     """(kernel calls in the step, kernels it calls that Numba's cache does not hold yet): what a
     first compile's duration grows with (measured: docs/performance.md, "Start-up")."""
-    calls = sum(plan.source.count(f"{name}(") for _, name in plan.kernels.kernels)
+    import re
+    calls = len(re.findall(r"(?<![\w.])(?:" + "|".join(re.escape(n) for _, n in plan.kernels.kernels)
+                           + r")\(", plan.source)) if plan.kernels.kernels else 0
     fresh = sum(not in_cache(k) for k, _ in plan.kernels.kernels)
     return calls, fresh
 
@@ -114,15 +110,27 @@ def _history_path():
     return cache_dir() / "compile-times.json"
 
 
+def _history():
+    """The remembered compiles [(calls, fresh kernels, seconds)]; entries that are not three
+    non-negative numbers (a file damaged or written by hand) are skipped, an unreadable file
+    is empty."""
+    import json
+    try:
+        runs = json.loads(_history_path().read_text(encoding="utf-8"))["runs"]
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return []
+    out = []
+    for run in runs if isinstance(runs, list) else []:
+        if (isinstance(run, list) and len(run) == 3 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e9 for v in run)):
+            out.append(tuple(run))
+    return out[-HISTORY:]
+
+
 def expected_seconds(work):
     """The seconds a compile of ``work`` is expected to take on this machine, from the compiles
     it has done before (their median seconds per unit of work); None before the first."""
-    import json
-    try:
-        runs = json.loads(_history_path().read_text())["runs"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    rates = sorted(sec / (c + KERNEL_WEIGHT * f) for c, f, sec in runs if c + KERNEL_WEIGHT * f > 0)
+    rates = sorted(sec / (c + KERNEL_WEIGHT * f) for c, f, sec in _history() if c + KERNEL_WEIGHT * f > 0)
     if not rates:
         return None
     return rates[len(rates) // 2] * (work[0] + KERNEL_WEIGHT * work[1])
@@ -132,10 +140,7 @@ def record_compile(work, seconds):
     """Remember a compile's work and seconds (the last HISTORY of them) for the next estimate."""
     import json
     path = _history_path()
-    try:
-        runs = json.loads(path.read_text())["runs"]
-    except (OSError, ValueError, KeyError, TypeError):
-        runs = []
+    runs = [list(r) for r in _history()]
     runs = (runs + [[int(work[0]), int(work[1]), round(float(seconds), 3)]])[-HISTORY:]
     try:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
