@@ -271,13 +271,21 @@ def fmt(xs):
     return f"{statistics.median(xs):.2f} s" + (f" (min {min(xs):.2f}, max {max(xs):.2f})" if len(xs) > 1 else "")
 
 
+ROWS = ("width", "structure", "mnist_mlp", "mnist_cnn", "xor", "script", "refs")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", default="width,structure,mnist_mlp,mnist_cnn,xor,script,refs")
+    ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of " + ",".join(ROWS))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--suite", action="store_true", help="also the README's test command, cold")
     args = ap.parse_args(argv)
     rows = args.rows.split(",")
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        ap.error(f"--rows: unknown {', '.join(unknown)} (valid: {', '.join(ROWS)})")
+    if args.repeat < 1:
+        ap.error("--repeat must be >= 1")
     print("| case | goal | mlpjit | beside it |")
     print("|---|---|---|---|")
     if "width" in rows:
