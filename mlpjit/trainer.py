@@ -494,13 +494,16 @@ class Trainer:
                                   f"(--stop-after {stop_after}) at epoch {self.epoch} of {epochs}; "
                                   f"checkpoint written")
                 row = self._run_epoch(epochs, signals)
+                # a signal in the epoch's last chunk (a first run's compile, say) stops after this
+                # epoch; one that comes later (the checkpoint, the log line) stops in the next
+                # epoch, after its first batch or chunk, as a signal there would
+                signalled_in_epoch = signals.flag
                 metrics.append(row)
                 append_metrics(self.run_dir, row)
                 self._checkpoint(signals)
                 self.log(self._epoch_line(row, epochs))
                 done += 1
-                if signals.flag and self.epoch < epochs and not (self.early and self.early["stopped"]):
-                    # the signal came in the epoch's last chunk (a first run's compile, say)
+                if signalled_in_epoch and self.epoch < epochs and not (self.early and self.early["stopped"]):
                     name = "SIGTERM" if signals.signum == signal.SIGTERM else "SIGINT"
                     raise Interrupted(f"interrupted ({name}) after epoch {self.epoch} of {epochs}; "
                                       f"checkpoint written",
