@@ -18,11 +18,12 @@ from .layers import (Activation, AvgPool2D, BatchNorm, Call, Conv2D, Dense, Drop
 from . import losses, optim, schedules  # noqa: E402
 from .gradcheck import gradcheck, relative_error  # noqa: E402
 from .model import Sequential  # noqa: E402
+from .fitting import History, fit  # noqa: E402
 
 __all__ = [
     "Activation", "AvgPool2D", "BatchNorm", "Call", "ConfigError", "Conv2D", "DataError", "Dense", "Dropout",
-    "Flatten", "Layer", "MaxPool2D", "MlpjitError", "ModelFileError", "Residual", "Sequential",
-    "Softmax", "Standardize", "TrainingDiverged", "__version__", "activations", "gradcheck", "initializers", "jit",
+    "Flatten", "History", "Layer", "MaxPool2D", "MlpjitError", "ModelFileError", "Residual", "Sequential",
+    "Softmax", "Standardize", "TrainingDiverged", "__version__", "activations", "fit", "gradcheck", "initializers", "jit",
     "losses", "optim", "register_activation", "register_initializer", "register_layer",
     "register_loss", "register_optimizer", "register_schedule", "relative_error", "schedules",
 ]

@@ -117,6 +117,30 @@ class Sequential:
             out.append(np.array(self.forward(X[start:start + batch_size], training=False)))
         return np.concatenate(out) if len(out) > 1 else out[0]
 
+    # --- training from code (mlpjit.fitting) -----------------------------------------------
+    def fit(self, X, y, **settings):
+        """Train on the arrays (X, y) in the compiled step: ``loss``, ``optimizer``, ``schedule``,
+        ``clip``, ``epochs``, ``batch_size``, ``validation_split`` or ``validation_data``,
+        ``early_stopping``, ``seed``, ... as in the YAML config; returns a
+        :class:`~mlpjit.fitting.History` (see :func:`mlpjit.fitting.fit`)."""
+        from .fitting import fit
+        return fit(self, X, y, **settings)
+
+    def evaluate(self, X, y, loss=None, batch_size=1000):
+        """``{"loss": ..., "accuracy": ...}`` on (X, y), with the loss of the last fit (or ``loss``)."""
+        from .fitting import evaluate
+        return evaluate(self, X, y, loss, batch_size)
+
+    def predict_classes(self, X, batch_size=1024):
+        """Predicted class ids (N,), by the fitted loss's rule."""
+        from .fitting import predict_classes
+        return predict_classes(self, X, batch_size=batch_size)
+
+    def predict_proba(self, X, batch_size=1024):
+        """Each class's probability (N, k) for a classifier (softmax or σ of the logits)."""
+        from .fitting import predict_proba
+        return predict_proba(self, X, batch_size=batch_size)
+
     def adapt(self, X):
         """Fit the first layer's statistics to the inputs X when it has any (``standardize``);
         the trainer does this with the training split before the first epoch."""
@@ -211,6 +235,10 @@ class Sequential:
     def load(cls, path):
         """Read a model written by ``save`` (with ``allow_pickle=False``)."""
         return cls.from_arrays(read_npz(path), source=str(Path(path)))
+
+    def _repr_html_(self):
+        from .notebook import model_html
+        return model_html(self)
 
     def __repr__(self):
         lines = [f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers)]

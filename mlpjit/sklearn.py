@@ -56,7 +56,9 @@ from . import losses as _losses
 from .layers import Dense, Dropout
 from .model import Sequential
 from .optim import SGD, Adam
-from .step import CompiledStep
+from .data import Dataset
+from .errors import TrainingDiverged
+from .trainer import Trainer
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -272,41 +274,13 @@ class _BaseMLP(BaseEstimator):
         if self._opt is None or not (incremental or self.warm_start):
             self._opt = self._optimizer(self._model, batch_size)
         loss, task, targets = self._loss_and_targets(Y)
-        clip = {"norm": float(self.clip_norm)} if self.clip_norm is not None else None
-        step = CompiledStep(self._model, loss, self._opt, X, targets, 1.0, task, batch_size, clip)
-        n_batches = -(-n // batch_size)
-        epochs = 1 if incremental else self.max_iter
-        for _ in range(epochs):
-            perm = self._rng.permutation(n) if self.shuffle else np.arange(n)
-            acc = {"loss": 0.0, "correct": 0, "seen": 0, "grad_norm": 0.0, "batches": 0,
-                   "layer_norms": {k: 0.0 for k in step.weight_names}}
-            b = 0
-            while b < n_batches:
-                done, bad = step.run(perm, b, min(b + step.chunk_batches, n_batches),
-                                     self.learning_rate_init, acc)
-                if bad is not None:
-                    raise ValueError("Solver produced non-finite parameter weights. The input data "
-                                     "may contain large values and need to be preprocessed.")
-                b += done
-            penalty = 0.5 * self.alpha * sum(float(np.dot(c.ravel(), c.ravel())) for c in self.coefs_)
-            self.loss_ = acc["loss"] / acc["seen"] + penalty / batch_size
-            self.n_iter_ += 1
-            self.t_ += n
-            self.loss_curve_.append(self.loss_)
-            if self.verbose:
-                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-            self._update_no_improvement_count(X_val, Y_val)
-            if incremental:
-                break
-            if self._no_improvement_count > self.n_iter_no_change:
-                if self.verbose:
-                    what = "Validation score" if self.early_stopping else "Training loss"
-                    print(f"{what} did not improve more than tol={self.tol} for "
-                          f"{self.n_iter_no_change} consecutive epochs. Stopping.")
-                break
-            if self.n_iter_ == self.max_iter:
-                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-                              f"and the optimization hasn't converged yet.", ConvergenceWarning)
+        trainer = self._trainer(X, targets, task, batch_size, 1 if incremental else self.max_iter,
+                                X_val, Y_val)
+        try:
+            trainer.fit()
+        except TrainingDiverged:
+            raise ValueError("Solver produced non-finite parameter weights. The input data may "
+                             "contain large values and need to be preprocessed.") from None
         if self.early_stopping and getattr(self, "_best", None) is not None:
             for p, best in zip([p for _, p, _ in self._model.parameters()], self._best):
                 p[...] = best
@@ -314,6 +288,50 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("Solver produced non-finite parameter weights. The input data may "
                              "contain large values and need to be preprocessed.")
         return self
+
+    def _trainer(self, X, targets, task, batch_size, epochs, X_val, Y_val):
+        """mlpjit's training core (:class:`~mlpjit.trainer.Trainer`) on these arrays: the
+        estimator's model, optimizer and generator of the epochs' orders carry on between calls;
+        scikit-learn's bookkeeping and stopping rule run after each epoch (:meth:`_after_epoch`)."""
+        cfg = {"name": "sklearn", "seed": self._seed, "dtype": np.dtype(self._model.dtype).name,
+               "data": {"name": "arrays"}, "model": {"layers": self._model.get_config()["layers"]},
+               "loss": self._loss_name, "optimizer": {"type": self.solver, "lr": self.learning_rate_init},
+               "schedule": {"type": "constant"},
+               "clip": {"norm": float(self.clip_norm)} if self.clip_norm is not None else None,
+               "train": {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(self.shuffle),
+                         "eval_batch_size": 1000, "probe_rows": 0, "probe_every": 0,
+                         "early_stopping": None, "compiled": True, "threads": 1}}
+        k = len(self.classes_) if task == "classification" else None
+        data = Dataset("sklearn", task, X, targets, None, None, None, None, k)
+
+        def after_epoch(trainer, row):
+            self._after_epoch(trainer, row, batch_size, X_val, Y_val, epochs == 1)
+
+        trainer = Trainer(cfg, None, dataset=data, log=lambda *a: None, progress=False, model=self._model,
+                          optimizer=self._opt, shuffle_rng=self._rng, callbacks=[after_epoch])
+        trainer.adapt_first = False
+        return trainer
+
+    def _after_epoch(self, trainer, row, batch_size, X_val, Y_val, incremental):
+        penalty = 0.5 * self.alpha * sum(float(np.dot(c.ravel(), c.ravel())) for c in self.coefs_)
+        self.loss_ = row["train_loss"] + penalty / batch_size
+        self.n_iter_ += 1
+        self.t_ += trainer.data.n_train
+        self.loss_curve_.append(self.loss_)
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+        self._update_no_improvement_count(X_val, Y_val)
+        if incremental:
+            return
+        if self._no_improvement_count > self.n_iter_no_change:
+            if self.verbose:
+                what = "Validation score" if self.early_stopping else "Training loss"
+                print(f"{what} did not improve more than tol={self.tol} for "
+                      f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+            trainer.stop_training = True
+        elif self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                          f"and the optimization hasn't converged yet.", ConvergenceWarning)
 
     def _update_no_improvement_count(self, X_val, Y_val):
         if self.early_stopping:

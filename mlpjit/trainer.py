@@ -105,31 +105,40 @@ def build_model(cfg, n_features, n_outputs, task, image_shape=None):
     if not any(layer.parameters() for layer in layers):
         raise ConfigError("model.layers: the model needs at least one layer with parameters "
                           "(dense, conv2d, ...)")
-    loss_name = cfg["loss"]
+    loss = check_loss_fits(cfg["loss"], layers[-1], width, task, n_outputs,
+                           last=f"model.layers.{last}", data=f"data '{cfg['data']['name']}'")
+    return Sequential(layers), loss
+
+
+def check_loss_fits(loss_name, last_layer, width, task, n_outputs, *, last, data):
+    """The loss ``loss_name`` for a model whose last layer (``last_layer``, named ``last`` in
+    errors) gives ``width`` outputs, on data (named ``data``) of ``task`` with ``n_outputs``
+    classes or target columns; returns the loss.
+    Raises ConfigError naming the key (a config) or the argument (code)."""
     loss = _losses.get(loss_name)
     if task == "classification":
         if not loss.classification and not loss.accepts_class_ids:
-            raise ConfigError(f"loss: '{loss_name}' is a regression loss but data '{cfg['data']['name']}' "
+            raise ConfigError(f"loss: '{loss_name}' is a regression loss but {data} "
                               f"is a classification task (use cross_entropy)")
         ok = width == n_outputs or (width == 1 and n_outputs == 2 and loss.one_output_for_two_classes)
         if not ok:
-            raise ConfigError(f"model.layers.{last}: the last layer gives {width} outputs but the data "
+            raise ConfigError(f"{last}: the last layer gives {width} outputs but {data} "
                               f"has {n_outputs} classes (set its units to {n_outputs})")
     else:
         if loss.classification:
-            raise ConfigError(f"loss: '{loss_name}' needs class labels but data "
-                              f"'{cfg['data']['name']}' is a regression task (use mse)")
+            raise ConfigError(f"loss: '{loss_name}' needs class labels but {data} "
+                              f"is a regression task (use mse)")
         if width != n_outputs:
-            raise ConfigError(f"model.layers.{last}: the last layer gives {width} outputs but the data "
+            raise ConfigError(f"{last}: the last layer gives {width} outputs but {data} "
                               f"has {n_outputs} target columns")
     try:
         loss.check_outputs(width)
     except ValueError as e:
         raise ConfigError(f"loss: {e}") from None
-    if loss.on_logits and getattr(layers[-1], "outputs_probabilities", False):
-        raise ConfigError(f"model.layers.{last}: '{loss_name}' works on logits and applies softmax "
+    if loss.on_logits and getattr(last_layer, "outputs_probabilities", False):
+        raise ConfigError(f"{last}: '{loss_name}' works on logits and applies softmax "
                           f"itself; remove the final softmax layer")
-    return Sequential(layers), loss
+    return loss
 
 
 def make_optimizer_from(cfg, model):
@@ -200,6 +209,16 @@ def _rng_state_json(rng):
 
 
 PROBES = "probes.jsonl"
+
+
+def in_notebook():
+    """True inside a Jupyter kernel (progress bars are widgets there)."""
+    shell = sys.modules.get("IPython")
+    try:
+        ip = shell.get_ipython() if shell is not None else None
+    except Exception:   # pragma: no cover
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
 # --- evaluation ----------------------------------------------------------------------------
@@ -317,16 +336,36 @@ def parse_duration(text):
 
 
 class Trainer:
-    """Runs epochs of a resolved config on a dataset and keeps the run folder."""
+    """The training core: epochs of a resolved config on a dataset, in the compiled step (or
+    layer by layer), with validation, early stopping, schedules, clipping, signals, time limits
+    and, when ``run_dir`` is given, the run folder.  The CLI (``mlpjit train``), ``model.fit``
+    (:mod:`mlpjit.fit`) and the scikit-learn estimators all train through it.
 
-    def __init__(self, cfg, run_dir, dataset=None, log=print, progress=True):
+    From code, pass what code already holds: ``model`` (a built :class:`Sequential`: the config's
+    ``model`` section is then not used), ``optimizer`` (an optimizer over its parameters, whose
+    state carries on), ``shuffle_rng`` (the generator of the epochs' orders) and ``callbacks``:
+    functions ``callback(trainer, row)`` called after each finished epoch's row (``metrics.jsonl``'s
+    line), before the checkpoint; one may set ``trainer.stop_training = True`` to end the run
+    after that epoch (as early stopping does).  ``run_dir=None`` writes no files: the rows are in
+    ``trainer.rows``.
+    """
+
+    def __init__(self, cfg, run_dir, dataset=None, log=print, progress=True, *, model=None,
+                 optimizer=None, shuffle_rng=None, callbacks=()):
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
         self.log = log
         self.progress = progress
+        self.callbacks = list(callbacks)
+        self.stop_training = False
+        self.adapt_first = True        # a fresh run fits standardize to the training split
+        self.rows = []                 # the finished epochs' rows, oldest first
         self.data = dataset if dataset is not None else load_dataset(dict(cfg["data"]), cfg["seed"])
         self.classification = self.data.task == "classification"
-        self.model, self.loss, self.data = model_for_data(cfg, self.data)
+        if model is None:
+            self.model, self.loss, self.data = model_for_data(cfg, self.data)
+        else:   # built in code and checked against the data by mlpjit.fit
+            self.model, self.loss = model, _losses.get(cfg["loss"])
         self.params = self.model.parameters()
         self.model.metadata = {"loss": cfg["loss"], "task": self.data.task, "x_scale": self.data.x_scale,
                                "n_classes": self.data.n_classes, "class_names": self.data.class_names,
@@ -334,16 +373,18 @@ class Trainer:
                                "input_shape": list(self.data.input_shape)}
         if self.data.encoding is not None:  # a table: how its columns became features
             self.model.metadata["encoding"] = self.data.encoding
-        self.optimizer = make_optimizer_from(cfg, self.model)
+        self.optimizer = optimizer if optimizer is not None else make_optimizer_from(cfg, self.model)
         from .resources import check_run
         check_run(self.data, self.model, self.optimizer, self.batch_size(), self.loss)
-        _, shuffle_ss, _ = _seeds(cfg["seed"])
-        self.shuffle_rng = np.random.default_rng(shuffle_ss)
+        if shuffle_rng is None:
+            _, shuffle_ss, _ = _seeds(cfg["seed"])
+            shuffle_rng = np.random.default_rng(shuffle_ss)
+        self.shuffle_rng = shuffle_rng
         self.dropouts = [layer for layer in self.model.walk() if hasattr(layer, "rng")]
         self.weight_names = [name for name, p, _ in self.params if name.endswith(".A")]
         # the probe batch: the first train.probe_rows training examples, scaled, fixed for the run
         k = min(int(cfg["train"].get("probe_rows", 256)), self.data.n_train)
-        self.probe_every = int(cfg["train"].get("probe_every", 0)) if k else 0
+        self.probe_every = int(cfg["train"].get("probe_every", 0)) if k and run_dir is not None else 0
         self.probe_X = None
         if k:
             rows = self.data.X_train[:k].reshape(k, -1)
@@ -394,6 +435,8 @@ class Trainer:
                 "layer_norms": {name: 0.0 for name in self.weight_names}, "seconds": 0.0}
 
     def save_checkpoint(self):
+        if self.run_dir is None:
+            return
         state = {"epoch": self.epoch, "batch": self.batch, "acc": self.acc, "early": self.early,
                  "plan": self.cfg["train"]["epochs"], "plan_changes": self.plan_changes,
                  "threads": self.threads, "blas_threads": self.blas,
@@ -468,13 +511,16 @@ class Trainer:
         """
         cfg = self.cfg
         epochs = epochs or cfg["train"]["epochs"]
-        metrics = [r for r in read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
-        write_metrics(self.run_dir, metrics)
-        if self.epoch == 0 and self.batch == 0 and hasattr(self.model.layers[0], "adapt"):
+        files = self.run_dir is not None
+        if files:
+            self.rows = [r for r in read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
+            write_metrics(self.run_dir, self.rows)
+        metrics = self.rows
+        if self.epoch == 0 and self.batch == 0 and self.adapt_first and hasattr(self.model.layers[0], "adapt"):
             # a fresh run: fit standardize to the training split (a scaled copy: only then)
             X = self.data.X_train
             self.model.adapt(self.data.scaled(X.reshape(len(X), -1)))
-        if self.probe_every:   # the probes up to this point (a resumed run redoes the rest)
+        if self.probe_every and files:   # the probes up to this point (a resumed run redoes the rest)
             step = self.epoch * self._n_batches() + self.batch
             write_metrics(self.run_dir, [r for r in read_metrics(self.run_dir, PROBES) if r["step"] < step],
                           PROBES)
@@ -488,33 +534,44 @@ class Trainer:
             self._signals = signals
             if self.blas is None:   # a new run: its share of the cores now, when threads are auto
                 self.blas = presence.share(self.threads) if self.auto_threads else self.threads
-            while self.epoch < epochs and not (self.early and self.early["stopped"]):
+            while self.epoch < epochs and not self._stopping():
                 if stop_after is not None and done >= stop_after:
                     raise Stopped(f"stopped after {done} epoch{'s' if done != 1 else ''} "
-                                  f"(--stop-after {stop_after}) at epoch {self.epoch} of {epochs}; "
-                                  f"checkpoint written")
+                                  f"(--stop-after {stop_after}) at epoch {self.epoch} of {epochs}"
+                                  f"{self._written()}")
                 row = self._run_epoch(epochs, signals)
                 # a signal in the epoch's last chunk (a first run's compile, say) stops after this
                 # epoch; one that comes later (the checkpoint, the log line) stops in the next
                 # epoch, after its first batch or chunk, as a signal there would
                 signalled_in_epoch = signals.flag
+                for callback in self.callbacks:
+                    callback(self, row)
                 metrics.append(row)
-                append_metrics(self.run_dir, row)
+                if files:
+                    append_metrics(self.run_dir, row)
                 self._checkpoint(signals)
                 self.log(self._epoch_line(row, epochs))
                 done += 1
-                if signalled_in_epoch and self.epoch < epochs and not (self.early and self.early["stopped"]):
+                if signalled_in_epoch and self.epoch < epochs and not self._stopping():
                     name = "SIGTERM" if signals.signum == signal.SIGTERM else "SIGINT"
-                    raise Interrupted(f"interrupted ({name}) after epoch {self.epoch} of {epochs}; "
-                                      f"checkpoint written",
+                    raise Interrupted(f"interrupted ({name}) after epoch {self.epoch} of {epochs}"
+                                      f"{self._written()}",
                                       code=143 if signals.signum == signal.SIGTERM else 130)
-                if self._out_of_time() and self.epoch < epochs and not (self.early and self.early["stopped"]):
+                if self._out_of_time() and self.epoch < epochs and not self._stopping():
                     raise Stopped(f"stopped at the time limit (--max-time) after epoch {self.epoch} of "
-                                  f"{epochs}; checkpoint written")
-        self.model.save(self.run_dir / "model.npz")
+                                  f"{epochs}{self._written()}")
         summary = self._summary(metrics, time.perf_counter() - start_time)
-        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if files:
+            self.model.save(self.run_dir / "model.npz")
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
+
+    def _stopping(self):
+        """Early stopping, or a callback, ended the run after the last epoch."""
+        return self.stop_training or bool(self.early and self.early["stopped"])
+
+    def _written(self):
+        return "; checkpoint written" if self.run_dir is not None else ""
 
     def _n_batches(self):
         return math.ceil(self.data.n_train / self.batch_size())
@@ -553,9 +610,9 @@ class Trainer:
         where = f"in epoch {self.epoch + 1}, after batch {self.batch} of {n_batches}"
         if signals.flag:
             name = "SIGTERM" if signals.signum == signal.SIGTERM else "SIGINT"
-            raise Interrupted(f"interrupted ({name}) {where}; checkpoint written",
+            raise Interrupted(f"interrupted ({name}) {where}{self._written()}",
                               code=143 if signals.signum == signal.SIGTERM else 130)
-        raise Stopped(f"stopped at the time limit (--max-time) {where}; checkpoint written")
+        raise Stopped(f"stopped at the time limit (--max-time) {where}{self._written()}")
 
     def _run_epoch(self, epochs, interrupt):
         cfg, data = self.cfg, self.data
@@ -693,18 +750,18 @@ class Trainer:
         shown = value if not math.isfinite(value) else norm
         hint = "lower optimizer.lr" + ("" if self.cfg.get("clip") else " or add clip: {norm: 1.0}")
         last = (f"; the last good checkpoint (epoch {self.epoch}) is kept"
-                if (self.run_dir / "checkpoint.npz").exists() else "")
+                if self.run_dir is not None and (self.run_dir / "checkpoint.npz").exists() else "")
         return (f"training diverged in epoch {self.epoch + 1}, batch {batch}: {what} is {shown} "
                 f"(learning rate {lr:g}); {hint}{last}")
 
     def _bar(self, total, epochs):
         if not self.progress:
             return None
-        try:
+        if in_notebook():
+            from tqdm.auto import tqdm   # a widget in Jupyter
+        elif sys.stderr.isatty():
             from tqdm import tqdm
-        except ImportError:  # pragma: no cover
-            return None
-        if not sys.stderr.isatty():
+        else:
             return None
         return tqdm(total=total, initial=self.batch, desc=f"epoch {self.epoch + 1}/{epochs}",
                     unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True)
