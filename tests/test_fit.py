@@ -204,3 +204,18 @@ def test_html_of_a_model_and_a_history():
     history = model.fit(X, y, loss="cross_entropy", epochs=3, validation_split=0.2, progress=False)
     html = history._repr_html_()
     assert html.count("<svg") == 2 and "val_loss" in html and "3 epochs" in html
+
+
+def test_the_readmes_code_from_code_runs(tmp_path, monkeypatch, capsys):
+    """The README's examples of training from code (its python blocks but the scikit-learn one)."""
+    import re
+
+    from conftest import REPO
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    ours = [b for b in blocks if "sklearn" not in b]
+    assert any("model.fit(" in b for b in ours)
+    monkeypatch.chdir(tmp_path)
+    ns = {}
+    for block in ours:
+        exec(compile(block, "README.md", "exec"), ns)
+    assert ns["history"].compiled and (tmp_path / "model.npz").exists()

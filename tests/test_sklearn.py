@@ -147,3 +147,26 @@ def test_the_core_does_not_need_scikit_learn():
     out = subprocess.run([sys.executable, "-c", "import sys; sys.modules['sklearn'] = None; import mlpjit.sklearn"],
                          capture_output=True, text=True, timeout=120)
     assert 'pip install "mlpjit[sklearn]"' in out.stderr
+
+
+def test_a_new_width_or_data_of_the_same_structure_loads_the_step_it_compiled(monkeypatch, digits):
+    """The estimator trains through mlpjit's training core; its step is named by the structure
+    (Dense(relu) → Dense), so GridSearchCV over hidden_layer_sizes compiles one step, once."""
+    import mlpjit.step
+    monkeypatch.setattr(mlpjit.step, "_LOADED", {})   # as in a new process
+    X, _, y, _ = digits
+    built = []
+    real = mlpjit.step.CompiledStep.__init__
+
+    def spy(self, *a, **k):
+        real(self, *a, **k)
+        built.append(self.fn)
+    monkeypatch.setattr(mlpjit.step.CompiledStep, "__init__", spy)
+
+    def compiled():
+        return len(built[-1].signatures), sum(built[-1].stats.cache_misses.values())
+    MLPClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0).fit(X[:300], y[:300])
+    after_first = compiled()
+    MLPClassifier(hidden_layer_sizes=(40,), max_iter=2, random_state=1, batch_size=32).fit(X[300:700], y[300:700])
+    assert len(mlpjit.step._LOADED) == 1 and built[1] is built[0]
+    assert compiled() == after_first                       # nothing compiled the second time
