@@ -304,7 +304,6 @@ def evaluate(target, data, as_json):
     from . import losses
     from . import metrics as M
     from .data import load_dataset
-    from .trainer import evaluate as _evaluate
 
     model, cfg = _load_model_and_cfg(target, data)
     ds = load_dataset(dict(cfg["data"]), cfg["seed"])
@@ -320,35 +319,27 @@ def evaluate(target, data, as_json):
         raise DataError(f"the model does not fit data '{cfg['data']['name']}' "
                         f"(examples of shape {ds.input_shape}): {e}") from None
     classification = ds.task == "classification"
-    result = {}
-    last = None
-    for split in ("train", "val", "test"):
-        X, y = getattr(ds, f"X_{split}"), getattr(ds, f"y_{split}")
-        if X is None or len(X) == 0 or (split == "train" and ds.X_test is not None):
-            continue
-        try:
-            value, acc = _evaluate(model, loss, X, y, ds.x_scale, 1000, classification)
-        except ValueError as e:
-            raise DataError(f"model and data do not fit: {e}") from None
-        result[split] = {"loss": value, "examples": int(len(X))}
-        if acc is not None:
-            result[split]["accuracy"] = acc
-        last = split
-    if last is None:
+    splits = [split for split in ("train", "val", "test")
+              if getattr(ds, f"X_{split}") is not None and len(getattr(ds, f"X_{split}"))
+              and not (split == "train" and ds.X_test is not None)]
+    if not splits:
         raise DataError("no examples to evaluate")
-    X, y = getattr(ds, f"X_{last}"), getattr(ds, f"y_{last}")
-    out = M.predictions(model, loss, X, ds.x_scale)
-    if classification and out.shape[1] > 1 and out.shape[1] != ds.n_classes:
-        raise DataError(f"the model has {out.shape[1]} outputs but the data has {ds.n_classes} "
+    last = splits[-1]
+    width = int(np.prod(model.output_shape(ds.input_shape)))
+    if classification and width > 1 and width != ds.n_classes:
+        raise DataError(f"the model has {width} outputs but the data has {ds.n_classes} "
                         f"classes: they do not fit")
     names = model.metadata.get("class_names") or ds.class_names
-    if classification:
-        k = ds.n_classes
-        C = M.confusion_matrix(y, loss.predict_classes(out), k)
-        report = M.classification_report(C, names if names else list(range(k)))
-        result[last]["per_class"] = report
-    else:
-        result[last]["regression"] = M.regression_metrics(y, out)
+    result = {}
+    for split in splits:   # the figures of each split, and the details of the last one
+        X, y = getattr(ds, f"X_{split}"), getattr(ds, f"y_{split}")
+        try:
+            result[split] = M.split_metrics(model, loss, X, y, ds.x_scale, classification, 1000,
+                                            detail=split == last, n_classes=ds.n_classes,
+                                            class_names=names)
+        except ValueError as e:
+            raise DataError(f"model and data do not fit: {e}") from None
+    C = result[last].pop("confusion_matrix", None)
     if as_json:
         click.echo(json.dumps({"splits": result, "metrics_on": last}, indent=2, default=_plain_json))
         return
@@ -634,7 +625,8 @@ def config_check(config_path, overrides):
     from .data import load_dataset
     from .trainer import model_for_data
 
-    from .resources import check_run, fmt_bytes
+    from .explain import check_run
+    from .resources import fmt_bytes
     from .trainer import make_optimizer_from
 
     cfg = _load(config_path, overrides)

@@ -16,8 +16,9 @@ import math
 import numpy as np
 
 from .layers.base import _spec, dims
+from .resources import refuse
 
-__all__ = ["summary", "render"]
+__all__ = ["summary", "render", "check_run"]
 
 
 def _nodes(model):
@@ -188,3 +189,17 @@ def render(info, markdown=False):
         lines.append(f"{b}max-norm after each update: each unit's incoming weights w <- w·min(1, "
                      f"{mn['c']:g}/‖w‖), in {', '.join(mn['weights'])}")
     return "\n".join(lines) + "\n"
+
+
+def check_run(data, model, optimizer, batch, loss=None):
+    """Refuse a built run that cannot fit: data, parameters, gradients, optimizer state and the
+    step's buffers (the figures ``mlpjit explain`` prints)."""
+    d = sum(getattr(a, "nbytes", 0) for a in (data.X_train, data.y_train, data.X_val, data.y_val,
+                                               data.X_test, data.y_test) if a is not None)
+    try:
+        info = summary(model, loss, optimizer, data.input_shape, batch)
+        step = info["totals"]["step_bytes"]
+    except Exception:  # an unusual layer the summary cannot size: parameters only
+        step = sum(p.nbytes * 2 for _, p, _ in model.parameters())
+    refuse("the run", d + step, [("data", d), ("model, gradients, optimizer state and step buffers", step)])
+    return d + step

@@ -14,7 +14,7 @@ The dicts take exactly what the YAML's keys take (``optimizer``, ``schedule``, `
 ``early_stopping`` as ``train.early_stopping``), validated by the same schema with the same
 one-line :class:`~mlpjit.errors.ConfigError`; arrays that do not fit the model raise one
 :class:`~mlpjit.errors.DataError` line naming the argument.  The epochs run in
-:class:`mlpjit.trainer.Trainer`, the loop of ``mlpjit train``: the compiled step when every layer
+:class:`mlpjit.core.TrainingCore`, the loop of ``mlpjit train``: the compiled step when every layer
 has one (a first run says it compiles, as the CLI does), layer by layer otherwise (a note says
 why).  The same model, data, seed and settings give the same weights as the config run, byte
 for byte.
@@ -125,7 +125,7 @@ def _dataset(model, loss_name, X, y, validation_split, validation_data):
     """The mlpjit Dataset of the arrays (and the validation part), checked against the model."""
     from . import losses as _losses
     from .data import Dataset
-    from .trainer import check_loss_fits
+    from .losses import check_loss_fits
     X = _features("X", X)
     shape = X.shape[1:]
     try:
@@ -206,9 +206,9 @@ def fit(model, X, y, *, loss=None, optimizer=None, schedule=None, clip=None, epo
     progress bar and the epochs' lines (a first compile's notice still shows).  ``run_dir``:
     also keep a run folder (config.yaml, metrics.jsonl, checkpoint.npz, model.npz,
     summary.json), as ``mlpjit train`` does.  ``callbacks``: functions ``f(trainer, row)`` after
-    each epoch (see :class:`~mlpjit.trainer.Trainer`).  ``log``: where lines go (default: print).
+    each epoch (see :class:`~mlpjit.core.TrainingCore`).  ``log``: where lines go (default: print).
     """
-    from .trainer import Stopped, Trainer, _seeds, make_optimizer_from
+    from .core import Stopped, TrainingCore, _seeds, make_optimizer_from
     state = getattr(model, "_fit_state", None) or {}
     loss = loss if loss is not None else state.get("loss")
     if loss is None:
@@ -237,8 +237,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, schedule=None, clip=None, epo
         rng = np.random.default_rng(_seeds(first_seed)[1])
     log = log or print
     lines = log if progress else _notes_only(log)
-    trainer = Trainer(cfg, None if run_dir is None else _run_folder(run_dir, cfg), dataset=data, log=lines,
-                      progress=progress, model=model, optimizer=opt, shuffle_rng=rng, callbacks=callbacks)
+    trainer = TrainingCore(cfg, None if run_dir is None else _run_folder(run_dir, cfg), data, lines, progress,
+                           model=model, optimizer=opt, shuffle_rng=rng, callbacks=callbacks)
     trainer.adapt_first = not state   # standardize fits the inputs on the first fit only
     stopped = None
     try:
@@ -291,16 +291,13 @@ def _loss_of(model, loss):
 def evaluate(model, X, y, loss=None, batch_size=1000):
     """``{"loss": ..., "accuracy": ...}`` (accuracy for classification) of the model on (X, y), in
     prediction mode, with the loss it was fitted with (or ``loss``)."""
-    from .trainer import evaluate as _evaluate
+    from .metrics import split_metrics
     name, L = _loss_of(model, loss)
-    X = _features("X", X).astype(model.dtype, copy=False)
+    X = _features("X", X)
     out = model.output_shape(X.shape[1:])
     task, y, _ = _targets("y", y, len(X), L, int(out[0]))
-    value, accuracy = _evaluate(model, L, X, y, 1.0, batch_size, task == "classification")
-    result = {"loss": float(value)}
-    if accuracy is not None:
-        result["accuracy"] = float(accuracy)
-    return result
+    r = split_metrics(model, L, X, y, 1.0, task == "classification", batch_size)
+    return {k: float(r[k]) for k in ("loss", "accuracy") if k in r}
 
 
 def predict_classes(model, X, loss=None, batch_size=1024):

@@ -625,3 +625,35 @@ class SoftF1(Loss):
 
     def pred_rule(self, k):
         return KM.PRED_POSITIVE if k == 1 else KM.PRED_ARGMAX
+
+
+def check_loss_fits(loss_name, last_layer, width, task, n_outputs, *, last, data):
+    """The loss ``loss_name`` for a model whose last layer (``last_layer``, named ``last`` in
+    errors) gives ``width`` outputs, on data (named ``data``) of ``task`` with ``n_outputs``
+    classes or target columns; returns the loss.
+    Raises ConfigError naming the key (a config) or the argument (code)."""
+    from .errors import ConfigError
+    loss = get(loss_name)
+    if task == "classification":
+        if not loss.classification and not loss.accepts_class_ids:
+            raise ConfigError(f"loss: '{loss_name}' is a regression loss but {data} "
+                              f"is a classification task (use cross_entropy)")
+        ok = width == n_outputs or (width == 1 and n_outputs == 2 and loss.one_output_for_two_classes)
+        if not ok:
+            raise ConfigError(f"{last}: the last layer gives {width} outputs but {data} "
+                              f"has {n_outputs} classes (set its units to {n_outputs})")
+    else:
+        if loss.classification:
+            raise ConfigError(f"loss: '{loss_name}' needs class labels but {data} "
+                              f"is a regression task (use mse)")
+        if width != n_outputs:
+            raise ConfigError(f"{last}: the last layer gives {width} outputs but {data} "
+                              f"has {n_outputs} target columns")
+    try:
+        loss.check_outputs(width)
+    except ValueError as e:
+        raise ConfigError(f"loss: {e}") from None
+    if loss.on_logits and getattr(last_layer, "outputs_probabilities", False):
+        raise ConfigError(f"{last}: '{loss_name}' works on logits and applies softmax "
+                          f"itself; remove the final softmax layer")
+    return loss

@@ -20,8 +20,8 @@ import numpy as np
 
 from .kernels import misc as KM
 
-__all__ = ["confusion_matrix", "classification_report", "regression_metrics", "predictions",
-           "format_report"]
+__all__ = ["split_metrics", "confusion_matrix", "classification_report", "regression_metrics",
+           "predictions", "format_report"]
 
 
 def confusion_matrix(y_true, y_pred, n_classes):
@@ -75,6 +75,44 @@ def regression_metrics(y_true, y_pred):
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
     return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2))),
             "r2": r2, "n": int(y.shape[0])}
+
+
+def split_metrics(model, loss, X, y, x_scale=1.0, classification=True, batch_size=1000, detail=False,
+                  n_classes=None, class_names=None):
+    """The figures of a split (X, y), in prediction mode, in batches of ``batch_size``:
+    ``{"loss", "accuracy" (classification), "examples"}``; with ``detail`` also, for
+    classification, ``"confusion_matrix"`` (``n_classes`` × ``n_classes``) and ``"per_class"``
+    (:func:`classification_report`, rows named by ``class_names``), for regression
+    ``"regression"`` (:func:`regression_metrics`).  The one function behind the epochs'
+    ``val_*``/``test_*`` figures, ``summary.json``, ``mlpjit evaluate``, the report and
+    ``model.evaluate``."""
+    n = X.shape[0]
+    rows = X.reshape(n, -1)  # images (N, C, H, W) are gathered as rows, then viewed as images
+    buf = np.empty((min(batch_size, n), rows.shape[1]), model.dtype)
+    total, correct, outs = 0.0, 0, []
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        xb = buf[: idx.size]
+        KM.gather_rows(rows, idx, x_scale, xb)
+        out = model.forward(xb.reshape((idx.size,) + X.shape[1:]), training=False)
+        yb = y[start:start + idx.size]
+        total += loss.forward(out, yb) * idx.size
+        if classification:
+            correct += KM.count_correct(out, yb, loss.pred_rule(out.shape[1]))
+        if detail:
+            outs.append(np.array(out, dtype=np.float64))
+    result = {"loss": total / n, "examples": int(n)}
+    if classification:
+        result["accuracy"] = correct / n
+    if detail:
+        out = np.concatenate(outs)
+        if classification:
+            C = confusion_matrix(y, loss.predict_classes(out), n_classes)
+            result["confusion_matrix"] = C
+            result["per_class"] = classification_report(C, class_names or list(range(n_classes)))
+        else:
+            result["regression"] = regression_metrics(y, out)
+    return result
 
 
 def predictions(model, loss, X, x_scale=1.0, batch_size=1000):

@@ -434,15 +434,15 @@ def _test_results(run):
                             f"so there is no confusion matrix or test metric")
         if run.trained is None:
             raise DataError(run.weights_error)
-        out = M.predictions(run.model, run.loss, X, run.ds.x_scale)
-        if run.ds.task != "classification":
-            return {"test_regression": M.regression_metrics(y, out)}
+        classification = run.ds.task == "classification"
         k = run.ds.n_classes
-        C = M.confusion_matrix(y, run.loss.predict_classes(out), k)
-        names = run.class_names(k)
-        report = M.classification_report(C, names)
-        return {"test_confusion_matrix": C.tolist(), "test_classes": names,
-                "test_per_class": report}
+        names = run.class_names(k) if classification else None
+        r = M.split_metrics(run.model, run.loss, X, y, run.ds.x_scale, classification, detail=True,
+                            n_classes=k, class_names=names)
+        if not classification:
+            return {"test_regression": r["regression"]}
+        return {"test_confusion_matrix": r["confusion_matrix"].tolist(), "test_classes": names,
+                "test_per_class": r["per_class"]}
     if run.summary is not None and not any(k.startswith("test_") for k in s.get("final", {})):
         raise DataError("no test split: the run measured no test figures")
     raise DataError(f"no test figures: the run has not finished and its data cannot be "

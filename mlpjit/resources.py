@@ -4,9 +4,9 @@
 the cgroup's limit less its usage (a container's or a batch job's) and the address-space limit
 (``ulimit -v``).  :func:`check_data` estimates what a data source needs before it is generated
 or read; :func:`check_layer` the parameters of a layer before they are allocated (with their
-gradients and optimizer state); :func:`check_run` the whole run once the model is built (data,
-parameters, gradients, optimizer state and the step's buffers — the arithmetic of ``mlpjit
-explain``).  Each refuses with one :class:`~mlpjit.errors.ResourceError` line saying what needs
+gradients and optimizer state); :func:`mlpjit.explain.check_run` the whole run once the model is
+built (data, parameters, gradients, optimizer state and the step's buffers — the arithmetic of
+``mlpjit explain``, which it lives beside).  Each refuses with one :class:`~mlpjit.errors.ResourceError` line saying what needs
 how much and what is available.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import ResourceError
 
-__all__ = ["available", "check_data", "check_layer", "check_run", "fmt_bytes"]
+__all__ = ["available", "check_data", "check_layer", "fmt_bytes", "refuse"]
 
 HEADROOM = 0.9   # share of the available memory a run may plan to use
 
@@ -80,7 +80,8 @@ def available():
     return min(found)
 
 
-def _refuse(what, need, parts):
+def refuse(what, need, parts):
+    """Raise ResourceError when ``need`` bytes (made of ``parts``: [(name, bytes)]) cannot fit."""
     have, where = available()
     if have is None or need <= HEADROOM * have:
         return
@@ -131,30 +132,15 @@ def check_data(spec):
     keys = [k for k in ("points", "test_points") if k in spec]
     what = f"data '{spec.get('name')}'" + (" (" + ", ".join(f"{k}: {spec[k]:,}" for k in keys
                                                               if isinstance(spec[k], int)) + ")" if keys else "")
-    _refuse(what, need, [])
+    refuse(what, need, [])
 
 
 def check_layer(where, n_params, itemsize, slots=2, already=0):
     """Refuse, before allocating, a layer whose parameters (with gradients and ``slots`` arrays
     of optimizer state, and ``already`` bytes of the model so far) cannot fit."""
     need = n_params * itemsize * (2 + slots)
-    _refuse(f"{where} ({n_params:,} parameters)", need + already,
+    refuse(f"{where} ({n_params:,} parameters)", need + already,
             [("its parameters, gradients and optimizer state", need), ("the layers before it", already)])
-
-
-def check_run(data, model, optimizer, batch, loss=None):
-    """Refuse a built run that cannot fit: data, parameters, gradients, optimizer state and the
-    step's buffers (the figures ``mlpjit explain`` prints)."""
-    from .explain import summary
-    d = sum(getattr(a, "nbytes", 0) for a in (data.X_train, data.y_train, data.X_val, data.y_val,
-                                               data.X_test, data.y_test) if a is not None)
-    try:
-        info = summary(model, loss, optimizer, data.input_shape, batch)
-        step = info["totals"]["step_bytes"]
-    except Exception:  # an unusual layer the summary cannot size: parameters only
-        step = sum(p.nbytes * 2 for _, p, _ in model.parameters())
-    _refuse("the run", d + step, [("data", d), ("model, gradients, optimizer state and step buffers", step)])
-    return d + step
 
 
 def _count(x):

@@ -58,7 +58,7 @@ from .model import Sequential
 from .optim import SGD, Adam
 from .data import Dataset
 from .errors import TrainingDiverged
-from .trainer import Trainer
+from .core import TrainingCore
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -290,7 +290,7 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def _trainer(self, X, targets, task, batch_size, epochs, X_val, Y_val):
-        """mlpjit's training core (:class:`~mlpjit.trainer.Trainer`) on these arrays: the
+        """mlpjit's training core (:class:`~mlpjit.core.TrainingCore`) on these arrays: the
         estimator's model, optimizer and generator of the epochs' orders carry on between calls;
         scikit-learn's bookkeeping and stopping rule run after each epoch (:meth:`_after_epoch`)."""
         cfg = {"name": "sklearn", "seed": self._seed, "dtype": np.dtype(self._model.dtype).name,
@@ -307,8 +307,8 @@ class _BaseMLP(BaseEstimator):
         def after_epoch(trainer, row):
             self._after_epoch(trainer, row, batch_size, X_val, Y_val, epochs == 1)
 
-        trainer = Trainer(cfg, None, dataset=data, log=lambda *a: None, progress=False, model=self._model,
-                          optimizer=self._opt, shuffle_rng=self._rng, callbacks=[after_epoch])
+        trainer = TrainingCore(cfg, None, data, lambda *a: None, False, model=self._model,
+                               optimizer=self._opt, shuffle_rng=self._rng, callbacks=[after_epoch])
         trainer.adapt_first = False
         return trainer
 

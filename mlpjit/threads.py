@@ -207,7 +207,7 @@ class Presence:
 
     def __init__(self, folder=None):
         if folder is None:
-            from .step import cache_dir
+            from .cache import cache_dir
             folder = cache_dir() / "running"
         self.folder = Path(folder)
         self.path = self.folder / f"{os.getpid()}.json"

@@ -1,4 +1,4 @@
-"""Training from code: ``model.fit`` runs the CLI's training core (mlpjit.trainer.Trainer).
+"""Training from code: ``model.fit`` runs the CLI's training core (mlpjit.core.TrainingCore).
 
 The proof that there is one core: a config run by ``mlpjit train`` and the same run from code
 (the same model, data, seed and settings) give the same weights, byte for byte, and the same

@@ -94,3 +94,51 @@ def test_reproduce_without_matplotlib_is_one_line_before_any_training(mlpjit_mai
     assert res.code == 2 and res.out == ""
     assert res.err.strip() == 'error: plotting needs matplotlib, which is not installed: pip install "mlpjit[plot]"'
     assert not (tmp_path / "runs").exists()
+
+
+def _imports():
+    """{module: the mlpjit modules it imports}, every import statement (inside functions too)."""
+    import ast
+    root = Path(packaged.__file__).resolve().parent
+    mods = {}
+    for path in root.rglob("*.py"):
+        if "shipped" in path.relative_to(root).parts:
+            continue
+        parts = ("mlpjit",) + path.relative_to(root).with_suffix("").parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {m: set() for m in mods}
+    for m, path in mods.items():
+        package = m if path.name == "__init__.py" else m.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")
+                    base = ".".join(up[:len(up) - node.level + 1] + ([base] if base else []))
+                names = [f"{base}.{a.name}" for a in node.names] + [base]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            graph[m].update(n for n in names if n in mods and n != m)
+    return graph
+
+
+def test_no_import_circles():
+    """No module reaches itself through mlpjit's imports (those inside functions count too); a
+    module importing its own package's __init__ (``from ..layers import x``) is not a circle."""
+    graph = _imports()
+    for m in graph:
+        graph[m] = {n for n in graph[m] if not m.startswith(n + ".")}
+    circles = []
+    for start in graph:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for n in graph[node]:
+                if n == start:
+                    circles.append(" → ".join(path + [n]))
+                elif n not in seen:
+                    seen.add(n)
+                    stack.append((n, path + [n]))
+    assert not circles, circles[:5]

@@ -238,7 +238,7 @@ def test_a_memory_error_anywhere_is_one_line(mlpjit_main, cfg_file, helpers, mon
 
     def boom(self, *a, **k):
         raise MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000)")
-    monkeypatch.setattr(mlpjit.trainer.Trainer, "_run_epoch", boom)
+    monkeypatch.setattr(mlpjit.core.TrainingCore, "_run_epoch", boom)
     r = mlpjit_main("train", cfg_file(helpers.spirals()))
     assert r.code == 2 and r.err.startswith("error: out of memory: Unable to allocate 74.5 GiB") and \
         r.err.count("\n") == 1, r.err

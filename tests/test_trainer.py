@@ -261,7 +261,7 @@ def test_interrupt_mid_epoch_then_resume_is_bit_identical(compiled, monkeypatch,
     straight, run = tmp_path / "straight", tmp_path / "run"
     ok(mlpjit_main("train", path, "--out", straight, "-q"))
     # 13 batches an epoch: stop in epoch 2 (python loop: after batch 2; compiled: after chunk 1)
-    monkeypatch.setattr(mlpjit.trainer, "_Signals", _FlagAfter(15 if not compiled else 8))
+    monkeypatch.setattr(mlpjit.core, "_Signals", _FlagAfter(15 if not compiled else 8))
     res = mlpjit_main("train", path, "--out", run, "-q")
     assert res.code == 130, res.text
     assert "Traceback" not in res.text
@@ -600,7 +600,7 @@ def test_probes_every_k_batches_and_exactly_after_a_resume(compiled, monkeypatch
     assert hidden and set(probes[0]["act_std"]) == set(hidden)
     at_39 = probes[-1]    # after the last batch: the model metrics.jsonl's last line probed
     assert at_39["act_mean"] == metrics[-1]["act_mean"] and at_39["act_std"] == metrics[-1]["act_std"]
-    monkeypatch.setattr(mlpjit.trainer, "_Signals", _FlagAfter(15 if not compiled else 11))
+    monkeypatch.setattr(mlpjit.core, "_Signals", _FlagAfter(15 if not compiled else 11))
     assert mlpjit_main("train", path, "--out", run, "-q").code == 130
     assert read_metrics(run, "probes.jsonl")[-1]["epoch"] == 1
     monkeypatch.undo()

@@ -21,12 +21,11 @@ import hashlib
 import importlib.util
 import os
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from .. import __version__, _memory
+from ..cache import cache_dir
 from ..kernels import misc as KM
 from .codegen import ACC_SIZE, Alloc, Draws, StepPlan, in_script, module_key, script_key
 
@@ -40,27 +39,6 @@ SHARD_PER_PARAM = 128   # multiply-adds per parameter and shard below which the 
 CHILD_COMPILE_BYTES = 16 * 2 ** 20   # training data from which a new step compiles in a child process
 CHILD_TIMEOUT = 1800                 # seconds after which the child is given up (then compiled here)
 DRAW_BUDGET = 32 * 2 ** 20  # bytes of dropout draws made ahead of one call (float64 each)
-
-
-def cache_dir():
-    """mlpjit's cache directory: ``$MLPJIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlpjit`` or
-    ``~/.cache/mlpjit``; a temporary folder when none of them can be written."""
-    env = os.environ.get("MLPJIT_CACHE_DIR")
-    if env:
-        base = Path(env)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = Path(xdg) / "mlpjit" if xdg else Path.home() / ".cache" / "mlpjit"
-    try:
-        (base / "steps").mkdir(parents=True, exist_ok=True)
-        probe = base / "steps" / f".probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-        return base
-    except OSError:
-        fallback = Path(tempfile.gettempdir()) / f"mlpjit-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-        (fallback / "steps").mkdir(parents=True, exist_ok=True)
-        return fallback
 
 
 def unsupported_reason(model, loss, optimizer):

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..trainer import Terminated
+from .interface import Backend  # noqa: F401  (the interface, for the backends here)
 from .run import execute
 
 
@@ -32,27 +33,6 @@ def _stop(result):
     return Terminated() if result.get("code") == 143 else KeyboardInterrupt()
 
 BACKENDS = ("local", "dask")
-
-
-class Backend:
-    """The interface of a sweep backend (see the module docstring)."""
-
-    name = "?"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def describe(self) -> dict:
-        return {"name": self.name}
-
-    def check_data(self, cfgs: list) -> None:
-        pass
-
-    def run(self, tasks: list, finish: Callable, progress) -> None:
-        raise NotImplementedError
 
 
 # thread pools of the numerical libraries, one thread each in a worker process (as Dask's

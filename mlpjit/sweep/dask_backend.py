@@ -21,7 +21,7 @@ failed.  A run that fails for a reason of its own (a diverged loss, a bad value)
 an ordinary failed result and is not retried.  Ctrl-C cancels the tasks still queued; the
 finished runs are on disk and the same command does the rest.
 
-Python API: :class:`DaskBackend` (the :class:`~mlpjit.sweep.backends.Backend` that
+Python API: :class:`DaskBackend` (the :class:`~mlpjit.sweep.interface.Backend` that
 :func:`mlpjit.sweep.run_sweep` uses for ``--backend dask``), :func:`train_run`.
 """
 
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, MlpjitError
-from .backends import Backend
+from .interface import Backend
 from .run import execute
 from ..packaged import MNIST as _PACKAGE_MNIST
 
