@@ -18,7 +18,7 @@ import numpy as np
 from .layers.base import _spec, dims
 from .resources import refuse
 
-__all__ = ["summary", "render", "check_run"]
+__all__ = ["summary", "render", "check_run", "Explanation"]
 
 
 def _nodes(model):
@@ -203,3 +203,39 @@ def check_run(data, model, optimizer, batch, loss=None):
         step = sum(p.nbytes * 2 for _, p, _ in model.parameters())
     refuse("the run", d + step, [("data", d), ("model, gradients, optimizer state and step buffers", step)])
     return d + step
+
+
+class Explanation:
+    """:func:`summary`'s data with its two faces: ``str()`` is ``mlpjit explain``'s text, and in
+    Jupyter (``_repr_html_``) each layer's equations, shapes, parameters and costs, then the
+    totals, the loss and the update.  ``info`` is the data."""
+
+    def __init__(self, info):
+        self.info = info
+
+    def __str__(self):
+        return render(self.info)
+
+    def __repr__(self):
+        return render(self.info)
+
+    def _repr_html_(self):
+        from html import escape
+        info, t = self.info, self.info["totals"]
+        out = [f"<div class='mlpjit'><b>Model for inputs {escape(dims(info['input_shape']))} per example, "
+               f"batch {t['batch']}, {t['dtype']}</b><table>"
+               "<tr><th></th><th>layer</th><th>shapes</th><th>forward</th><th>backward</th>"
+               "<th>parameters</th><th>multiply-adds (fwd, bwd)</th></tr>"]
+        for r in info["layers"]:
+            fwd = escape("\n".join(r["forward"]))
+            bwd = escape("\n".join(r["backward"]))
+            out.append(f"<tr><td>({escape(r['label'])})</td><td>{escape(r['layer'])}</td>"
+                       f"<td>{escape(dims(r['in']))} → {escape(dims(r['out']))}</td>"
+                       f"<td><pre>{fwd}</pre></td><td><pre>{bwd}</pre></td><td>{r['params']:,}</td>"
+                       f"<td>{_count(r['macs_forward'])}, {_count(r['macs_backward'])}</td></tr>")
+        u = info["update"]
+        out.append(f"</table><p>parameters {t['params']:,}; FLOPs per example "
+                   f"{_count(t['flops_per_example'])}; memory of a step {_bytes(t['step_bytes'])}</p>"
+                   f"<p>loss {escape(info['loss']['name'])}: <code>{escape(info['loss']['formula'])}</code></p>"
+                   f"<p>update {escape(str(u['optimizer']))}: <code>{escape(u['formula'])}</code></p></div>")
+        return "".join(out)

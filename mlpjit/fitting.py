@@ -320,3 +320,43 @@ def predict_proba(model, X, loss=None, batch_size=1024):
         return np.hstack([1 - p, p])
     e = np.exp(out - out.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+# --- explain and trace, from code ----------------------------------------------------------------
+
+def explain(model, batch_size=32, loss=None, optimizer=None, input_shape=None):
+    """``mlpjit explain`` for a model built in code: an :class:`~mlpjit.explain.Explanation`
+    (text with ``print``, a table in Jupyter).  ``loss`` and ``optimizer`` default to the last
+    fit's (else cross_entropy and SGD); ``input_shape`` to the first layer's inputs."""
+    from .core import make_optimizer_from
+    from .explain import Explanation, summary
+    state = getattr(model, "_fit_state", None) or {}
+    name = loss or state.get("loss") or (getattr(model, "metadata", None) or {}).get("loss") or "cross_entropy"
+    cfg = settings(model, name, optimizer or state.get("optimizer"))
+    opt = state.get("optimizer_object") if optimizer is None and state.get("optimizer_object") else \
+        make_optimizer_from(cfg, model)
+    shape = input_shape or (getattr(model, "metadata", None) or {}).get("input_shape")
+    if shape is None:
+        if getattr(model, "in_features", None) is None:
+            raise ConfigError("explain: give input_shape (one example's shape, e.g. (1, 28, 28))")
+        shape = (model.in_features,)
+    from . import losses as _losses
+    return Explanation(summary(model, _losses.get(name), opt, tuple(shape), int(batch_size),
+                               schedule=cfg["schedule"], clip=cfg["clip"]))
+
+
+def trace(model, X, y, loss=None, start=0, n=1, precision=6):
+    """``mlpjit trace`` for a model built in code: every array of one training step on examples
+    ``start .. start + n − 1`` of (X, y), in float64, and the central-difference check of every
+    gradient; a :class:`~mlpjit.trace.Trace` (text with ``print``, preformatted in Jupyter)."""
+    from . import losses as _losses
+    from .data import Dataset
+    from .trace import Trace, trace_text
+    name, L = _loss_of(model, loss)
+    X = _features("X", X)
+    width = int(np.prod(model.output_shape(X.shape[1:])))
+    task, y, k = _targets("y", y, len(X), L, width)
+    if not 0 <= start < len(X) or n < 1 or start + n > len(X):
+        raise ConfigError(f"trace: examples {start}..{start + n - 1} are not in X's {len(X)} rows")
+    ds = Dataset("arrays", task, X, y, None, None, None, None, k)
+    return Trace(trace_text(model, _losses.get(name), ds, start, n, precision))

@@ -89,3 +89,20 @@ def trace_text(model, loss, ds, start, n, precision=6):
         lines.append(f"    {name:>10}  worst relative error {err:.2e}  {verdict}")
     m.freeze_randomness(False)
     return "\n".join(lines) + "\n"
+
+
+class Trace:
+    """A traced step (:func:`trace_text`'s text): ``str()`` prints it, Jupyter shows it as
+    preformatted text."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+    __repr__ = __str__
+
+    def _repr_html_(self):
+        from html import escape
+        return f"<pre class='mlpjit'>{escape(self.text)}</pre>"

@@ -219,3 +219,19 @@ def test_the_readmes_code_from_code_runs(tmp_path, monkeypatch, capsys):
     for block in ours:
         exec(compile(block, "README.md", "exec"), ns)
     assert ns["history"].compiled and (tmp_path / "model.npz").exists()
+
+
+def test_explain_and_trace_from_code_print_text_and_show_html():
+    X, y = _xor_data(8)
+    model = _mlp(3)
+    e = model.explain(batch_size=4, loss="cross_entropy")
+    text = str(e)
+    assert "M = X·A          (4×2)·(2×3) → (4×3)" in text and "dA = Xᵀ·dS" in text and "Loss: cross_entropy" in text
+    html = e._repr_html_()
+    assert "<table>" in html and html.count("<tr>") == 3 and "dA = Xᵀ·dS" in html
+    t = model.trace(X, y, loss="cross_entropy", start=2, n=2, precision=4)
+    assert str(t).startswith("trace of training examples 2..3 (float64, 4 significant digits)")
+    assert "CHECK" not in str(t) and str(t).count(" OK") == 5      # 0.A 0.b 1.A 1.b input
+    assert t._repr_html_().startswith("<pre") and "dS" in t._repr_html_()
+    with pytest.raises(mlpjit.ConfigError, match="trace: examples 7..8 are not in X's 8 rows"):
+        model.trace(X, y, loss="cross_entropy", start=7, n=2)
