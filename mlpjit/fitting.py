@@ -69,7 +69,8 @@ class History:
 # --- the arrays --------------------------------------------------------------------------
 
 def _features(name, X):
-    """X as a float64 (or uint8) C-contiguous array of at least two dimensions, finite."""
+    """X as a C-contiguous array (float32, float64 or uint8 as given, anything else as float64)
+    of at least two dimensions, finite."""
     try:
         X = np.asarray(X)
     except (TypeError, ValueError) as e:
@@ -81,7 +82,8 @@ def _features(name, X):
                         f" (a single feature: {name}.reshape(-1, 1))")
     if X.shape[0] == 0:
         raise DataError(f"fit: {name} has no rows")
-    X = np.ascontiguousarray(X, dtype=np.uint8 if X.dtype == np.uint8 else np.float64)
+    keep = X.dtype in (np.uint8, np.float32, np.float64)    # the step reads these as they are
+    X = np.ascontiguousarray(X, dtype=X.dtype if keep else np.float64)
     if X.dtype != np.uint8 and not np.isfinite(X).all():
         row = int(np.argwhere(~np.isfinite(X.reshape(len(X), -1)))[0][0])
         raise DataError(f"fit: {name} has NaN or inf values (the first in row {row}); remove or impute them")
