@@ -18,7 +18,7 @@ import numpy as np
 from .layers.base import _spec, dims
 from .resources import refuse
 
-__all__ = ["summary", "render", "check_run", "Explanation"]
+__all__ = ["summary", "render", "check_run", "explain", "Explanation"]
 
 
 def _nodes(model):
@@ -239,3 +239,27 @@ class Explanation:
                    f"<p>loss {escape(info['loss']['name'])}: <code>{escape(info['loss']['formula'])}</code></p>"
                    f"<p>update {escape(str(u['optimizer']))}: <code>{escape(u['formula'])}</code></p></div>")
         return "".join(out)
+
+
+def explain(model, batch_size=32, loss=None, optimizer=None, input_shape=None, schedule=None, clip=None):
+    """``mlpjit explain`` for a model built in code (``model.explain()``): an
+    :class:`Explanation`.  ``loss`` and ``optimizer`` (an optimizer, or a name: ``"adam"``)
+    default to the last fit's (else cross_entropy and SGD); ``input_shape`` (one example's) to
+    what the model was trained on, or to its first layer's inputs."""
+    from . import losses as _losses
+    from .errors import ConfigError
+    from .optim import make_optimizer
+    state = getattr(model, "_fit_state", None) or {}
+    meta = getattr(model, "metadata", None) or {}
+    name = loss or state.get("loss") or meta.get("loss") or "cross_entropy"
+    if optimizer is None:
+        optimizer = state.get("optimizer_object") or make_optimizer("sgd", model, lr=0.01)
+    elif isinstance(optimizer, str):
+        optimizer = make_optimizer(optimizer, model, lr=0.01)
+    shape = input_shape or meta.get("input_shape")
+    if shape is None:
+        if getattr(model, "in_features", None) is None:
+            raise ConfigError("explain: give input_shape (one example's shape, e.g. (1, 28, 28))")
+        shape = (model.in_features,)
+    return Explanation(summary(model, _losses.get(name), optimizer, tuple(shape), int(batch_size),
+                               schedule=schedule or state.get("schedule"), clip=clip or state.get("clip")))

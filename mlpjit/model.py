@@ -143,14 +143,10 @@ class Sequential:
 
     def explain(self, batch_size=32, loss=None, optimizer=None, input_shape=None):
         """``mlpjit explain`` from code: each layer's equations with its shapes, parameters,
-        costs and memory (print it; Jupyter shows a table)."""
-        from .fitting import explain
+        costs and memory (print it; Jupyter shows a table).  See :func:`mlpjit.explain.explain`;
+        one training step traced: :func:`mlpjit.trace.trace`."""
+        from .explain import explain
         return explain(self, batch_size, loss, optimizer, input_shape)
-
-    def trace(self, X, y, loss=None, start=0, n=1, precision=6):
-        """``mlpjit trace`` from code: every array of one training step on (X, y)[start:start+n]."""
-        from .fitting import trace
-        return trace(self, X, y, loss, start, n, precision)
 
     def adapt(self, X):
         """Fit the first layer's statistics to the inputs X when it has any (``standardize``);

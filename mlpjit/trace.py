@@ -106,3 +106,21 @@ class Trace:
     def _repr_html_(self):
         from html import escape
         return f"<pre class='mlpjit'>{escape(self.text)}</pre>"
+
+
+def trace(model, X, y, loss=None, start=0, n=1, precision=6):
+    """``mlpjit trace`` for a model built in code: every array of one training step on examples
+    ``start .. start + n − 1`` of (X, y), in float64, and the central-difference check of every
+    gradient; a :class:`Trace`.  ``loss`` defaults to the last fit's."""
+    from . import losses as _losses
+    from .data import Dataset
+    from .errors import ConfigError
+    from .fitting import _features, _loss_of, _targets
+    name, L = _loss_of(model, loss)
+    X = _features("X", X)
+    width = int(np.prod(model.output_shape(X.shape[1:])))
+    task, y, k = _targets("y", y, len(X), L, width)
+    if not 0 <= start < len(X) or n < 1 or start + n > len(X):
+        raise ConfigError(f"trace: examples {start}..{start + n - 1} are not in X's {len(X)} rows")
+    ds = Dataset("arrays", task, X, y, None, None, None, None, k)
+    return Trace(trace_text(model, _losses.get(name), ds, start, n, precision))

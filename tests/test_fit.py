@@ -229,9 +229,10 @@ def test_explain_and_trace_from_code_print_text_and_show_html():
     assert "M = X·A          (4×2)·(2×3) → (4×3)" in text and "dA = Xᵀ·dS" in text and "Loss: cross_entropy" in text
     html = e._repr_html_()
     assert "<table>" in html and html.count("<tr>") == 3 and "dA = Xᵀ·dS" in html
-    t = model.trace(X, y, loss="cross_entropy", start=2, n=2, precision=4)
+    from mlpjit.trace import trace
+    t = trace(model, X, y, loss="cross_entropy", start=2, n=2, precision=4)
     assert str(t).startswith("trace of training examples 2..3 (float64, 4 significant digits)")
     assert "CHECK" not in str(t) and str(t).count(" OK") == 5      # 0.A 0.b 1.A 1.b input
     assert t._repr_html_().startswith("<pre") and "dS" in t._repr_html_()
     with pytest.raises(mlpjit.ConfigError, match="trace: examples 7..8 are not in X's 8 rows"):
-        model.trace(X, y, loss="cross_entropy", start=7, n=2)
+        trace(model, X, y, loss="cross_entropy", start=7, n=2)
