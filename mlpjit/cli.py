@@ -86,9 +86,11 @@ def main(argv=None):
 
 # --- helpers ---------------------------------------------------------------------------
 
-def _load(config_path, overrides=()):
+def _load(config_path, overrides=(), trust=None):
+    """A resolved config; ``trust`` (a list, for a run folder's config.yaml): its imports are
+    not imported, each must be imported already or trusted (a run folder is data)."""
     from .config import load_config, resolved_dict
-    return resolved_dict(load_config(config_path, overrides))
+    return resolved_dict(load_config(config_path, overrides, trust=trust))
 
 
 def _new_run_dir(name, out):
@@ -137,8 +139,11 @@ def _report(summary, run_dir, echo):
 @click.option("--report", "html_report", is_flag=True,
               help="Also write report.html into the run folder at the end (needs matplotlib).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+@click.option("--trust", multiple=True, metavar="MODULE",
+              help="Allow the model or run folder to use layers from this module, which is then "
+                   "imported (a file never imports code by itself; see docs/writing-a-layer.md).")
 def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, resume, html_report,
-          quiet):
+          quiet, trust):
     """Train a model from a YAML CONFIG (a file, or a shipped config's name: mnist_mlp; see
     mlpjit config list) and keep a run folder.
 
@@ -186,7 +191,7 @@ def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, r
         if not (run_dir / "checkpoint.npz").is_file():
             raise ConfigError(f"--resume {run_dir}: no checkpoint.npz to resume from")
         cfg_obj = load_config(run_dir / "config.yaml",
-                              [f"train.epochs={epochs}"] if epochs else [])
+                              [f"train.epochs={epochs}"] if epochs else [], trust=trust)
         cfg = resolved_dict(cfg_obj)
         trainer = Trainer(cfg, run_dir, log=echo, progress=not quiet)
         trainer.load_checkpoint()
@@ -226,36 +231,36 @@ def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, r
         summary = trainer.fit(cfg["train"]["epochs"], stop_after=stop_after, max_time=seconds)
     except Stopped as e:
         click.echo(f"{e}; resume with: mlpjit train --resume {run_dir}", err=True)
-        _html_report(html_report, run_dir, echo)
+        _html_report(html_report, run_dir, echo, trust)
         sys.exit(e.code)
     except TrainingDiverged as e:
         click.echo(f"error: {e}", err=True)
-        _html_report(html_report, run_dir, echo)
+        _html_report(html_report, run_dir, echo, trust)
         sys.exit(EXIT_DIVERGED)
     _report(summary, run_dir, click.echo)
-    _html_report(html_report, run_dir, click.echo)
+    _html_report(html_report, run_dir, click.echo, trust)
 
 
-def _html_report(wanted, run_dir, echo):
+def _html_report(wanted, run_dir, echo, trust=()):
     if wanted:
         from .report import write_report
-        path = write_report(run_dir)
+        path = write_report(run_dir, trust=trust)
         echo(f"report: {path}")
 
 
 # --- evaluate ----------------------------------------------------------------------------
 
-def _load_model_and_cfg(target, data):
+def _load_model_and_cfg(target, data, trust=()):
     from .model import Sequential
     target = Path(target)
     if target.is_dir():
         model_path = target / "model.npz"
         if not model_path.is_file():
             raise ConfigError(f"{target}: no model.npz in this folder (has the run finished?)")
-        cfg = _load(target / "config.yaml") if (target / "config.yaml").is_file() else None
+        cfg = _load(target / "config.yaml", trust=list(trust)) if (target / "config.yaml").is_file() else None
     else:
         model_path, cfg = target, None
-    model = Sequential.load(model_path)
+    model = Sequential.load(model_path, trust=trust)
     if data is not None:
         if Path(data).suffix in (".yaml", ".yml") or Path(data).is_file():
             cfg = _load(data)
@@ -286,7 +291,10 @@ def _data_spec(text):
 @click.option("--data", help="Data to evaluate on: a config file, or a source spec such as "
                              "'mnist' or 'spirals,classes=3' (default: the run's config).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object (for scripts).")
-def evaluate(target, data, as_json):
+@click.option("--trust", multiple=True, metavar="MODULE",
+              help="Allow the model or run folder to use layers from this module, which is then "
+                   "imported (a file never imports code by itself; see docs/writing-a-layer.md).")
+def evaluate(target, data, as_json, trust):
     """Print loss and accuracy of a trained model, and per-class metrics.
 
     TARGET is a run folder or a MODEL.npz file (then --data is needed).  For a classifier:
@@ -305,7 +313,7 @@ def evaluate(target, data, as_json):
     from . import metrics as M
     from .data import load_dataset
 
-    model, cfg = _load_model_and_cfg(target, data)
+    model, cfg = _load_model_and_cfg(target, data, trust)
     ds = load_dataset(dict(cfg["data"]), cfg["seed"])
     loss = losses.get(model.metadata.get("loss") or cfg["loss"])
     if model.in_features is not None and model.in_features != ds.n_features:
@@ -402,7 +410,10 @@ def _read_input(path):
 @click.argument("model_path", metavar="MODEL.npz", type=click.Path())
 @click.argument("input_path", metavar="INPUT", type=click.Path())
 @click.option("--out", type=click.Path(dir_okay=False), help="Write predictions to this .csv or .npy file.")
-def predict(model_path, input_path, out):
+@click.option("--trust", multiple=True, metavar="MODULE",
+              help="Allow the model or run folder to use layers from this module, which is then "
+                   "imported (a file never imports code by itself; see docs/writing-a-layer.md).")
+def predict(model_path, input_path, out, trust):
     """Predict with a trained model on INPUT (.npy or .csv, one example per row).
 
     Inputs are in the units of the training data (raw 0-255 pixels for MNIST); the model file
@@ -421,7 +432,7 @@ def predict(model_path, input_path, out):
     from .io import atomic_write, atomic_write_text
     from .model import Sequential
 
-    model = Sequential.load(model_path)
+    model = Sequential.load(model_path, trust=trust)
     meta = model.metadata
     target = None
     if meta.get("encoding") and Path(input_path).suffix == ".csv" and _has_header(input_path):
@@ -641,29 +652,29 @@ def config_check(config_path, overrides):
 
 # --- explain ---------------------------------------------------------------------------------
 
-def _config_or_run(target, overrides=()):
+def _config_or_run(target, overrides=(), trust=()):
     """(resolved config, run folder or None) from a config file or a run folder."""
     path = Path(target)
     if path.is_dir():
         if not (path / "config.yaml").is_file():
             raise ConfigError(f"{path}: not a run folder (no config.yaml)")
-        return _load(path / "config.yaml", overrides), path
+        return _load(path / "config.yaml", overrides, trust=list(trust)), path
     return _load(target, overrides), None
 
 
-def _model_for(target, overrides):
+def _model_for(target, overrides, trust=()):
     """(cfg, model, loss, dataset) of a config (fresh weights) or a run folder (its model)."""
     from .data import load_dataset
     from .model import Sequential
     from .trainer import model_for_data
-    cfg, run = _config_or_run(target, overrides)
+    cfg, run = _config_or_run(target, overrides, trust)
     ds = load_dataset(dict(cfg["data"]), cfg["seed"])
     model, loss, ds = model_for_data(cfg, ds)
     if run is not None:
         path = run / "model.npz" if (run / "model.npz").is_file() else None
         if path is None:
             raise ConfigError(f"{run}: no model.npz in this folder (has the run finished?)")
-        trained = Sequential.load(path)
+        trained = Sequential.load(path, trust=trust)
         try:
             model.load_state_arrays(trained.state_arrays(), source=str(path))
         except MlpjitError as e:
@@ -685,7 +696,10 @@ def _batch_of(cfg, ds, batch):
 @click.option("--step", is_flag=True,
               help="Print the Python source of the compiled training step generated for the model instead.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
-def explain(target, batch, markdown, step, overrides):
+@click.option("--trust", multiple=True, metavar="MODULE",
+              help="Allow the model or run folder to use layers from this module, which is then "
+                   "imported (a file never imports code by itself; see docs/writing-a-layer.md).")
+def explain(target, batch, markdown, step, overrides, trust):
     """Explain a model: each layer's equations with your shapes, parameters, multiply-adds and
     memory; the totals; the loss and the update rule.
 
@@ -703,7 +717,7 @@ def explain(target, batch, markdown, step, overrides):
     from .step import step_source
     from .trainer import make_optimizer_from
 
-    cfg, model, loss, ds = _model_for(target, overrides)
+    cfg, model, loss, ds = _model_for(target, overrides, trust)
     opt = make_optimizer_from(cfg, model)
     bs = _batch_of(cfg, ds, batch)
     if step:
@@ -721,7 +735,10 @@ def explain(target, batch, markdown, step, overrides):
 @click.option("--precision", type=click.IntRange(min=1, max=17), default=6, show_default=True,
               help="Significant digits printed.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
-def trace(target, example, batch, precision, overrides):
+@click.option("--trust", multiple=True, metavar="MODULE",
+              help="Allow the model or run folder to use layers from this module, which is then "
+                   "imported (a file never imports code by itself; see docs/writing-a-layer.md).")
+def trace(target, example, batch, precision, overrides, trust):
     """One forward and backward pass on one training example, every array by its name.
 
     Prints, layer by layer, X, M, S, Y going forward; the loss and dY; then dS, db, dA, dX going
@@ -736,7 +753,7 @@ def trace(target, example, batch, precision, overrides):
     """
     from .trace import trace_text
 
-    cfg, model, loss, ds = _model_for(target, overrides)
+    cfg, model, loss, ds = _model_for(target, overrides, trust)
     n = 1 if batch is None else batch
     if example + n > ds.n_train:
         raise ConfigError(f"--example {example}" + (f" --batch {batch}" if batch else "")

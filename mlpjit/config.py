@@ -590,13 +590,16 @@ def _fail(prefix: str, path: Sequence[str], msg: str) -> ConfigError:
     return ConfigError(_one_line(text))
 
 
-def _validate(data: Any, prefix: str, base: Path | None = None):
+def _validate(data: Any, prefix: str, base: Path | None = None, trust=None):
     if not isinstance(data, dict):
         raise ConfigError(
             _one_line(f"{prefix}: top level must be a mapping of keys (got {_kind(data)})")
         )
     try:
-        if data.get("imports"):
+        if data.get("imports") and trust is not None:   # a run folder's config: data, not code
+            from .modelfile import check_modules
+            check_modules(_as_list(data.get("imports")), trust, prefix)
+        elif data.get("imports"):
             data = dict(data)
             data["import_path"] = _import_path(data.get("import_path"), base, prefix)
             import_modules(data.get("imports"), prefix, data["import_path"])
@@ -917,7 +920,7 @@ def dump_yaml(config) -> str:
     return yaml.safe_dump(resolved_dict(config), sort_keys=False)
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()):
+def load_config(path: str | Path, overrides: Sequence[str] = (), trust=None):
     """Read a YAML config file (or a shipped config by name: ``mnist_mlp``), validate it, then
     apply ``--set key.path=value`` overrides.
 
@@ -928,10 +931,14 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()):
     be given children (``clip.norm=5``).  Setting a discriminator (``data.name``,
     ``model.layers.N.type``, ``optimizer.type``, ``schedule.type``) drops the keys
     the new variant does not have and those left at the old variant's defaults.
+
+    ``trust`` (a list of module names) marks a config that is data, not the user's own: a run
+    folder's ``config.yaml``.  Its ``imports`` are then not imported and ``sys.path`` is not
+    changed: each module must be imported already or named in ``trust``.
     """
     from .packaged import config_file
     path = config_file(path)   # a file, or the name of a shipped config (mnist_mlp)
-    return apply_overrides(_validate(_read_yaml(path), str(path), Path(path).resolve().parent),
+    return apply_overrides(_validate(_read_yaml(path), str(path), Path(path).resolve().parent, trust),
                            overrides)
 
 

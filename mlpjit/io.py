@@ -87,19 +87,65 @@ def json_array(obj):
     return np.array(json.dumps(obj))
 
 
+def npz_headers(path, kind="mlpjit model"):
+    """{name: (shape, dtype)} of every array of an ``.npz`` file, read from the headers alone
+    (nothing is decompressed), or a ModelFileError naming the file."""
+    path = Path(path)
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise ModelFileError(f"{path}: not an {kind} (it holds {info.filename!r}, not an array)")
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version not in ((1, 0), (2, 0), (3, 0)):
+                        raise ValueError(f"unknown .npy version {version}")
+                    shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                       else np.lib.format.read_array_header_2_0(f))
+                if dtype.hasobject:
+                    raise ModelFileError(f"{path}: array {info.filename[:-4]!r} holds Python objects; "
+                                         f"an {kind} holds numbers and text only")
+                out[info.filename[:-4]] = (tuple(shape), dtype)
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, SyntaxError, TypeError,
+            RuntimeError) as e:   # a header that is not an .npy header, a zip torn apart
+        raise ModelFileError(f"{path}: not a readable {kind} (truncated or corrupted .npz: "
+                             f"{' '.join(str(e).split())[:200]})") from None
+    return out
+
+
 def read_npz(path, kind="mlpjit model"):
-    """All arrays of an ``.npz`` file as a dict, or a ModelFileError naming the file."""
+    """All arrays of an ``.npz`` file as a dict, or a ModelFileError naming the file.  The arrays'
+    headers are read first: arrays that would not fit in the memory this process may use are
+    refused before anything is decompressed (a small compressed file can hold a huge array)."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            bare = f.read(6) == b"\x93NUMPY"
+        raise ModelFileError(f"{path}: not an {kind} (a single .npy array, not an .npz archive)" if bare
+                             else f"{path}: not a readable {kind} (truncated or corrupted .npz: not a zip archive)")
+    headers = npz_headers(path, kind)
+    need = 0
+    for shape, dtype in headers.values():
+        if any(int(d) < 0 for d in shape):
+            raise ModelFileError(f"{path}: not a readable {kind} (an array of shape {shape})")
+        need += int(np.prod(shape, dtype=object)) * dtype.itemsize
+    from .resources import HEADROOM, available, fmt_bytes
+    have, _ = available()
+    if have is not None and need > HEADROOM * have:
+        raise ModelFileError(f"{path}: its arrays need {fmt_bytes(need)}, more than the "
+                             f"{fmt_bytes(have)} of memory available; not loaded")
     try:
         z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):       # a .npy file: one bare array
-            raise ModelFileError(f"{path}: not an {kind} (a single .npy array, not an .npz archive)")
         with z:
             return {name: z[name] for name in z.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise ModelFileError(f"{path}: not a readable {kind} (truncated or corrupted .npz: {e})") from None
+        raise ModelFileError(f"{path}: not a readable {kind} (truncated or corrupted .npz: "
+                             f"{' '.join(str(e).split())[:200]})") from None
 
 
 def read_json_array(arrays, key, path, kind="mlpjit model"):

@@ -9,8 +9,8 @@ from . import __version__
 from .errors import ModelFileError
 from .io import atomic_write_npz, json_array, read_json_array, read_npz
 from .layers import DTYPES, Layer, layer_from_config
+from .modelfile import FORMAT, check_modules
 
-FORMAT = "mlpjit-model/1"
 
 
 class Sequential:
@@ -170,16 +170,16 @@ class Sequential:
         return config
 
     @classmethod
-    def from_config(cls, config, dtype=None, seed=None):
-        """Build the stack described by ``get_config()`` (new weights drawn from ``seed``)."""
+    def from_config(cls, config, dtype=None, seed=None, trust=()):
+        """Build the stack described by ``get_config()`` (new weights drawn from ``seed``).
+
+        The modules the config names (``imports``: where its own layers are defined) must be
+        imported already, or named in ``trust``: a config never imports code by itself, and
+        never changes ``sys.path`` (see :func:`mlpjit.modelfile.check_modules`)."""
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("model config must be a dict with a 'layers' list")
         dtype = np.dtype(dtype or DTYPES.get(config.get("dtype", "float32"), np.float32))
-        for folder in reversed(config.get("import_path") or []):
-            if folder not in sys.path:
-                sys.path.insert(0, folder)
-        for module in config.get("imports") or ():
-            _import_for_model(module)
+        check_modules(config.get("imports") or (), trust, "the model")
         seeds = np.random.SeedSequence(seed).spawn(len(config["layers"]))
         layers = []
         for c, s in zip(config["layers"], seeds):
@@ -207,10 +207,13 @@ class Sequential:
         for name, p in [(n, p) for n, p, _ in self.parameters()] + self.state_items():
             if name not in arrays:
                 raise ModelFileError(f"{source}: parameter '{name}' is missing")
-            if arrays[name].shape != p.shape:
-                raise ModelFileError(f"{source}: parameter '{name}' has shape {arrays[name].shape}, "
+            a = arrays[name]
+            if not isinstance(a, np.ndarray) or a.shape != p.shape:
+                raise ModelFileError(f"{source}: parameter '{name}' has shape {getattr(a, 'shape', None)}, "
                                      f"the model needs {p.shape}")
-            p[...] = arrays[name]
+            if a.dtype.kind not in "fiu":
+                raise ModelFileError(f"{source}: parameter '{name}' holds {a.dtype} values, not numbers")
+            p[...] = a
 
     def to_arrays(self):
         """Everything ``save`` writes: structure (as JSON), ``metadata`` and parameters."""
@@ -221,16 +224,25 @@ class Sequential:
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays, source="<arrays>"):
-        if str(arrays.get("__format__", "")) != FORMAT:
-            raise ModelFileError(f"{source}: not an mlpjit model (no '{FORMAT}' marker)")
-        config = read_json_array(arrays, "__config__", source)
+    def from_arrays(cls, arrays, source="<arrays>", trust=()):
+        """The model of ``to_arrays()``'s dict, every part of it checked before it is used (see
+        :mod:`mlpjit.modelfile`): a ModelFileError line names what disagrees."""
+        from .modelfile import check_model_arrays
+        config, metadata = check_model_arrays(arrays, source)
         try:
-            model = cls.from_config(config)
+            model = cls.from_config(config, trust=trust)
+        except ModelFileError:
+            raise
         except (ValueError, TypeError, KeyError) as e:
-            raise ModelFileError(f"{source}: invalid model structure ({e})") from None
+            raise ModelFileError(f"{source}: invalid model structure ({' '.join(str(e).split())[:300]})") from None
         model.load_state_arrays(arrays, source)
-        model.metadata = read_json_array(arrays, "__metadata__", source) if "__metadata__" in arrays else {}
+        known = {name for name, _, _ in model.parameters()} | {name for name, _ in model.state_items()}
+        extra = sorted(k for k in arrays if not k.startswith("__") and k not in known)
+        if extra:
+            raise ModelFileError(f"{source}: array '{extra[0]}' belongs to no parameter of the model")
+        model.metadata = metadata
+        from .modelfile import check_metadata
+        check_metadata(model, source)
         return model
 
     def save(self, path):
@@ -239,9 +251,12 @@ class Sequential:
         atomic_write_npz(path, self.to_arrays())
 
     @classmethod
-    def load(cls, path):
-        """Read a model written by ``save`` (with ``allow_pickle=False``)."""
-        return cls.from_arrays(read_npz(path), source=str(Path(path)))
+    def load(cls, path, trust=()):
+        """Read a model written by ``save``.  The file is data: loading it never runs code from
+        it (no pickle) and never imports a module it names; layers from your own modules load
+        when those modules are imported already, or named in ``trust`` (``trust=["my_layers"]``).
+        Sizes come from the stored arrays, checked before anything is allocated."""
+        return cls.from_arrays(read_npz(path), source=str(Path(path)), trust=trust)
 
     def _repr_html_(self):
         from .notebook import model_html
@@ -280,14 +295,3 @@ def _module_folders(modules):
         if str(folder) not in out:
             out.append(str(folder))
     return out
-
-
-def _import_for_model(module):
-    import importlib
-    if module == "__main__":
-        return  # a script's own layers: registered when the script runs
-    try:
-        importlib.import_module(module)
-    except ImportError as e:
-        raise ValueError(f"the model uses layers from module '{module}', which cannot be imported "
-                         f"({e}); run from its folder or add it to PYTHONPATH") from None

@@ -205,8 +205,9 @@ def _figure(name, value):
 class _Run:
     """What a run folder holds, each part loaded once, with the reason when it cannot be."""
 
-    def __init__(self, path):
+    def __init__(self, path, trust=()):
         self.path = Path(path)
+        self.trust = list(trust)   # modules the run's files may name (a run folder is data)
         self.summary = self._summary()
         self.cfg, self.cfg_error = self._config()
         self.trained, self.weights_error = self._trained()
@@ -235,7 +236,7 @@ class _Run:
         if not path.is_file():
             return None, f"{path}: no such file"
         try:
-            return resolved_dict(load_config(path)), None
+            return resolved_dict(load_config(path, trust=self.trust)), None
         except MlpjitError as e:
             return None, str(e)
 
@@ -246,11 +247,12 @@ class _Run:
         model_path, checkpoint = self.path / "model.npz", self.path / "checkpoint.npz"
         try:
             if model_path.is_file():
-                return Sequential.load(model_path), None
+                return Sequential.load(model_path, trust=self.trust), None
             if checkpoint.is_file():
                 arrays = read_npz(checkpoint, kind="mlpjit checkpoint")
                 return Sequential.from_arrays({k[6:]: v for k, v in arrays.items()
-                                               if k.startswith("model/")}, str(checkpoint)), None
+                                               if k.startswith("model/")}, str(checkpoint),
+                                              trust=self.trust), None
         except MlpjitError as e:
             return None, str(e)
         return None, f"{self.path}: no model.npz or checkpoint.npz yet (no epoch finished)"
@@ -620,9 +622,9 @@ def _image_grid_png(images, truth, pred, names):
     return _png_bytes(fig)
 
 
-def _run_page(path):
+def _run_page(path, trust=()):
     from .trainer import read_metrics
-    run = _Run(path)
+    run = _Run(path, trust)
     rows = [r for r in read_metrics(path) if isinstance(r, dict)]
     sections = []
     _section(sections, "overview", "Overview", lambda: _overview(run, rows))
@@ -747,7 +749,7 @@ def _kind(target):
                       f"model.npz) nor a sweep folder (no sweep.yaml)")
 
 
-def write_report(target, out=None):
+def write_report(target, out=None, trust=()):
     """Write the HTML report of a run folder or a sweep folder to ``out`` (default
     ``<target>/report.html``), atomically; return its path."""
     from .io import atomic_write_text
@@ -760,7 +762,7 @@ def write_report(target, out=None):
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
     _matplotlib()  # no figures without it: say so before any work
-    text = _sweep_page(target) if kind == "sweep" else _run_page(target)
+    text = _sweep_page(target) if kind == "sweep" else _run_page(target, trust)
     try:
         atomic_write_text(out, text)
     except OSError as e:
@@ -772,7 +774,9 @@ def write_report(target, out=None):
 @click.argument("target", metavar="RUN_DIR|SWEEP_DIR", type=click.Path())
 @click.option("--out", type=click.Path(dir_okay=False),
               help="HTML file to write (default <RUN_DIR or SWEEP_DIR>/report.html).")
-def report(target, out):
+@click.option("--trust", multiple=True, metavar="MODULE",
+              help="Allow the run's files to load layers from this module (see docs/writing-a-layer.md).")
+def report(target, out, trust):
     """Write one self-contained HTML report of a run folder or a sweep folder.
 
     \b
@@ -791,5 +795,5 @@ def report(target, out):
       mlpjit report runs/xor --out xor.html
       mlpjit report sweeps/act-lr
     """
-    path = write_report(target, out)
+    path = write_report(target, out, trust)
     click.echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
