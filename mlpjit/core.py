@@ -229,6 +229,49 @@ def parse_duration(text):
     return value
 
 
+def _checked_state(state, path, n_batches, n_dropouts):
+    """A checkpoint's ``__state__`` with every field of the right type and range, or a one-line
+    ModelFileError naming the field."""
+    def bad(key, what):
+        return ModelFileError(f"{path}: checkpoint state '{key}' must be {what} "
+                              f"(got {str(state.get(key) if isinstance(state, dict) else state)[:60]!r})")
+
+    def count(v, lo=0, hi=None):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
+
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{path}: checkpoint state must be a JSON object")
+    if not count(state.get("epoch")):
+        raise bad("epoch", "a count of finished epochs")
+    if not count(state.get("batch"), 0, n_batches - 1):
+        raise bad("batch", f"a batch of the epoch (0 to {n_batches - 1})")
+    if "plan" in state and not count(state["plan"], 1):
+        raise bad("plan", "a number of epochs")
+    for key in ("threads", "blas_threads"):
+        if state.get(key) is not None and not count(state[key], 1, 4096):
+            raise bad(key, "a number of threads")
+    acc = state.get("acc")
+    numbers = ("loss", "correct", "seen", "grad_norm", "batches", "seconds")
+    if not isinstance(acc, dict) or not all(isinstance(acc.get(k), (int, float)) and not isinstance(acc.get(k), bool)
+                                            and math.isfinite(acc[k]) for k in numbers) \
+            or not isinstance(acc.get("layer_norms"), dict) \
+            or not all(isinstance(v, (int, float)) for v in acc["layer_norms"].values()):
+        raise bad("acc", "the epoch's running sums")
+    early = state.get("early")
+    if early is not None and (not isinstance(early, dict) or not count(early.get("wait", 0))
+                              or not count(early.get("best_epoch", 0))
+                              or not isinstance(early.get("stopped", False), bool)):
+        raise bad("early", "the early-stopping state")
+    if not isinstance(state.get("shuffle_rng"), dict):
+        raise bad("shuffle_rng", "a generator's state")
+    rngs = state.get("dropout_rngs")
+    if not isinstance(rngs, list) or len(rngs) != n_dropouts or not all(isinstance(r, dict) for r in rngs):
+        raise bad("dropout_rngs", f"the states of the model's {n_dropouts} dropout generators")
+    if not isinstance(state.get("plan_changes", []), list):
+        raise bad("plan_changes", "a list")
+    return state
+
+
 class TrainingCore:
     """Epochs of a resolved config's settings on ``dataset`` (a :class:`mlpjit.data.Dataset`)
     for ``model`` (a built :class:`~mlpjit.Sequential`, checked against the data by the caller),
@@ -341,24 +384,50 @@ class TrainingCore:
         atomic_write_npz(self.run_dir / "checkpoint.npz", arrays, durable=False)
 
     def load_checkpoint(self):
+        """Restore the state of ``checkpoint.npz``: every part is checked first (a checkpoint is
+        data: the model's arrays as a model file's, the optimizer's state by shape, the random
+        states, the counters, the epoch's order a permutation of the training rows), and a part
+        that does not fit is one ModelFileError line naming it."""
         path = self.run_dir / "checkpoint.npz"
         arrays = read_npz(path, kind="mlpjit checkpoint")
         if str(arrays.get("__format__", "")) != CHECKPOINT_FORMAT:
             raise ModelFileError(f"{path}: not an mlpjit checkpoint")
         state = read_json_array(arrays, "__state__", path, kind="mlpjit checkpoint")
+        state = _checked_state(state, path, self._n_batches(), len(self.dropouts))
+        model_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+        extra = sorted(set(k for k in model_arrays if not k.startswith("__"))
+                       - {n for n, _, _ in self.model.parameters()} - {n for n, _ in self.model.state_items()})
+        if extra:
+            raise ModelFileError(f"{path}: array 'model/{extra[0]}' belongs to no parameter of the run's model")
+        opt_arrays = {k[10:]: v for k, v in arrays.items() if k.startswith("optimizer/")}
+        for slot, per_param in self.optimizer.state.items():
+            for name, a in per_param.items():
+                got = opt_arrays.get(f"{slot}/{name}")
+                if not isinstance(got, np.ndarray) or got.shape != a.shape or got.dtype.kind not in "fiu":
+                    raise ModelFileError(f"{path}: optimizer state '{slot}/{name}' is "
+                                         f"{'missing' if got is None else f'{got.dtype} {got.shape}'}; "
+                                         f"the run needs {a.dtype} {a.shape}")
+        t = opt_arrays.get("t")
+        if not isinstance(t, np.ndarray) or t.shape != () or t.dtype.kind not in "iu" or int(t) < 0:
+            raise ModelFileError(f"{path}: optimizer state 't' must be a count of steps")
+        perm = None
+        if state["batch"] > 0:
+            perm = arrays.get("perm")
+            n = self.data.n_train
+            if not isinstance(perm, np.ndarray) or perm.shape != (n,) or perm.dtype.kind not in "iu" \
+                    or not np.array_equal(np.sort(perm), np.arange(n)):
+                raise ModelFileError(f"{path}: 'perm' must be an order of the {n} training rows")
         try:
-            self.model.load_state_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("model/")},
-                                         source=str(path))
-            self.optimizer.load_state_arrays({k[10:]: v for k, v in arrays.items()
-                                              if k.startswith("optimizer/")})
+            self.model.load_state_arrays(model_arrays, source=str(path))
+            self.optimizer.load_state_arrays(opt_arrays)
             self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
             for d, s in zip(self.dropouts, state["dropout_rngs"]):
                 d.rng.bit_generator.state = s
-        except (KeyError, ValueError, TypeError) as e:
-            raise ModelFileError(f"{path}: does not match the run's config ({e})") from None
+        except (KeyError, ValueError, TypeError, OverflowError) as e:
+            raise ModelFileError(f"{path}: does not match the run's config ({' '.join(str(e).split())[:200]})") from None
         self.epoch, self.batch = state["epoch"], state["batch"]
         self.acc, self.early = state["acc"], state["early"]
-        self.perm = arrays["perm"] if self.batch > 0 else None
+        self.perm = perm
         self.plan_changes = list(state.get("plan_changes", []))
         self.threads = int(state.get("threads", self.threads))  # the same shards as before
         self.blas = state.get("blas_threads", self.threads)      # and the same BLAS threads

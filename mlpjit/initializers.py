@@ -22,8 +22,10 @@ draw a block at a time into the layer's dtype (``out``), so a large layer's weig
 exist twice or in float64.
 """
 
+import contextlib
 import inspect
 import math
+import threading
 
 import numpy as np
 
@@ -129,11 +131,31 @@ def parse(spec):
     return name, full
 
 
+_skipping = threading.local()
+
+
+@contextlib.contextmanager
+def skipped():
+    """Inside, :func:`initialize` checks its spec but fills zeros instead of drawing: for arrays
+    about to be overwritten (a model file's weights), where the draws would be wasted time."""
+    before = getattr(_skipping, "on", False)
+    _skipping.on = True
+    try:
+        yield
+    finally:
+        _skipping.on = before
+
+
 def initialize(spec, shape, rng, dtype, out=None):
     """An array of ``shape`` drawn by initializer ``spec`` from ``rng`` (into ``out`` when given:
     a built-in initializer then allocates nothing more)."""
     name, params = parse(spec)
     fn = _registry.get(name)
+    if getattr(_skipping, "on", False):
+        if out is None:
+            return np.zeros(tuple(shape), np.dtype(dtype))
+        out[...] = 0
+        return out
     if out is not None and "out" in inspect.signature(fn).parameters:
         fn(tuple(shape), rng, np.dtype(dtype), **params, out=out)
         return out

@@ -228,9 +228,11 @@ class Sequential:
         """The model of ``to_arrays()``'s dict, every part of it checked before it is used (see
         :mod:`mlpjit.modelfile`): a ModelFileError line names what disagrees."""
         from .modelfile import check_model_arrays
-        config, metadata = check_model_arrays(arrays, source)
+        config, metadata = check_model_arrays(arrays, source, trust)
+        from .initializers import skipped
         try:
-            model = cls.from_config(config, trust=trust)
+            with skipped():   # the weights come from the file: drawing them first would be wasted
+                model = cls.from_config(config, trust=trust)
         except ModelFileError:
             raise
         except (ValueError, TypeError, KeyError) as e:

@@ -33,8 +33,9 @@ _DTYPES = ("float32", "float64")
 _NAME = re.compile(r"^\d+(\.[A-Za-z_0-9]+)+$")
 
 
-def check_model_arrays(arrays, source):
-    """(config, metadata) of a model's arrays, checked as the module docstring says."""
+def check_model_arrays(arrays, source, trust=()):
+    """(config, metadata) of a model's arrays, checked as the module docstring says; the modules
+    its layers come from must be imported already or named in ``trust`` (:func:`check_modules`)."""
     from . import __version__
     fmt = str(arrays.get("__format__", ""))
     if fmt != FORMAT:
@@ -52,6 +53,7 @@ def check_model_arrays(arrays, source):
     if config.get("dtype", "float32") not in _DTYPES:
         raise ModelFileError(f"{source}: __config__ dtype must be one of {', '.join(_DTYPES)} "
                              f"(got {str(config.get('dtype'))[:40]!r})")
+    check_modules(config.get("imports") or [], trust, source)
     stored = {}
     for name, a in arrays.items():
         if name.startswith("__"):
