@@ -6,6 +6,7 @@ A user mistake (bad config, missing file, wrong value) ends with one line on std
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -36,8 +37,19 @@ class _RegistryHelp(click.Command):
             ])
 
 
+MAX_ERROR = 400   # characters of an error line: a 100,000-digit value is shown as its start
+
+
+def capped(message, limit=MAX_ERROR):
+    """One line of at most ``limit`` characters: a longer one keeps its start and its end."""
+    text = " ".join(str(message).split())
+    if len(text) <= limit:
+        return text
+    return text[:limit - 81] + " … " + text[-78:]
+
+
 def _fail(message, code=EXIT_USER):
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {capped(message)}", err=True)
     sys.exit(code)
 
 
@@ -68,7 +80,7 @@ def main(argv=None):
         click.echo("aborted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as e:  # usage errors too: one line, naming the option
-        click.echo(f"error: {e.format_message()}"
+        click.echo(f"error: {capped(e.format_message())}"
                    + (" (see --help)" if isinstance(e, click.UsageError) else ""), err=True)
         sys.exit(e.exit_code)
     except MlpjitError as e:
@@ -123,7 +135,7 @@ def _report(summary, run_dir, echo):
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<name>-<timestamp>).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a config key, e.g. --set optimizer.lr=0.1 (repeatable).")
-@click.option("--epochs", type=click.IntRange(min=1),
+@click.option("--epochs", type=click.IntRange(min=1, max=1_000_000),
               help="The plan: total epochs (train.epochs), which schedules and early stopping see; "
                    "with --resume, a larger plan re-plans the schedule from the next epoch.")
 @click.option("--stop-after", type=click.IntRange(min=1), metavar="N",
@@ -376,23 +388,56 @@ def _plain_json(value):
 
 # --- predict -----------------------------------------------------------------------------
 
-def _read_input(path):
+def _input_file(path):
+    """``path`` as an existing regular file, or one DataError line saying what it is instead."""
+    import stat
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{path}: is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file (a device, FIFO or socket)")
+    return path
+
+
+_CSV_CHARS = re.compile(r"[^0-9eE+\-.,\s]")   # a numeric CSV's data lines hold only these (and inf/nan)
+
+
+def _read_input(path):
+    path = _input_file(path)
     if path.suffix == ".npy":
+        with open(path, "rb") as f:
+            head = f.read(6)
+        if head[:2] == b"PK":
+            raise DataError(f"{path}: is an .npz archive, not a .npy array; give a .npy or .csv file")
         try:
             X = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"{path}: not a readable .npy file ({e})") from None
+            raise DataError(f"{path}: not a readable .npy file ({' '.join(str(e).split())[:200]})") from None
+        if not isinstance(X, np.ndarray):
+            raise DataError(f"{path}: not a .npy array")
+        if X.ndim == 0:
+            raise DataError(f"{path}: holds a single number (a 0-d array); give one example per row")
     elif path.suffix == ".csv":
+        skip = 1 if _has_header(path) else 0    # a first line of names is a header
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line_no, line in enumerate(f, 1):
+                m = _CSV_CHARS.search(re.sub(r"(?i)\b(inf|infinity|nan)\b", "", line)) if line_no > skip else None
+                if m:
+                    raise DataError(f"{path} line {line_no}: {m.group()!r} in a number (write numbers "
+                                    f"with ASCII digits, and no separators such as 1_000)")
         try:
-            X = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-        except ValueError:
-            try:
-                X = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
-            except ValueError as e:
-                raise DataError(f"{path}: not a numeric CSV ({e})") from None
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # an empty file: said below, in one line
+                X = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=skip)
+        except ValueError as e:
+            raise DataError(f"{path}: not a numeric CSV ({' '.join(str(e).split())[:200]})") from None
     else:
         raise DataError(f"{path}: input must be a .npy or .csv file")
     if X.dtype.kind not in "fiub":
@@ -429,9 +474,11 @@ def predict(model_path, input_path, out, trust):
       mlpjit predict runs/cancer/model.npz raw_test.csv --out predictions.csv
     """
     from . import losses
-    from .io import atomic_write, atomic_write_text
+    from .io import atomic_write, atomic_write_text, check_out
     from .model import Sequential
 
+    if out is not None:   # refused before any work: never the model, the input, or a device
+        check_out(out, (".csv", ".npy"), inputs=(model_path, input_path))
     model = Sequential.load(model_path, trust=trust)
     meta = model.metadata
     target = None
@@ -485,7 +532,13 @@ def predict(model_path, input_path, out, trust):
         header = [f"y{j}" for j in range(out_raw.shape[1])]
         rows = [[f"{v:.6g}" for v in r] for r in out_raw]
         table = out_raw
-    text = ",".join(header) + "\n" + "".join(",".join(r) + "\n" for r in rows)
+    import csv
+    import io as _io
+    buf = _io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")   # names with commas, quotes or newlines are quoted
+    writer.writerow(header)
+    writer.writerows(rows)
+    text = buf.getvalue()
     if out is None:
         click.echo(text, nl=False)
         return
@@ -501,16 +554,15 @@ def predict(model_path, input_path, out, trust):
 def _has_header(path):
     """Whether a CSV's first line holds names (a raw table) rather than numbers (feature rows)."""
     from .tables import is_number
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    path = _input_file(path)
     try:
         with open(path, encoding="utf-8-sig") as f:
             first = f.readline()
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
     cells = [c.strip() for c in first.split(",")]
-    return not all(is_number(c) for c in cells if c)
+    # names: a cell that is not a number and has a letter in it (1_000 is a bad number, not a name)
+    return not all(is_number(c) for c in cells if c) and any(re.search(r"[^\W\d_]", c) for c in cells)
 
 
 def _label_value(cell, names):

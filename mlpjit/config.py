@@ -25,6 +25,7 @@ import copy
 import difflib
 import importlib
 import re
+import stat
 import sys
 import types
 import typing
@@ -240,8 +241,11 @@ def _count_or(word):
     return check
 
 
+MAX_EPOCHS = 1_000_000   # a plan beyond this is a typo, not a run (no run could finish it)
+
+
 class TrainConfig(_Model):
-    epochs: Annotated[Int, Field(ge=1)] = 10
+    epochs: Annotated[Int, Field(ge=1, le=MAX_EPOCHS)] = 10
     batch_size: Annotated[Union[int, Literal["full"]], BeforeValidator(_count_or("full"))] = 32
     shuffle: Bool = True
     eval_batch_size: Annotated[Int, Field(ge=1)] = 1000
@@ -628,15 +632,105 @@ def _tag_name(tag: str) -> str:
     return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
 
 
+# --- bounded YAML (1.2 numbers) ---------------------------------------------------------
+
+MAX_CONFIG_BYTES = 1 << 20      # a config file larger than this is refused
+MAX_DEPTH = 64                  # nesting levels
+MAX_VALUES = 200_000            # values after aliases are expanded
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's numbers: ``010`` is ten (1.1 read it as octal 8),
+    ``0o10`` is octal, ``1_000`` and ``0b10`` are text (and so refused where a number belongs),
+    ``1e-3`` is a float."""
+
+
+_Loader.yaml_implicit_resolvers = {k: [(tag, rx) for tag, rx in v
+                                       if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+                                   for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int",
+                              re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+.0123456789"))
+
+
+def _yaml12_int(loader, node):
+    text = loader.construct_scalar(node)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """``text`` as YAML (1.2 numbers, see :class:`_Loader`), bounded: at most ``MAX_DEPTH``
+    levels of nesting and ``MAX_VALUES`` values once aliases are expanded (an alias bomb is
+    refused, not expanded), else one ConfigError line starting with ``source``.  YAML errors are
+    left to the caller."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):   # iterative: no recursion on deep input
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(_one_line(f"{source}: nested more than {MAX_DEPTH} levels deep "
+                                            f"(line {event.start_mark.line + 1})"))
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+    root = yaml.compose(text, Loader=_Loader)
+    if root is not None:
+        _count_values(root, source)
+    return yaml.load(text, Loader=_Loader)
+
+
+def _count_values(root, source):
+    """The number of values of a composed document with its aliases expanded, counted once per
+    node (memo), refused above MAX_VALUES."""
+    sizes: dict = {}
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = ([v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        if done:
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(node)] > MAX_VALUES:
+                raise ConfigError(_one_line(f"{source}: more than {MAX_VALUES:,} values once its aliases "
+                                            f"are expanded (an alias bomb?)"))
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+
+
+def _file_kind(mode: int) -> str:
+    """What a path that is not a regular file is, in a word or two."""
+    for test, word in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return word
+    return "special file"
+
+
 def _check_duplicate_keys(text: str, source: str) -> None:
     """Refuse a key given twice in one mapping (``safe_load`` silently keeps the last)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError:
         return  # reported by safe_load
     stack = [(root, [])]
+    seen_nodes: set = set()   # an alias is checked once, not once per use
     while stack:
         node, path = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
         if isinstance(node, yaml.MappingNode):
             seen: set = set()
             for key_node, value_node in node.value:
@@ -661,7 +755,16 @@ def _read_yaml(path: str | Path) -> Any:
     source = str(path)
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        st = p.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{source}: not a regular file (a {_file_kind(st.st_mode)}); a config is a YAML file")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a short YAML file")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such file") from None
     except IsADirectoryError:
@@ -673,7 +776,7 @@ def _read_yaml(path: str | Path) -> Any:
     if not text.strip():
         raise ConfigError(f"{source}: file is empty")
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml(text, source)
     except yaml.constructor.ConstructorError as exc:
         line = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark is not None else ""
         m = _TAG_RE.search(exc.problem or "")
@@ -726,7 +829,7 @@ def _apply_override(tree: dict, item: str) -> list[str]:
         raise ConfigError(_one_line(f"{prefix}: empty key in {key!r} (expected key.path=value)"))
     parts = [p.strip() for p in parts]
     try:
-        value = yaml.safe_load(raw)
+        value = safe_yaml(raw, prefix)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc)
         m = _TAG_RE.search(problem)

@@ -74,7 +74,8 @@ from typing import Any, Callable
 import numpy as np
 
 from mlpjit.errors import DataError
-from mlpjit.tables import MISSING, UNKNOWN, TableEncoding, cell_float, is_number, read_csv, read_table
+from mlpjit.tables import (MISSING, UNKNOWN, TableEncoding, cell_float, is_number, number, read_csv,
+                           read_table)
 
 __all__ = ["SOURCES", "DEFAULTS", "Dataset", "default_spec", "load_dataset"]
 
@@ -637,7 +638,7 @@ def _load_csv(spec: dict, seed: int) -> Dataset:
         if not numeric:
             task = "classification"
         else:
-            values = np.array([float(v) for _, v in raw_y])
+            values = np.array([number(v) for _, v in raw_y])
             task = "classification" if _number_kind(values) == "int" else "regression"
 
     y_test = None

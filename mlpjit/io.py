@@ -120,9 +120,16 @@ def read_npz(path, kind="mlpjit model"):
     """All arrays of an ``.npz`` file as a dict, or a ModelFileError naming the file.  The arrays'
     headers are read first: arrays that would not fit in the memory this process may use are
     refused before anything is decompressed (a small compressed file can hold a huge array)."""
+    import stat
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such file")
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFileError(f"{path}: not a regular file ({'a folder' if stat.S_ISDIR(st.st_mode) else 'a device, FIFO or socket'})")
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as f:
             bare = f.read(6) == b"\x93NUMPY"
@@ -167,3 +174,44 @@ def timestamped_dir(parent, name):
         path = Path(parent) / f"{name}-{stamp}-{k}"
         k += 1
     return path
+
+
+# the files mlpjit keeps in a run or sweep folder: an --out never replaces one of them
+RUN_FILES = ("config.yaml", "metrics.jsonl", "probes.jsonl", "checkpoint.npz", "model.npz",
+             "summary.json", "sweep.yaml", "sweep.csv", ".lock")
+
+
+def check_out(out, suffixes, inputs=(), option="--out"):
+    """Refuse, in one ConfigError line, an output path that would clobber what it must not: a
+    directory, a device, a FIFO or a socket; one of the command's ``inputs``; a file mlpjit keeps
+    in a run folder (:data:`RUN_FILES`); a name without one of ``suffixes``.  A new path, or an
+    existing regular file of the right kind, is fine (it is replaced atomically)."""
+    import stat
+    from .errors import ConfigError
+    out = Path(out)
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise ConfigError(f"{option} {out}: give a {' or '.join(suffixes)} file")
+    try:
+        st = out.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise ConfigError(f"{option} {out}: cannot use it ({e.strerror or e})") from None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"{option} {out}: is a folder; give a file name")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{option} {out}: is not a regular file (a device, FIFO or socket); "
+                              f"give a new file name")
+        for src in inputs:
+            try:
+                if src is not None and Path(src).exists() and os.path.samefile(out, src):
+                    raise ConfigError(f"{option} {out}: is an input of this command; give a new file name")
+            except OSError:
+                pass
+        if out.name in RUN_FILES:
+            raise ConfigError(f"{option} {out}: would replace the {out.name} that mlpjit keeps in a run "
+                              f"folder; give another file name")
+    if not out.parent.is_dir():
+        raise ConfigError(f"{option} {out}: folder {out.parent} does not exist")
+    return out

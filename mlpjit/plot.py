@@ -66,9 +66,8 @@ def _check_out(out):
         raise ConfigError(f"--out {out}: the figure is a PNG; give a file name ending in .png")
     if out.is_dir():
         raise ConfigError(f"--out {out}: is a folder; give a file name ending in .png")
-    if not out.parent.is_dir():
-        raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
-    return out
+    from .io import check_out
+    return check_out(out, (".png",))
 
 
 def _new_figure(size, dpi, layout="constrained"):

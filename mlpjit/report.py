@@ -756,11 +756,11 @@ def write_report(target, out=None, trust=()):
     from .plot import _matplotlib
     target = Path(target)
     kind = _kind(target)
+    from .io import check_out
     out = target / "report.html" if out is None else Path(out)
     if out.is_dir():
         raise ConfigError(f"--out {out}: is a folder; give a file name such as report.html")
-    if not out.parent.is_dir():
-        raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
+    check_out(out, (".html", ".htm"))
     _matplotlib()  # no figures without it: say so before any work
     text = _sweep_page(target) if kind == "sweep" else _run_page(target, trust)
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def cell_float(label: str, line: int, column: str, cell: str) -> float:
         raise DataError(f"{label} line {line}, column {column!r}: empty cell "
                         f"(or set data.missing: drop to leave out rows with empty cells)")
     try:
-        value = float(text)
+        value = number(text)
     except ValueError:
         raise DataError(
             f"{label} line {line}, column {column!r}: {cell!r} is not a number"
@@ -95,11 +96,25 @@ def cell_float(label: str, line: int, column: str, cell: str) -> float:
     return value
 
 
+# A number as a CSV cell writes it: ASCII digits, an optional sign, point and exponent, or
+# inf/nan.  Python's float() also takes "1_000" and other scripts' digits ("١٢"): those are text.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                     r"|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
+def number(text: str) -> float:
+    """``text`` (stripped) as a float, or ValueError when it is not written as a number."""
+    t = text.strip()
+    if not _NUMBER.fullmatch(t):
+        raise ValueError(f"not a number: {t!r}")
+    return float(t)
+
+
 def _parses(text: str) -> bool:
-    """Whether ``float(text)`` works (NaN and infinities included: a numeric column with a NaN
+    """Whether ``text`` is written as a number (NaN and infinities included: a numeric column with a NaN
     is reported as such, not taken for text)."""
     try:
-        float(text)
+        number(text)
         return True
     except ValueError:
         return False
@@ -107,7 +122,7 @@ def _parses(text: str) -> bool:
 
 def is_number(text: str) -> bool:
     try:
-        return math.isfinite(float(text))
+        return math.isfinite(number(text))
     except ValueError:
         return False
 
