@@ -179,78 +179,88 @@ def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, r
     """
     from .config import dump_yaml, load_config, resolved_dict
     from .errors import TrainingDiverged
-    from .io import atomic_write_text
+    import contextlib
+    import shlex
+
+    from .io import FolderLock, atomic_write_text
     from .trainer import Stopped, Trainer, parse_duration
 
     echo = (lambda *a, **k: None) if quiet else click.echo
-    if html_report:
-        from .plot import _matplotlib
-        _matplotlib()  # say so before training, not after
-    seconds = None
-    if max_time is not None:
+    held = contextlib.ExitStack()   # the run folder's lock, held to the end of the command
+    with held:
+        if html_report:
+            from .plot import _matplotlib
+            _matplotlib()  # say so before training, not after
+        seconds = None
+        if max_time is not None:
+            try:
+                seconds = parse_duration(max_time)
+            except ValueError as e:
+                raise ConfigError(f"--max-time {max_time}: {e}") from None
+        if resume:
+            if config or overrides or seed is not None or out or threads is not None:
+                raise ConfigError("--resume takes only the run folder (and --epochs, --stop-after, "
+                                  "--max-time); CONFIG, --set, --seed, --threads and --out come from "
+                                  "the run")
+            run_dir = Path(resume)
+            if not (run_dir / "config.yaml").is_file():
+                raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml)")
+            if not (run_dir / "checkpoint.npz").is_file():
+                raise ConfigError(f"--resume {run_dir}: no checkpoint.npz to resume from")
+            held.enter_context(FolderLock(run_dir))   # not while another process writes it
+            cfg_obj = load_config(run_dir / "config.yaml",
+                                  [f"train.epochs={epochs}"] if epochs else [], trust=trust)
+            cfg = resolved_dict(cfg_obj)
+            trainer = Trainer(cfg, run_dir, log=echo, progress=not quiet)
+            trainer.load_checkpoint()
+            if trainer.epoch >= cfg["train"]["epochs"] and trainer.batch == 0:
+                click.echo(f"{run_dir}: already trained for {trainer.epoch} epochs; "
+                           f"pass --epochs N (N > {trainer.epoch}) to train further")
+                return
+            atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg_obj))
+            echo(f"resuming {run_dir} at epoch {trainer.epoch + 1}"
+                 + (f", batch {trainer.batch + 1}" if trainer.batch else ""))
+        else:
+            if not config:
+                raise ConfigError("give a CONFIG file, or --resume RUN_DIR (see mlpjit train --help)")
+            extra = list(overrides)
+            if epochs:
+                extra.append(f"train.epochs={epochs}")
+            if seed is not None:
+                extra.append(f"seed={seed}")
+            if threads is not None:
+                if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
+                    raise ConfigError(f"--threads {threads}: must be an integer >= 1 or 'auto'")
+                extra.append(f"train.threads={threads}")
+            cfg_obj = load_config(config, extra)
+            cfg = resolved_dict(cfg_obj)
+            run_dir = _new_run_dir(cfg["name"], out)
+            # everything that can fail on bad input happens before the run folder exists
+            trainer = Trainer(cfg, run_dir, log=echo, progress=not quiet)
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"--out {run_dir}: cannot create the run folder "
+                                  f"({e.strerror or e})") from None
+            held.enter_context(FolderLock(run_dir))   # a second `--out` of the same folder is refused
+            if any(p.name != ".lock" for p in run_dir.iterdir()):
+                raise ConfigError(f"--out {run_dir}: already exists and is not empty "
+                                  f"(use --resume {run_dir} to continue it, or another --out)")
+            atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg_obj))
+            echo(f"run folder: {run_dir}")
+            echo(repr(trainer.model))
         try:
-            seconds = parse_duration(max_time)
-        except ValueError as e:
-            raise ConfigError(f"--max-time {max_time}: {e}") from None
-    if resume:
-        if config or overrides or seed is not None or out or threads is not None:
-            raise ConfigError("--resume takes only the run folder (and --epochs, --stop-after, "
-                              "--max-time); CONFIG, --set, --seed, --threads and --out come from "
-                              "the run")
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml)")
-        if not (run_dir / "checkpoint.npz").is_file():
-            raise ConfigError(f"--resume {run_dir}: no checkpoint.npz to resume from")
-        cfg_obj = load_config(run_dir / "config.yaml",
-                              [f"train.epochs={epochs}"] if epochs else [], trust=trust)
-        cfg = resolved_dict(cfg_obj)
-        trainer = Trainer(cfg, run_dir, log=echo, progress=not quiet)
-        trainer.load_checkpoint()
-        if trainer.epoch >= cfg["train"]["epochs"] and trainer.batch == 0:
-            click.echo(f"{run_dir}: already trained for {trainer.epoch} epochs; "
-                       f"pass --epochs N (N > {trainer.epoch}) to train further")
-            return
-        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg_obj))
-        echo(f"resuming {run_dir} at epoch {trainer.epoch + 1}"
-             + (f", batch {trainer.batch + 1}" if trainer.batch else ""))
-    else:
-        if not config:
-            raise ConfigError("give a CONFIG file, or --resume RUN_DIR (see mlpjit train --help)")
-        extra = list(overrides)
-        if epochs:
-            extra.append(f"train.epochs={epochs}")
-        if seed is not None:
-            extra.append(f"seed={seed}")
-        if threads is not None:
-            if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
-                raise ConfigError(f"--threads {threads}: must be an integer >= 1 or 'auto'")
-            extra.append(f"train.threads={threads}")
-        cfg_obj = load_config(config, extra)
-        cfg = resolved_dict(cfg_obj)
-        run_dir = _new_run_dir(cfg["name"], out)
-        # everything that can fail on bad input happens before the run folder exists
-        trainer = Trainer(cfg, run_dir, log=echo, progress=not quiet)
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"--out {run_dir}: cannot create the run folder "
-                              f"({e.strerror or e})") from None
-        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg_obj))
-        echo(f"run folder: {run_dir}")
-        echo(repr(trainer.model))
-    try:
-        summary = trainer.fit(cfg["train"]["epochs"], stop_after=stop_after, max_time=seconds)
-    except Stopped as e:
-        click.echo(f"{e}; resume with: mlpjit train --resume {run_dir}", err=True)
-        _html_report(html_report, run_dir, echo, trust)
-        sys.exit(e.code)
-    except TrainingDiverged as e:
-        click.echo(f"error: {e}", err=True)
-        _html_report(html_report, run_dir, echo, trust)
-        sys.exit(EXIT_DIVERGED)
-    _report(summary, run_dir, click.echo)
-    _html_report(html_report, run_dir, click.echo, trust)
+            summary = trainer.fit(cfg["train"]["epochs"], stop_after=stop_after, max_time=seconds)
+        except Stopped as e:
+            click.echo(f"{e}; resume with: mlpjit train --resume {shlex.quote(str(run_dir))}", err=True)
+            _html_report(html_report, run_dir, echo, trust)
+            sys.exit(e.code)
+        except TrainingDiverged as e:
+            click.echo(f"error: {e}", err=True)
+            _html_report(html_report, run_dir, echo, trust)
+            sys.exit(EXIT_DIVERGED)
+        _report(summary, run_dir, click.echo)
+        _html_report(html_report, run_dir, click.echo, trust)
 
 
 def _html_report(wanted, run_dir, echo, trust=()):

@@ -321,7 +321,8 @@ class Schema:
             "Config", __base__=_Model,
             imports=(Annotated[list[Str], BeforeValidator(_as_list)], Field(default_factory=list)),
             import_path=(Annotated[list[Str], BeforeValidator(_as_list)], Field(default_factory=list)),
-            name=(Annotated[Str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), BeforeValidator(_check_name)], "run"),
+            name=(Annotated[Str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100),
+                        BeforeValidator(_check_name)], "run"),
             seed=(Annotated[Int, Field(ge=0, le=2**32 - 1)], 0),  # numba's np.random.seed takes uint32
             dtype=(DType, "float32"),
             data=(DataConfig, ...),

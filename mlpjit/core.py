@@ -229,6 +229,28 @@ def parse_duration(text):
     return value
 
 
+def _resumable(cfg):
+    """A config as a resume compares it: everything but the plan (train.epochs may change)."""
+    out = json.loads(json.dumps(cfg))
+    out.get("train", {}).pop("epochs", None)
+    return out
+
+
+def _changes(old, new, path=""):
+    """[(key path, old value, new value)] where two JSON documents differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in list(old) + [k for k in new if k not in old]:
+            out += _changes(old.get(k, "(none)"), new.get(k, "(none)"), f"{path}.{k}" if path else str(k))
+        return out
+    return [] if old == new else [(path or "(config)", old, new)]
+
+
+def _short(value):
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _checked_state(state, path, n_batches, n_dropouts):
     """A checkpoint's ``__state__`` with every field of the right type and range, or a one-line
     ModelFileError naming the field."""
@@ -371,7 +393,8 @@ class TrainingCore:
     def save_checkpoint(self):
         if self.run_dir is None:
             return
-        state = {"epoch": self.epoch, "batch": self.batch, "acc": self.acc, "early": self.early,
+        state = {"config": _resumable(self.cfg),
+                 "epoch": self.epoch, "batch": self.batch, "acc": self.acc, "early": self.early,
                  "plan": self.cfg["train"]["epochs"], "plan_changes": self.plan_changes,
                  "threads": self.threads, "blas_threads": self.blas,
                  "shuffle_rng": _rng_state_json(self.shuffle_rng),
@@ -394,6 +417,14 @@ class TrainingCore:
             raise ModelFileError(f"{path}: not an mlpjit checkpoint")
         state = read_json_array(arrays, "__state__", path, kind="mlpjit checkpoint")
         state = _checked_state(state, path, self._n_batches(), len(self.dropouts))
+        if isinstance(state.get("config"), dict):   # the config the run started with
+            changed = _changes(state["config"], _resumable(self.cfg))
+            if changed:
+                shown = "; ".join(f"{k}: {_short(a)} → {_short(b)}" for k, a, b in changed[:5])
+                more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+                raise ConfigError(f"{self.run_dir / 'config.yaml'} was edited after the run started ({shown}"
+                                  f"{more}); a run resumes with the config it started with: start a new "
+                                  f"run for new values (--epochs changes the plan)")
         model_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
         extra = sorted(set(k for k in model_arrays if not k.startswith("__"))
                        - {n for n, _, _ in self.model.parameters()} - {n for n, _ in self.model.state_items()})

@@ -215,3 +215,59 @@ def check_out(out, suffixes, inputs=(), option="--out"):
     if not out.parent.is_dir():
         raise ConfigError(f"{option} {out}: folder {out.parent} does not exist")
     return out
+
+
+class FolderLock:
+    """An exclusive lock on a run (or sweep) folder, held while one process writes it: a second
+    writer (another ``train --out`` of the same folder, a ``--resume`` of a running run, a second
+    sweep) is refused in one line naming the holder's pid.  ``fcntl.flock`` on ``<folder>/.lock``:
+    the kernel drops it when the holder exits, however it exits, so a stale file locks nothing."""
+
+    def __init__(self, folder, what="run folder"):
+        self.folder, self.what = Path(folder), what
+        self.fd = None
+
+    def __enter__(self):
+        from .errors import ConfigError
+        try:
+            import fcntl
+        except ImportError:   # pragma: no cover - not POSIX: no lock
+            return self
+        self.path = path = self.folder / ".lock"
+        for _ in range(5):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise ConfigError(f"{self.folder}: cannot lock the {self.what} ({e.strerror or e})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                try:
+                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                finally:
+                    os.close(fd)
+                raise ConfigError(f"{self.folder}: another mlpjit process (pid {holder}) is writing this "
+                                  f"{self.what}; wait for it to end, or use another folder") from None
+            try:   # the holder before us may have removed the file: lock the one that is there
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        else:   # pragma: no cover - five races in a row
+            raise ConfigError(f"{self.folder}: cannot lock the {self.what} (it keeps changing)")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            try:
+                os.unlink(self.path)   # while still held: a waiting process then locks a new file
+            except OSError:
+                pass
+            os.close(self.fd)   # closing drops the lock
+            self.fd = None
+        return False

@@ -21,7 +21,7 @@ import click
 import yaml
 
 from ..errors import ConfigError
-from ..io import timestamped_dir
+from ..io import FolderLock, timestamped_dir
 from ..search_space import draw_trials, parse_space, parse_value, split_values
 from .backends import BACKENDS, make_backend
 
@@ -565,88 +565,91 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
     states = {p.index: _state(p, out / p.name) for p in points}
     n_todo = sum(state != "done" for state in states.values())
 
-    runner.n_runs = n_todo
-    interrupted = False
-    results: dict[int, dict] = {}
-    # nothing to do: no cluster to start or reach
-    with runner if n_todo else contextlib.nullcontext(runner):
-        if n_todo:
-            runner.check_data([p.cfg for p in points if states[p.index] != "done"])
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"--out {out}: cannot create the sweep folder ({e.strerror or e})") from None
-        atomic_write_text(out / "sweep.yaml", _sweep_yaml(config_path, overrides, grids, seed_list,
-                                                          points, jobs, space, sample, runner.describe()))
-        log(f"sweep folder: {out} ({len(points)} run{'s' if len(points) != 1 else ''})")
+    held = contextlib.ExitStack()   # the sweep folder's lock, to the end
+    with held:
+        runner.n_runs = n_todo
+        interrupted = False
+        results: dict[int, dict] = {}
+        # nothing to do: no cluster to start or reach
+        with runner if n_todo else contextlib.nullcontext(runner):
+            if n_todo:
+                runner.check_data([p.cfg for p in points if states[p.index] != "done"])
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"--out {out}: cannot create the sweep folder ({e.strerror or e})") from None
+            held.enter_context(FolderLock(out, "sweep folder"))   # one sweep writes a folder at a time
+            atomic_write_text(out / "sweep.yaml", _sweep_yaml(config_path, overrides, grids, seed_list,
+                                                              points, jobs, space, sample, runner.describe()))
+            log(f"sweep folder: {out} ({len(points)} run{'s' if len(points) != 1 else ''})")
 
-        tasks = []
-        for p in points:
-            run_dir = out / p.name
-            state = states[p.index]
-            if state == "done":
-                summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-                results[p.index] = {"status": "ok", "summary": summary, "skipped": True}
-                continue
-            if state == "new" and run_dir.exists():
-                shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
-            tasks.append((p, {"cfg": p.cfg, "config_text": p.config_text, "run_dir": str(run_dir),
-                              "resume": state == "resume"}))
-        skipped = len(results)
-        if skipped:
-            log(f"skipping {skipped} finished run{'s' if skipped != 1 else ''}")
+            tasks = []
+            for p in points:
+                run_dir = out / p.name
+                state = states[p.index]
+                if state == "done":
+                    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+                    results[p.index] = {"status": "ok", "summary": summary, "skipped": True}
+                    continue
+                if state == "new" and run_dir.exists():
+                    shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
+                tasks.append((p, {"cfg": p.cfg, "config_text": p.config_text, "run_dir": str(run_dir),
+                                  "resume": state == "resume"}))
+            skipped = len(results)
+            if skipped:
+                log(f"skipping {skipped} finished run{'s' if skipped != 1 else ''}")
 
-        def rows():
-            return [_row(p, out / p.name, results.get(p.index)) for p in points]
+            def rows():
+                return [_row(p, out / p.name, results.get(p.index)) for p in points]
 
-        bar = _Progress(len(tasks), log, enabled=progress)
+            bar = _Progress(len(tasks), log, enabled=progress)
 
-        def finish(p, res):
-            """Record one finished run: its line, its row in sweep.csv, the bar."""
-            results[p.index] = res
-            row = _row(p, out / p.name, res)
-            where = out / p.name
-            count = bar.done + 1
-            if res["status"] == "ok":
-                fig = next((m for m in SUMMARY_METRICS if row.get(m) is not None), None)
-                shown = ""
-                if fig:
-                    v = row[fig]
-                    shown = f"  {fig} {100 * v:.2f}%" if fig.endswith("accuracy") else f"  {fig} {v:.4g}"
-                extra = (", resumed" if res.get("resumed") else "") + \
-                    (f" on {res['worker']}" if res.get("worker") else "")
-                bar.log(f"[{count}/{len(tasks)}] ok      {where}{shown}  "
-                        f"({row['train_seconds']:.2f}s{extra})")
-            else:
-                bar.log(f"[{count}/{len(tasks)}] failed  {where}: {res['error']}")
+            def finish(p, res):
+                """Record one finished run: its line, its row in sweep.csv, the bar."""
+                results[p.index] = res
+                row = _row(p, out / p.name, res)
+                where = out / p.name
+                count = bar.done + 1
+                if res["status"] == "ok":
+                    fig = next((m for m in SUMMARY_METRICS if row.get(m) is not None), None)
+                    shown = ""
+                    if fig:
+                        v = row[fig]
+                        shown = f"  {fig} {100 * v:.2f}%" if fig.endswith("accuracy") else f"  {fig} {v:.4g}"
+                    extra = (", resumed" if res.get("resumed") else "") + \
+                        (f" on {res['worker']}" if res.get("worker") else "")
+                    bar.log(f"[{count}/{len(tasks)}] ok      {where}{shown}  "
+                            f"({row['train_seconds']:.2f}s{extra})")
+                else:
+                    bar.log(f"[{count}/{len(tasks)}] failed  {where}: {res['error']}")
+                _write_csv(out / "sweep.csv", keys, [r for r in rows() if r["status"] != "pending"])
+                bar.finished(res["status"] == "ok")
+
             _write_csv(out / "sweep.csv", keys, [r for r in rows() if r["status"] != "pending"])
-            bar.finished(res["status"] == "ok")
+            try:
+                with _sigterm_as_interrupt():
+                    if tasks:
+                        runner.run(tasks, finish, bar)
+            except KeyboardInterrupt as e:
+                interrupted = e
+            finally:
+                bar.close()
 
-        _write_csv(out / "sweep.csv", keys, [r for r in rows() if r["status"] != "pending"])
-        try:
-            with _sigterm_as_interrupt():
-                if tasks:
-                    runner.run(tasks, finish, bar)
-        except KeyboardInterrupt as e:
-            interrupted = e
-        finally:
-            bar.close()
-
-    final_rows = rows()
-    done_rows = [r for r in final_rows if r["status"] != "pending"]
-    _write_csv(out / "sweep.csv", keys, done_rows, durable=True)
-    if interrupted:
-        log(f"sweep interrupted; {len(done_rows)} of {len(final_rows)} runs recorded in "
-            f"{out / 'sweep.csv'}; run the same command again to continue")
-        raise interrupted
-    failed = [r for r in final_rows if r["status"] == "failed"]
-    log("")
-    log(summary_table(keys, final_rows))
-    log("")
-    log(f"{len(final_rows) - len(failed)} ok, {len(failed)} failed"
-        + (f", {skipped} skipped (already finished)" if skipped else "")
-        + f"; results in {out / 'sweep.csv'}")
-    return final_rows
+        final_rows = rows()
+        done_rows = [r for r in final_rows if r["status"] != "pending"]
+        _write_csv(out / "sweep.csv", keys, done_rows, durable=True)
+        if interrupted:
+            log(f"sweep interrupted; {len(done_rows)} of {len(final_rows)} runs recorded in "
+                f"{out / 'sweep.csv'}; run the same command again to continue")
+            raise interrupted
+        failed = [r for r in final_rows if r["status"] == "failed"]
+        log("")
+        log(summary_table(keys, final_rows))
+        log("")
+        log(f"{len(final_rows) - len(failed)} ok, {len(failed)} failed"
+            + (f", {skipped} skipped (already finished)" if skipped else "")
+            + f"; results in {out / 'sweep.csv'}")
+        return final_rows
 
 
 # --- the command ----------------------------------------------------------------------------
