@@ -42,6 +42,8 @@ from .kernels import misc as KM
 from .optim import clip_grad_norm, clip_grad_value, make_optimizer, scheduled_lr, sum_squares
 
 CHECKPOINT_FORMAT = "mlpjit-checkpoint/1"
+CHUNK_SECONDS = 0.2          # a compiled call returns to Python about this often (signals, --max-time)
+FIRST_CHUNK_EXAMPLES = 256   # the first call's examples, before a batch's time is known
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -157,14 +159,16 @@ def activation_stats(model, X):
 
 class _Signals:
     """SIGINT and SIGTERM set a flag; the loop stops after the current batch (or chunk of
-    batches), writes a checkpoint and raises :class:`Interrupted`.  A second signal stops at
-    once, except while a checkpoint is being written: that write finishes first (it is atomic
-    anyway, so the previous checkpoint stays loadable whatever happens)."""
+    batches), writes a checkpoint and raises :class:`Interrupted`.  A second signal, more than
+    ``SAME_STOP`` seconds after the first, stops at once, except while a checkpoint is being
+    written: that write finishes first (it is atomic anyway, so the previous checkpoint stays
+    loadable whatever happens)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.signum = None
+        self.first_at = 0.0
         self.writing = False
         self._old = {}
 
@@ -180,10 +184,15 @@ class _Signals:
                 pass
         return self
 
+    SAME_STOP = 1.0   # seconds: a signal this soon after the first is the same stop (a terminal's
+                      # Ctrl-C reaches a sweep and its workers, and the sweep passes it on too)
+
     def _handle(self, signum, frame):
-        if self.signum is not None and not self.writing:  # a second signal stops at once
-            raise KeyboardInterrupt
-        self.signum = self.signum or signum
+        now = time.monotonic()
+        if self.signum is not None and not self.writing and now - self.first_at > self.SAME_STOP:
+            raise KeyboardInterrupt   # a second signal stops at once
+        if self.signum is None:
+            self.signum, self.first_at = signum, now
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
@@ -365,6 +374,7 @@ class TrainingCore:
                                   f"(use {split}_loss)")
         self.plan_changes = []  # resumes that changed train.epochs: {"at_epoch", "from", "to", ...}
         self.fast = None  # the compiled step, built at the first epoch (mlpjit/step)
+        self._spb = None  # seconds per batch of the compiled step, as measured
         self.fast_reason = None
         if cfg["train"].get("compiled", True):
             from .step import unsupported_reason
@@ -577,6 +587,16 @@ class TrainingCore:
     def _probe_due(self):
         return self.probe_every and (self.epoch * self._n_batches() + self.batch) % self.probe_every == 0
 
+    def _chunk_batches(self):
+        """Batches in the next compiled call: as many as take about CHUNK_SECONDS (measured on
+        the calls so far), so that Ctrl-C, SIGTERM and the time limit are seen within a fraction
+        of a second however long an epoch is; the first call (which may compile) takes a few
+        examples only.  The numbers do not depend on it: the chunks only split the same batches."""
+        most = self.fast.chunk_batches
+        if self._spb is None:
+            return max(1, min(most, FIRST_CHUNK_EXAMPLES // self.batch_size()))
+        return max(1, min(most, int(CHUNK_SECONDS / max(self._spb, 1e-9))))
+
     def _threads_now(self):
         """Threads for the next chunk of a sharded step: this run's share of the cores, at most
         train.threads (the result does not depend on it)."""
@@ -632,11 +652,15 @@ class TrainingCore:
         try:
             while self.fast is not None and self.batch < n_batches:
                 self.fast.threads = self._threads_now()
-                stop = min(self.batch + self.fast.chunk_batches, n_batches)
+                stop = min(self.batch + self._chunk_batches(), n_batches)
                 if self.probe_every:   # a chunk ends at the next probe
                     step = self.epoch * n_batches + self.batch
                     stop = min(stop, self.batch + self.probe_every - step % self.probe_every)
+                compiling, t_call = self.fast.compiling, time.perf_counter()
                 done, bad = self.fast.run(perm, self.batch, stop, lr, acc)
+                if not compiling and done:   # how long a batch takes: the next chunk's size
+                    spb = (time.perf_counter() - t_call) / done
+                    self._spb = spb if self._spb is None else 0.5 * (self._spb + spb)
                 self.batch += done
                 if bad is not None:
                     raise TrainingDiverged(self._diverged(bad[1], bad[2], bad[0], lr))

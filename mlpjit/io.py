@@ -260,6 +260,11 @@ class FolderLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self.fd = fd
+        for tmp in self.folder.glob(".*.tmp"):   # left by a writer killed mid-write (SIGKILL):
+            try:                                   # no one else writes here now
+                tmp.unlink()
+            except OSError:
+                pass
         return self
 
     def __exit__(self, *exc):

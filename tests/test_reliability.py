@@ -112,8 +112,10 @@ def test_a_second_signal_waits_while_the_checkpoint_is_written():
     s.writing = True
     s._handle(signal.SIGINT, None)        # ignored: the write finishes first
     s.writing = False
+    s._handle(signal.SIGINT, None)        # within a second of the first: the same stop
+    s.first_at -= 2 * s.SAME_STOP
     with pytest.raises(KeyboardInterrupt):
-        s._handle(signal.SIGINT, None)    # otherwise a second signal stops at once
+        s._handle(signal.SIGINT, None)    # later, a second signal stops at once
     assert s.signum == signal.SIGTERM
 
 

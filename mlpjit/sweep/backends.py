@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any, Callable
 
 from ..errors import ConfigError
@@ -88,39 +90,90 @@ def _run_local(tasks: list, jobs: int, finish: Callable, progress) -> None:
                 raise _stop(res)
         return
     # "spawn": fresh interpreters, no fork of a process that holds Numba or threads
-    ex = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"))
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()   # set on Ctrl-C: a worker starts no run after it
+    ex = ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(stop,))
     futures = {}
+    interrupted = False
+    procs = []
     try:
         with _one_blas_thread_in_children():  # the workers start at the first submits
-            futures = {ex.submit(execute, task): p for p, task in tasks}
+            futures = {ex.submit(_execute_unless_stopped, task): p for p, task in tasks}
         progress.set_running(n_workers)
         for fut in as_completed(futures):
-            p = futures[fut]
-            try:
-                res = fut.result()
-            except KeyboardInterrupt:
-                raise
-            except BaseException as e:  # a worker died (BrokenProcessPool) or could not start
-                res = {"status": "failed",
-                       "error": " ".join(f"worker process failed: {type(e).__name__}: {e}".split())}
-            finish(p, res)
+            res = _finish_one(fut, futures[fut], finish)
             progress.set_running(min(n_workers, len(tasks) - progress.done))
-            if res.get("interrupted"):
+            if res is not None and res.get("interrupted"):
                 raise _stop(res)
     except KeyboardInterrupt as e:
+        interrupted = True
+        stop.set()
         for f in futures:
             f.cancel()
-        if isinstance(e, Terminated):  # SIGTERM to this process: the runs checkpoint and stop too
-            for proc in list(getattr(ex, "_processes", {}).values()):
-                try:
-                    proc.terminate()
-                except (OSError, AttributeError):
-                    pass
+        # the running runs checkpoint and stop (SIGINT, or SIGTERM for a SIGTERM): each returns
+        # within a second; what they return, and any run that just finished, is recorded
+        sig = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+        procs = list((getattr(ex, "_processes", None) or {}).values())
+        for proc in procs:
+            try:
+                os.kill(proc.pid, sig)
+            except (OSError, AttributeError, TypeError):
+                pass
+        running = [f for f in futures if not f.cancelled() and f not in _seen]
+        try:
+            for fut in as_completed(running, timeout=STOP_GRACE):
+                _finish_one(fut, futures[fut], finish)
+        except FuturesTimeout:
+            pass
         raise
     finally:
-        ex.shutdown(wait=True, cancel_futures=True)
+        ex.shutdown(wait=not interrupted, cancel_futures=True)
+        for proc in procs:   # a worker that did not stop within the grace period is ended
+            try:
+                proc.join(STOP_GRACE)
+                if proc.is_alive():
+                    proc.kill()
+            except (OSError, AttributeError, ValueError):
+                pass
+        _seen.clear()
 
 
+STOP_GRACE = 10.0   # seconds the running runs of an interrupted sweep get to checkpoint and stop
+_seen: set = set()  # futures already recorded (a future is finished once)
+_STOP = None        # in a worker process: the sweep's stop event
+
+
+def _worker_init(stop):
+    """A worker process: the sweep's stop event, and Ctrl-C ignored between runs (a run in
+    progress installs its own handler: it checkpoints and stops; the sweep decides the rest)."""
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _execute_unless_stopped(task):
+    if _STOP is not None and _STOP.is_set():
+        return {"status": "pending", "not_started": True}
+    return execute(task)
+
+
+def _finish_one(fut, p, finish):
+    """Record a finished future's run (once); a run that never started is left pending."""
+    if fut in _seen or fut.cancelled():
+        return None
+    _seen.add(fut)
+    try:
+        res = fut.result()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # a worker died (BrokenProcessPool) or could not start
+        res = {"status": "failed",
+               "error": " ".join(f"worker process failed: {type(e).__name__}: {e}".split())}
+    if res.get("not_started"):
+        return None
+    finish(p, res)
+    return res
 
 
 def check_backend(backend, jobs, scheduler, workers, retries) -> None:
