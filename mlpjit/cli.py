@@ -108,7 +108,7 @@ def _load(config_path, overrides=(), trust=None):
 def _new_run_dir(name, out):
     if out is not None:
         path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if path.exists() and (not path.is_dir() or any(p.name != ".lock" for p in path.iterdir())):
             raise ConfigError(f"--out {path}: already exists and is not empty "
                               f"(use --resume {path} to continue it, or another --out)")
         return path

@@ -659,6 +659,9 @@ _Loader.add_implicit_resolver(
 
 def _yaml12_int(loader, node):
     text = loader.construct_scalar(node)
+    if len(text) > 100:   # no setting needs it; Python refuses past 4,300 digits anyway
+        raise yaml.constructor.ConstructorError(None, None, f"a number of {len(text):,} digits",
+                                                node.start_mark)
     if text.startswith("0o"):
         return int(text[2:], 8)
     if text.startswith("0x"):
