@@ -7,6 +7,7 @@ A user mistake (bad config, missing file, wrong value) ends with one line on std
 
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -87,8 +88,8 @@ def main(argv=None):
         _fail(str(e))
     except MemoryError as e:  # anything NumPy could not allocate: one line, never a traceback
         what = " ".join(str(e).split()) or "an allocation failed"
-        _fail(f"out of memory: {what} (check the sizes in the config: mlpjit explain CONFIG "
-              f"shows what a model needs)")
+        _fail(f"out of memory: {what}{_inputs_named(sys.argv[1:] if argv is None else argv)} "
+              f"(check the sizes in the config: mlpjit explain CONFIG shows what a model needs)")
     except KeyboardInterrupt as e:
         from .trainer import Terminated
         click.echo("terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted", err=True)
@@ -97,6 +98,23 @@ def main(argv=None):
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+def _inputs_named(args) -> str:
+    """", with FILE --set K=V ...": the files and --set values of a command line, for a message
+    about a failure that no one key explains (running out of memory)."""
+    args = [str(a) for a in args]
+    named = []
+    for i, a in enumerate(args):
+        if a in ("--set", "--grid", "--space") and i + 1 < len(args):
+            named.append(f"{a} {shlex.quote(args[i + 1])}")
+        elif not a.startswith("-") and (i == 0 or args[i - 1] not in ("--set", "--grid", "--space")):
+            try:
+                if Path(a).exists():
+                    named.append(shlex.quote(a))
+            except OSError:
+                pass
+    return f", with {' '.join(named)}" if named else ""
+
 
 def _load(config_path, overrides=(), trust=None):
     """A resolved config; ``trust`` (a list, for a run folder's config.yaml): its imports are
@@ -180,7 +198,6 @@ def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, r
     from .config import dump_yaml, load_config, resolved_dict
     from .errors import TrainingDiverged
     import contextlib
-    import shlex
 
     from .io import FolderLock, atomic_write_text
     from .trainer import Stopped, Trainer, parse_duration

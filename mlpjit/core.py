@@ -24,11 +24,13 @@ checkpoint does not cover, and ``--resume`` drops it and redoes that epoch, so n
 or counted twice.
 """
 
+import contextlib
 import json
 import math
 import platform
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -171,9 +173,12 @@ class _Signals:
         self.first_at = 0.0
         self.writing = False
         self._old = {}
+        self.event = getattr(_stop_requests, "event", None)
 
     @property
     def flag(self):
+        if self.signum is None and self.event is not None and self.event.is_set():
+            self.signum, self.first_at = signal.SIGINT, time.monotonic()
         return self.signum is not None
 
     def __enter__(self):
@@ -197,6 +202,21 @@ class _Signals:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+_stop_requests = threading.local()
+
+
+@contextlib.contextmanager
+def stop_requested_by(event):
+    """Training in this thread stops, as on Ctrl-C, once ``event`` (a ``threading.Event``) is
+    set: the way a thread that cannot receive signals (a Dask worker's task) is stopped."""
+    old = getattr(_stop_requests, "event", None)
+    _stop_requests.event = event
+    try:
+        yield event
+    finally:
+        _stop_requests.event = old
 
 
 class Stopped(Exception):

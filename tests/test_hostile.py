@@ -96,6 +96,38 @@ def test_compiled_calls_of_any_size_give_the_same_run(monkeypatch, mlpjit_main, 
     assert out["one_batch"] == out["whole"]
 
 
+def test_training_in_a_thread_stops_when_its_stop_event_is_set(tmp_path, helpers):
+    # a thread receives no signals (a Dask worker's task): the sweep stops it with an event
+    import threading
+    from mlpjit.core import Interrupted, stop_requested_by
+    from mlpjit.trainer import Trainer
+
+    from mlpjit.config import load_config, resolved_dict
+    cfg = resolved_dict(load_config(helpers.write_cfg(tmp_path / "c.yaml", helpers.spirals(
+        points=3000, test_points=30, epochs=100000, batch_size=1, units=16))))
+    trainer = Trainer(cfg, tmp_path / "run", log=lambda *a, **k: None, progress=False)
+    (tmp_path / "run").mkdir()
+    stop, caught = threading.Event(), []
+
+    def train():
+        with stop_requested_by(stop):
+            try:
+                trainer.fit(cfg["train"]["epochs"])
+            except Interrupted as e:
+                caught.append((e.code, time.monotonic()))
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "run" / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    t = time.monotonic()
+    thread.join(30)
+    assert caught and caught[0][0] == 130 and caught[0][1] - t < 1.5
+    assert (tmp_path / "run" / "checkpoint.npz").is_file() and trainer.epoch < 100000
+
+
 def test_a_sweep_stops_on_ctrl_c_records_what_ran_and_starts_nothing_new(tmp_path, helpers):
     cfg = helpers.spirals(points=3000, test_points=30, epochs=3000, batch_size=1, units=32)
     path = helpers.write_cfg(tmp_path / "c.yaml", cfg)

@@ -241,9 +241,12 @@ def test_a_memory_error_anywhere_is_one_line(mlpjit_main, cfg_file, helpers, mon
     def boom(self, *a, **k):
         raise MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000)")
     monkeypatch.setattr(mlpjit.core.TrainingCore, "_run_epoch", boom)
-    r = mlpjit_main("train", cfg_file(helpers.spirals()))
+    path = cfg_file(helpers.spirals())
+    r = mlpjit_main("train", path, "--set", "model.layers.0.units=20", "--epochs", "2")
     assert r.code == 2 and r.err.startswith("error: out of memory: Unable to allocate 74.5 GiB") and \
         r.err.count("\n") == 1, r.err
+    # the line names what the command was given: the config file and the --set
+    assert f", with {path} --set model.layers.0.units=20 (check the sizes" in r.err, r.err
 
 
 def test_layer_weights_are_drawn_without_a_float64_copy():

@@ -306,8 +306,8 @@ def test_with_retries_0_a_run_whose_worker_dies_is_recorded_as_failed(slow_file,
     cluster.ensure_workers(2)
 
 
-def test_ctrl_c_keeps_finished_runs_and_the_same_command_does_the_rest(slow_file, cluster, tmp_path,
-                                                                       capsys):
+def test_ctrl_c_checkpoints_running_runs_and_the_same_command_does_the_rest(slow_file, cluster,
+                                                                            tmp_path, capsys):
     cluster.ensure_workers(2)
     out = tmp_path / "interrupted"
     # runs long enough (a few seconds each, on a fast machine) that the test reads "[1/4] ok" and
@@ -331,10 +331,17 @@ def test_ctrl_c_keeps_finished_runs_and_the_same_command_does_the_rest(slow_file
     assert "sweep interrupted;" in text and "run the same command again to continue" in text
     finished = sorted(p.parent.name for p in out.glob("*/summary.json"))
     rows = read_csv(out / "sweep.csv")
-    assert 1 <= len(finished) < 4 and sorted(r["run_dir"] for r in rows) == finished
+    assert 1 <= len(finished) < 4
+    assert sorted(r["run_dir"] for r in rows if r["status"] == "ok") == finished
+    # the runs that were training when Ctrl-C came checkpointed on their workers, and their
+    # folders came back: they are recorded as interrupted, and the rerun resumes them
+    stopped = [r["run_dir"] for r in rows if r["status"] != "ok"]
+    assert all("interrupted (SIGINT)" in r["error"] for r in rows if r["status"] != "ok")
+    assert all((out / name / "checkpoint.npz").is_file() for name in stopped)
     code, text, err = invoke(capsys, slow_file, *args)
     assert code == 0, err
     assert f"skipping {len(finished)} finished run" in text
+    assert text.count(", resumed") == len(stopped)
     assert f"[{4 - len(finished)}/{4 - len(finished)}]" in text and f"[{5 - len(finished)}/" not in text
     rows = read_csv(out / "sweep.csv")
     assert sorted(r["run_dir"] for r in rows) == SLOW_NAMES and all(r["status"] == "ok" for r in rows)

@@ -18,8 +18,9 @@ Faults: a worker that dies (killed, out of memory, machine gone) takes no finish
 it; Dask trains its runs again on another worker, up to ``--retries`` times (the scheduler's
 ``allowed-failures``, set for the time of the sweep), after which the run is recorded as
 failed.  A run that fails for a reason of its own (a diverged loss, a bad value) comes back as
-an ordinary failed result and is not retried.  Ctrl-C cancels the tasks still queued; the
-finished runs are on disk and the same command does the rest.
+an ordinary failed result and is not retried.  Ctrl-C (or SIGTERM) sets the sweep's Dask
+``Event``: no run starts after it, the running runs checkpoint and send their folders back
+(within :data:`STOP_GRACE` seconds), and the same command resumes them and does the rest.
 
 Python API: :class:`DaskBackend` (the :class:`~mlpjit.sweep.interface.Backend` that
 :func:`mlpjit.sweep.run_sweep` uses for ``--backend dask``), :func:`train_run`.
@@ -54,6 +55,8 @@ DEFAULT_RETRIES = 3
 CONNECT_TIMEOUT = 10        # seconds to reach a --scheduler
 WORKER_WAIT = 60            # seconds to wait for a first worker of an empty cluster
 POLL_SECONDS = 0.5          # how often the bar asks the scheduler what is running
+STOP_POLL = 0.5             # seconds a worker waits on the sweep's stop event between checks
+STOP_GRACE = 10.0           # seconds the running runs of an interrupted sweep get to checkpoint
 # _PACKAGE_MNIST: MNIST shipped in the package (what data.path: null finds when nothing else is there)
 # files and folders named by path, per data source: (key, kind)
 PATH_KEYS = {"mnist": (("path", "dir"),), "csv": (("train", "file"), ("test", "file")),
@@ -95,6 +98,11 @@ def train_run(task: dict) -> dict:
         root = get_worker().local_directory
     except (ImportError, ValueError):
         root = None
+    from ..core import stop_requested_by
+
+    stop, done = threading.Event(), threading.Event()
+    if task.get("stop") and _stop_watcher(task["stop"], stop, done):
+        return {"status": "pending", "not_started": True, "worker": address}
     scratch = Path(tempfile.mkdtemp(prefix="mlpjit-run-", dir=root))
     run_dir = scratch / task["name"]
     try:
@@ -102,8 +110,9 @@ def train_run(task: dict) -> dict:
             run_dir.mkdir()
             for name, data in task["files"].items():
                 (run_dir / name).write_bytes(data)
-        res = execute({"cfg": task["cfg"], "config_text": task["config_text"],
-                        "run_dir": str(run_dir), "resume": task["resume"]})
+        with stop_requested_by(stop):
+            res = execute({"cfg": task["cfg"], "config_text": task["config_text"],
+                            "run_dir": str(run_dir), "resume": task["resume"]})
         files = _read_folder(run_dir)
         if res.get("error"):
             res["error"] = res["error"].replace(str(run_dir), task["run_dir"])
@@ -113,7 +122,33 @@ def train_run(task: dict) -> dict:
         res["worker"] = address
         return res
     finally:
+        done.set()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stop_watcher(name: str, stop: threading.Event, done: threading.Event) -> bool:
+    """Watch the sweep's Dask ``Event`` called ``name`` (set by the client on Ctrl-C) from a
+    thread, and set ``stop`` when it is set: the run checkpoints and returns, as a local run
+    does on SIGINT.  True when the sweep is already stopping (the run should not start)."""
+    try:
+        from distributed import Event, get_client
+        event = Event(name, client=get_client())
+        if event.is_set():
+            return True
+    except Exception:   # no client here (a plain call outside a worker): nothing to watch
+        return False
+
+    def watch():
+        while not done.is_set():
+            try:
+                if event.wait(timeout=STOP_POLL):
+                    stop.set()
+                    return
+            except Exception:   # the scheduler went away: the run goes on, as it would anyway
+                return
+
+    threading.Thread(target=watch, name="mlpjit-stop-watch", daemon=True).start()
+    return False
 
 
 def _mnist_default_dir():
@@ -334,15 +369,20 @@ class DaskBackend(Backend):
 
         if not tasks:
             return
+        from distributed import Event
+
         token = uuid.uuid4().hex[:8]
+        stop_name = f"mlpjit-stop-{token}"
         futures, names = {}, {}
         watch = _Watch(self.client, names, self.retries, progress)  # before the first task starts
+        done = None
         try:
             for p, task in tasks:
                 run_dir = Path(task["run_dir"])
                 remote = {"cfg": worker_cfg(task["cfg"]), "config_text": task["config_text"],
                           "name": p.name, "run_dir": task["run_dir"], "resume": task["resume"],
-                          "files": _read_folder(run_dir) if task["resume"] else None}
+                          "files": _read_folder(run_dir) if task["resume"] else None,
+                          "stop": stop_name}
                 key = f"mlpjit-train-{token}-{p.index}"
                 names[key] = p.name
                 fut = self.client.submit(train_run, remote, key=key, pure=False,
@@ -350,24 +390,19 @@ class DaskBackend(Backend):
                 futures[fut] = (p, run_dir)
             done = as_completed(list(futures), loop=self.client.loop, with_results=True,
                                 raise_errors=False)
-            while not done.is_empty():
-                watch.poll()
-                batch = done.next_batch(block=False)
-                for fut, result in batch:
-                    p, run_dir = futures.pop(fut)
-                    res = self._outcome(fut, result)
-                    files = res.pop("files", None)
-                    if files:
-                        try:
-                            _store(run_dir, files)
-                        except (OSError, MlpjitError) as e:
-                            res = {"status": "failed", "error": "cannot write the run folder: "
-                                   + _one_line(getattr(e, "strerror", None) or e)}
-                    finish(p, res)
-                    fut.release()
-                if not batch:
-                    time.sleep(0.05)
+            self._collect(done, futures, finish, watch)
         except KeyboardInterrupt:
+            # no run starts now; the running ones checkpoint and come back (within a second or
+            # so), and are recorded with any run that just finished; the rest is cancelled
+            try:
+                Event(stop_name, client=self.client).set()
+                if done is not None:
+                    self._collect(done, futures, finish, watch,
+                                  deadline=time.monotonic() + STOP_GRACE)
+            except KeyboardInterrupt:   # a second Ctrl-C: stop waiting
+                pass
+            except Exception:
+                pass
             try:
                 self.client.cancel(list(futures))
             except Exception:
@@ -375,6 +410,28 @@ class DaskBackend(Backend):
             raise
         finally:
             watch.close()
+
+    def _collect(self, done, futures: dict, finish: Callable, watch, deadline=None) -> None:
+        """Write and record each run as its task comes back, until all have (or ``deadline``)."""
+        while not done.is_empty() and (deadline is None or time.monotonic() < deadline):
+            watch.poll()
+            batch = done.next_batch(block=False)
+            for fut, result in batch:
+                p, run_dir = futures.pop(fut)
+                res = self._outcome(fut, result)
+                fut.release()
+                if res.get("not_started"):
+                    continue
+                files = res.pop("files", None)
+                if files:
+                    try:
+                        _store(run_dir, files)
+                    except (OSError, MlpjitError) as e:
+                        res = {"status": "failed", "error": "cannot write the run folder: "
+                               + _one_line(getattr(e, "strerror", None) or e)}
+                finish(p, res)
+            if not batch:
+                time.sleep(0.05)
 
     def _outcome(self, fut, result) -> dict:
         """The result of a finished future, or a failed result saying why there is none."""
