@@ -6,7 +6,6 @@ A user mistake (bad config, missing file, wrong value) ends with one line on std
 """
 
 import json
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -377,13 +376,17 @@ def evaluate(target, data, as_json, trust):
         raise DataError(f"the model has {width} outputs but the data has {ds.n_classes} "
                         f"classes: they do not fit")
     names = model.metadata.get("class_names") or ds.class_names
+    from .core import _target_scale_of
+    target_scale = None if classification else _target_scale_of(model)
     result = {}
     for split in splits:   # the figures of each split, and the details of the last one
         X, y = getattr(ds, f"X_{split}"), getattr(ds, f"y_{split}")
+        if target_scale is not None:   # the loss as training reported it: on the scaled target
+            y = (np.asarray(y, np.float64) - target_scale[0]) / target_scale[1]
         try:
             result[split] = M.split_metrics(model, loss, X, y, ds.x_scale, classification, 1000,
                                             detail=split == last, n_classes=ds.n_classes,
-                                            class_names=names)
+                                            class_names=names, target_scale=target_scale)
         except ValueError as e:
             raise DataError(f"model and data do not fit: {e}") from None
     C = result[last].pop("confusion_matrix", None)
@@ -415,92 +418,36 @@ def _plain_json(value):
 
 # --- predict -----------------------------------------------------------------------------
 
-def _input_file(path):
-    """``path`` as an existing regular file, or one DataError line saying what it is instead."""
-    import stat
-    path = Path(path)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise DataError(f"{path}: is a folder, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"{path}: not a regular file (a device, FIFO or socket)")
-    return path
-
-
-_CSV_CHARS = re.compile(r"[^0-9eE+\-.,\s]")   # a numeric CSV's data lines hold only these (and inf/nan)
-
-
-def _read_input(path):
-    path = _input_file(path)
-    if path.suffix == ".npy":
-        with open(path, "rb") as f:
-            head = f.read(6)
-        if head[:2] == b"PK":
-            raise DataError(f"{path}: is an .npz archive, not a .npy array; give a .npy or .csv file")
-        try:
-            X = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"{path}: not a readable .npy file ({' '.join(str(e).split())[:200]})") from None
-        if not isinstance(X, np.ndarray):
-            raise DataError(f"{path}: not a .npy array")
-        if X.ndim == 0:
-            raise DataError(f"{path}: holds a single number (a 0-d array); give one example per row")
-    elif path.suffix == ".csv":
-        skip = 1 if _has_header(path) else 0    # a first line of names is a header
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line_no, line in enumerate(f, 1):
-                m = _CSV_CHARS.search(re.sub(r"(?i)\b(inf|infinity|nan)\b", "", line)) if line_no > skip else None
-                if m:
-                    raise DataError(f"{path} line {line_no}: {m.group()!r} in a number (write numbers "
-                                    f"with ASCII digits, and no separators such as 1_000)")
-        try:
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")   # an empty file: said below, in one line
-                X = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=skip)
-        except ValueError as e:
-            raise DataError(f"{path}: not a numeric CSV ({' '.join(str(e).split())[:200]})") from None
-    else:
-        raise DataError(f"{path}: input must be a .npy or .csv file")
-    if X.dtype.kind not in "fiub":
-        raise DataError(f"{path}: input must be numeric, got dtype {X.dtype}")
-    if X.ndim == 1:
-        X = X.reshape(1, -1)
-    if X.shape[0] == 0:
-        raise DataError(f"{path}: no examples to predict")
-    if not np.isfinite(X).all():
-        raise DataError(f"{path}: input contains NaN or Inf")
-    return X
-
-
 @cli.command()
 @click.argument("model_path", metavar="MODEL.npz", type=click.Path())
 @click.argument("input_path", metavar="INPUT", type=click.Path())
 @click.option("--out", type=click.Path(dir_okay=False), help="Write predictions to this .csv or .npy file.")
+@click.option("--unknown", type=click.Choice(["error", "zeros"]), default=None,
+              help="A table's category that training did not see: an error (the training "
+                   "config's data.unknown, by default) or all-zero features.")
+@click.option("--missing", type=click.Choice(["error", "drop"]), default=None,
+              help="A table's row with an empty cell: an error, or left out (the output then "
+                   "has a 'line' column saying which rows it predicts).")
 @click.option("--trust", multiple=True, metavar="MODULE",
               help="Allow the model or run folder to use layers from this module, which is then "
                    "imported (a file never imports code by itself; see docs/writing-a-layer.md).")
-def predict(model_path, input_path, out, trust):
+def predict(model_path, input_path, out, unknown, missing, trust):
     """Predict with a trained model on INPUT (.npy or .csv, one example per row).
 
     Inputs are in the units of the training data (raw 0-255 pixels for MNIST); the model file
     records the scaling.  A model trained on a CSV table reads a raw CSV with the same columns
     (text columns encoded as in training; the target column may be there or not: when it is,
     the accuracy is printed on stderr).  Classifiers give the class, by its name in the
-    training data, and its probabilities.
+    training data, and its probabilities; regressors their values in the target's units,
+    named after it.  The same as model.predict(INPUT) in Python.
 
     \b
     Examples:
       mlpjit predict runs/xor/model.npz points.csv
       mlpjit predict runs/mnist/model.npz digits.npy --out predictions.csv
-      mlpjit predict runs/cancer/model.npz raw_test.csv --out predictions.csv
+      mlpjit predict runs/cancer/model.npz raw_test.csv --out predictions.csv --unknown zeros
     """
-    from . import losses
+    from . import predicting as P
     from .io import atomic_write, atomic_write_text, check_out
     from .model import Sequential
 
@@ -508,43 +455,24 @@ def predict(model_path, input_path, out, trust):
         check_out(out, (".csv", ".npy"), inputs=(model_path, input_path))
     model = Sequential.load(model_path, trust=trust)
     meta = model.metadata
-    target = None
-    if meta.get("encoding") and Path(input_path).suffix == ".csv" and _has_header(input_path):
-        # a model trained on a table reads the raw CSV: its columns encoded as in training
-        from .tables import TableEncoding, read_csv, read_table
-        X, target, kept = read_table(input_path, TableEncoding.from_json(meta["encoding"]))
-        all_lines = [line for line, _ in read_csv(Path(input_path), str(input_path))[1]]
-        dropped = sorted(set(all_lines) - set(kept))
-        if dropped:   # a prediction for every row, or none: never a silently shorter output
-            shown = ", ".join(str(x) for x in dropped[:10]) + (", ..." if len(dropped) > 10 else "")
-            raise DataError(f"{input_path}: line{'s' if len(dropped) > 1 else ''} {shown} "
-                            f"{'have' if len(dropped) > 1 else 'has'} an empty cell, which training "
-                            f"dropped (data.missing: drop); fill {'them' if len(dropped) > 1 else 'it'} "
-                            f"to predict every row")
+    source = input_path
+    if meta.get("encoding") and P.input_file(input_path).suffix == ".csv" and P.has_header(input_path):
+        source = Path(input_path)   # a table model reads the raw CSV: its columns encoded as in training
+    elif meta.get("encoding") is None and (unknown or missing):
+        option = "--unknown" if unknown else "--missing"
+        raise ConfigError(f"{option}: only for a model trained on a table (CSV with a header); "
+                          f"{model_path} was not")
     else:
-        X = _read_input(input_path)
-    if model.takes_images:
-        # an (N, C, H, W) .npy is taken as it is; rows of C·H·W values become images of the
-        # shape the model was trained on
-        shape = tuple(meta.get("input_shape") or ())
-        if X.ndim == 2 and shape and X.shape[1] == int(np.prod(shape)):
-            X = X.reshape((X.shape[0],) + shape)
-    else:
-        X = X.reshape(X.shape[0], -1)
-        if model.in_features is not None and X.shape[1] != model.in_features:
-            raise DataError(f"{input_path}: rows have {X.shape[1]} values but the model takes "
-                            f"{model.in_features}")
-    try:
-        model.output_shape(X.shape[1:])
-    except ValueError as e:
-        raise DataError(f"{input_path}: examples of shape {X.shape[1:]} do not fit the model: {e}") from None
-    out_raw = model.predict(X * meta.get("x_scale", 1.0))
-    if meta.get("task") == "classification":
-        loss = losses.get(meta.get("loss", "cross_entropy"))
-        probs = loss.transform(out_raw)
-        classes = loss.predict_classes(out_raw)
-        if probs.shape[1] == 1:
-            probs = np.hstack([1 - probs, probs])
+        source = P.read_input(input_path)
+    X, target, kept = P.inputs(model, source, label=str(input_path), unknown=unknown, missing=missing)
+    out_raw = P.raw(model, X)
+    lines = [["line"], *[[str(n)] for n in kept]] if kept is not None else None
+    if kept is not None:
+        click.echo(f"{input_path}: {len(kept)} rows predicted (rows with an empty cell left out, "
+                   f"--missing drop; the 'line' column names each row's line)", err=True)
+    if P.task_of(model) == "classification":
+        probs = P.probabilities(model, out_raw)
+        classes = P.classes(model, out_raw, names=False)
         names = meta.get("class_names")
         labels = [names[c] for c in classes] if names else list(classes)
         if target is not None:  # the file has the label column: say how many are right
@@ -556,9 +484,14 @@ def predict(model_path, input_path, out, trust):
         rows = [[str(lbl)] + [f"{p:.6g}" for p in prow] for lbl, prow in zip(labels, probs)]
         table = np.column_stack([classes, probs])
     else:
-        header = [f"y{j}" for j in range(out_raw.shape[1])]
-        rows = [[f"{v:.6g}" for v in r] for r in out_raw]
-        table = out_raw
+        values = P.output(model, out_raw)
+        header = P.output_names(model, values.shape[1])
+        rows = [[f"{v:.6g}" for v in r] for r in values]
+        table = values
+    if lines is not None:
+        header = lines[0] + header
+        rows = [a + b for a, b in zip(lines[1:], rows)]
+        table = np.column_stack([np.asarray(kept), table])
     import csv
     import io as _io
     buf = _io.StringIO()
@@ -576,20 +509,7 @@ def predict(model_path, input_path, out, trust):
             atomic_write_text(out, text)
     except OSError as e:
         raise DataError(f"--out {out}: cannot write ({e.strerror or e})") from None
-
-
-def _has_header(path):
-    """Whether a CSV's first line holds names (a raw table) rather than numbers (feature rows)."""
-    from .tables import is_number
-    path = _input_file(path)
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            first = f.readline()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
-    cells = [c.strip() for c in first.split(",")]
-    # names: a cell that is not a number and has a letter in it (1_000 is a bad number, not a name)
-    return not all(is_number(c) for c in cells if c) and any(re.search(r"[^\W\d_]", c) for c in cells)
+    click.echo(f"wrote {len(rows)} predictions to {out}")
 
 
 def _label_value(cell, names):

@@ -185,6 +185,9 @@ class CsvData(_Model):
     categorical: Annotated[list[Str], BeforeValidator(_as_list)] = Field(default_factory=list)
     missing: Annotated[Literal["error", "drop"], _choice("missing", ("error", "drop"))] = "error"
     unknown: Annotated[Literal["error", "zeros"], _choice("unknown", ("error", "zeros"))] = "error"
+    # a regression target standardized on the training split (null: when the model starts with
+    # standardize); predictions are scaled back
+    scale_target: Optional[bool] = None
 
 
 class NpzData(_Model):
@@ -192,6 +195,7 @@ class NpzData(_Model):
     path: Str
     task: Task = "auto"
     validation: Validation = 0
+    scale_target: Optional[bool] = None   # as for csv
 
 
 DataConfig = Annotated[

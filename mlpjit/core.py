@@ -204,6 +204,45 @@ class _Signals:
             signal.signal(sig, old)
 
 
+def _target_scale_of(model):
+    """(mean, scale) arrays of a model trained on a scaled target, or None."""
+    meta = getattr(model, "metadata", None) or {}
+    if meta.get("y_scale") is None:
+        return None
+    return np.asarray(meta["y_mean"], np.float64), np.asarray(meta["y_scale"], np.float64)
+
+
+def _scaled_target(cfg, data, model, previous):
+    """(data, (mean, scale) or None): a regression target standardized on the training split,
+    y' = (y − m)/s per column (s = 1 for a constant column), when ``data.scale_target`` says so
+    (by default: a regression whose model starts with ``standardize``).  The losses are then in
+    the scaled units (an MSE of 1 is the mean's); predictions are scaled back (y = ŷ·s + m).  A
+    model fitted again from code keeps the scale of its first fit."""
+    import dataclasses
+    choice = cfg["data"].get("scale_target")
+    if data.task != "regression":
+        if choice:
+            raise ConfigError(f"data.scale_target: only for a regression target (data "
+                              f"'{cfg['data']['name']}' is a classification task)")
+        return data, None
+    on = hasattr(model.layers[0], "adapt") if choice is None else bool(choice)
+    if not on:
+        return data, None
+    if getattr(model, "_fit_state", None) and previous.get("y_scale") is not None:
+        m, s = np.asarray(previous["y_mean"], np.float64), np.asarray(previous["y_scale"], np.float64)
+    else:
+        y = np.asarray(data.y_train, np.float64)
+        m, s = y.mean(axis=0), y.std(axis=0)
+        s = np.where(s > 0, s, 1.0)
+
+    def scaled(y):
+        return None if y is None else ((np.asarray(y, np.float64) - m) / s).astype(y.dtype, copy=False)
+
+    data = dataclasses.replace(data, y_train=scaled(data.y_train), y_val=scaled(data.y_val),
+                               y_test=scaled(data.y_test))
+    return data, ([float(v) for v in m], [float(v) for v in s])
+
+
 _stop_requests = threading.local()
 
 
@@ -352,12 +391,16 @@ class TrainingCore:
         self.classification = self.data.task == "classification"
         self.model, self.loss = model, _losses.get(cfg["loss"])
         self.params = self.model.parameters()
+        previous = getattr(self.model, "metadata", None) or {}
+        self.data, target_scale = _scaled_target(cfg, self.data, self.model, previous)
         self.model.metadata = {"loss": cfg["loss"], "task": self.data.task, "x_scale": self.data.x_scale,
                                "n_classes": self.data.n_classes, "class_names": self.data.class_names,
                                "data": cfg["data"]["name"], "seed": cfg["seed"],
                                "input_shape": list(self.data.input_shape)}
         if self.data.encoding is not None:  # a table: how its columns became features
             self.model.metadata["encoding"] = self.data.encoding
+        if target_scale is not None:        # predictions are scaled back: y = ŷ·s + m
+            self.model.metadata["y_mean"], self.model.metadata["y_scale"] = target_scale
         self.optimizer = optimizer if optimizer is not None else make_optimizer_from(cfg, self.model)
         from .explain import check_run
         check_run(self.data, self.model, self.optimizer, self.batch_size(), self.loss)
@@ -841,6 +884,7 @@ class TrainingCore:
         k = self.data.n_classes
         r = split_metrics(self.model, self.loss, X, y, self.data.x_scale, self.classification,
                           self.cfg["train"]["eval_batch_size"], detail=True, n_classes=k,
+                          target_scale=_target_scale_of(self.model),
                           class_names=self.data.class_names)
         if not self.classification:
             return {"test_regression": r["regression"]}

@@ -98,8 +98,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "validation": 0,
     },
     "csv": {"train": None, "test": None, "target": None, "task": "auto", "validation": 0,
-            "categorical": [], "missing": "error", "unknown": "error"},
-    "npz": {"path": None, "task": "auto", "validation": 0},
+            "categorical": [], "missing": "error", "unknown": "error", "scale_target": None},
+    "npz": {"path": None, "task": "auto", "validation": 0, "scale_target": None},
 }
 
 MNIST_FILES: dict[str, str] = {

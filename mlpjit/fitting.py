@@ -196,7 +196,7 @@ def settings(model, loss, optimizer=None, schedule=None, clip=None, seed=0, **tr
 def fit(model, X, y, *, loss=None, optimizer=None, schedule=None, clip=None, epochs=10, batch_size=32,
         shuffle=True, validation_split=0.0, validation_data=None, early_stopping=None, seed=None,
         threads="auto", compiled=True, eval_batch_size=1000, progress=True, run_dir=None,
-        callbacks=(), log=None):
+        callbacks=(), log=None, scale_target=None):
     """Train ``model`` on (X, y); returns a :class:`History`.  See the module docstring.
 
     ``loss`` (a registered name: cross_entropy, mse, ...) is required on the first fit and kept
@@ -209,6 +209,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, schedule=None, clip=None, epo
     also keep a run folder (config.yaml, metrics.jsonl, checkpoint.npz, model.npz,
     summary.json), as ``mlpjit train`` does.  ``callbacks``: functions ``f(trainer, row)`` after
     each epoch (see :class:`~mlpjit.core.TrainingCore`).  ``log``: where lines go (default: print).
+    ``scale_target``: standardize a regression target on the training rows (``None``: when the
+    model starts with ``standardize``); ``predict`` scales back, the losses are in scaled units.
     """
     from .core import Stopped, TrainingCore, _seeds, make_optimizer_from
     state = getattr(model, "_fit_state", None) or {}
@@ -222,6 +224,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, schedule=None, clip=None, epo
     cfg = settings(model, loss, kept["optimizer"], kept["schedule"], kept["clip"], first_seed,
                    epochs=epochs, batch_size=batch_size, shuffle=shuffle, early_stopping=early_stopping,
                    compiled=compiled, threads=threads, eval_batch_size=eval_batch_size, probe_rows=0)
+    cfg["data"]["scale_target"] = scale_target
     data = _dataset(model, cfg["loss"], X, y, validation_split, validation_data)
     es = cfg["train"]["early_stopping"]
     if es and es["metric"].startswith("val") and data.X_val is None:
@@ -295,30 +298,9 @@ def evaluate(model, X, y, loss=None, batch_size=1000):
     prediction mode, with the loss it was fitted with (or ``loss``)."""
     from .metrics import split_metrics
     name, L = _loss_of(model, loss)
-    X = _features("X", X)
+    from .predicting import inputs
+    X, _, _ = inputs(model, X)      # in the training data's units, as predict takes it
     out = model.output_shape(X.shape[1:])
     task, y, _ = _targets("y", y, len(X), L, int(out[0]))
     r = split_metrics(model, L, X, y, 1.0, task == "classification", batch_size)
     return {k: float(r[k]) for k in ("loss", "accuracy") if k in r}
-
-
-def predict_classes(model, X, loss=None, batch_size=1024):
-    """Class ids (N,) by the loss's rule (argmax of the outputs; one output: > 0 on logits)."""
-    _, L = _loss_of(model, loss)
-    out = model.predict(_features("X", X).astype(model.dtype, copy=False), batch_size=batch_size)
-    return L.predict_classes(out)
-
-
-def predict_proba(model, X, loss=None, batch_size=1024):
-    """Each class's probability, (N, k): softmax of the logits (cross_entropy), σ of one output as
-    two columns (binary_cross_entropy); a model ending in softmax gives its outputs."""
-    _, L = _loss_of(model, loss)
-    out = np.asarray(model.predict(_features("X", X).astype(model.dtype, copy=False), batch_size=batch_size),
-                     dtype=np.float64)
-    if not getattr(L, "on_logits", False):
-        return out
-    if out.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-out))
-        return np.hstack([1 - p, p])
-    e = np.exp(out - out.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)

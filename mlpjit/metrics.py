@@ -78,14 +78,16 @@ def regression_metrics(y_true, y_pred):
 
 
 def split_metrics(model, loss, X, y, x_scale=1.0, classification=True, batch_size=1000, detail=False,
-                  n_classes=None, class_names=None):
+                  n_classes=None, class_names=None, target_scale=None):
     """The figures of a split (X, y), in prediction mode, in batches of ``batch_size``:
     ``{"loss", "accuracy" (classification), "examples"}``; with ``detail`` also, for
     classification, ``"confusion_matrix"`` (``n_classes`` × ``n_classes``) and ``"per_class"``
     (:func:`classification_report`, rows named by ``class_names``), for regression
     ``"regression"`` (:func:`regression_metrics`).  The one function behind the epochs'
     ``val_*``/``test_*`` figures, ``summary.json``, ``mlpjit evaluate``, the report and
-    ``model.evaluate``."""
+    ``model.evaluate``.  ``target_scale``: (mean, scale) of a regression target trained scaled
+    (``y`` is then scaled too): the loss stays in the scaled units, the detail's MAE, RMSE and
+    R² are in the target's units."""
     n = X.shape[0]
     rows = X.reshape(n, -1)  # images (N, C, H, W) are gathered as rows, then viewed as images
     buf = np.empty((min(batch_size, n), rows.shape[1]), model.dtype)
@@ -110,6 +112,9 @@ def split_metrics(model, loss, X, y, x_scale=1.0, classification=True, batch_siz
             C = confusion_matrix(y, loss.predict_classes(out), n_classes)
             result["confusion_matrix"] = C
             result["per_class"] = classification_report(C, class_names or list(range(n_classes)))
+        elif target_scale is not None:
+            m, sc = target_scale
+            result["regression"] = regression_metrics(np.asarray(y, np.float64) * sc + m, out * sc + m)
         else:
             result["regression"] = regression_metrics(y, out)
     return result

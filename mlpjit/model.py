@@ -107,15 +107,27 @@ class Sequential:
     def in_features(self):
         return getattr(self.layers[0], "in_features", None)
 
-    def predict(self, X, batch_size=1024):
-        """Outputs for X in prediction mode, computed in batches, as a new array."""
-        X = np.asarray(X)
-        if X.ndim < 1 or X.shape[0] == 0:
-            raise ValueError(f"predict needs a non-empty batch, got shape {X.shape}")
-        out = []
-        for start in range(0, X.shape[0], batch_size):
-            out.append(np.array(self.forward(X[start:start + batch_size], training=False)))
-        return np.concatenate(out) if len(out) > 1 else out[0]
+    def predict(self, X, batch_size=1024, *, unknown=None, missing=None):
+        """What the model predicts for X, as ``mlpjit predict`` does (see :mod:`mlpjit.predicting`).
+
+        ``X`` in the training data's units: raw pixels for MNIST (the recorded ``x_scale`` is
+        applied), and for a model trained on a table its raw columns (a CSV path, a DataFrame
+        or a dict of columns, encoded as in training; ``unknown="zeros"`` and
+        ``missing="drop"`` as ``--unknown``/``--missing``).  Returns the outputs after the
+        loss's transform: probabilities (N, k) for a classifier, values in the target's units
+        for a regressor; a model never trained returns its raw outputs.  The raw outputs:
+        :meth:`logits`; the classes: :meth:`predict_classes`."""
+        from .predicting import inputs, output, raw
+        X, _, _ = inputs(self, X, unknown=unknown, missing=missing)
+        return output(self, raw(self, X, batch_size))
+
+    def logits(self, X, batch_size=1024, *, unknown=None, missing=None):
+        """The network's raw outputs for X (taken as :meth:`predict` takes it), in prediction
+        mode: logits for a classifier trained on them, the scaled values for a regressor with
+        a scaled target."""
+        from .predicting import inputs, raw
+        X, _, _ = inputs(self, X, unknown=unknown, missing=missing)
+        return raw(self, X, batch_size)
 
     # --- training from code (mlpjit.fitting) -----------------------------------------------
     def fit(self, X, y, **settings):
@@ -131,15 +143,20 @@ class Sequential:
         from .fitting import evaluate
         return evaluate(self, X, y, loss, batch_size)
 
-    def predict_classes(self, X, batch_size=1024):
-        """Predicted class ids (N,), by the fitted loss's rule."""
-        from .fitting import predict_classes
-        return predict_classes(self, X, batch_size=batch_size)
+    def predict_classes(self, X, batch_size=1024, *, names=True, unknown=None, missing=None):
+        """The predicted classes (N,) by the trained loss's rule (the largest output; one
+        output: logit > 0), by their names in the training data when it had names
+        (``names=False``: ids 0..k-1)."""
+        from .predicting import classes, inputs, raw
+        X, _, _ = inputs(self, X, unknown=unknown, missing=missing)
+        return classes(self, raw(self, X, batch_size), names=names)
 
-    def predict_proba(self, X, batch_size=1024):
-        """Each class's probability (N, k) for a classifier (softmax or σ of the logits)."""
-        from .fitting import predict_proba
-        return predict_proba(self, X, batch_size=batch_size)
+    def predict_proba(self, X, batch_size=1024, *, unknown=None, missing=None):
+        """Each class's probability (N, k) for a classifier (softmax or σ of the logits; one
+        logit gives two columns, as scikit-learn's ``predict_proba``)."""
+        from .predicting import inputs, probabilities, raw
+        X, _, _ = inputs(self, X, unknown=unknown, missing=missing)
+        return probabilities(self, raw(self, X, batch_size))
 
     def explain(self, batch_size=32, loss=None, optimizer=None, input_shape=None):
         """``mlpjit explain`` from code: each layer's equations with its shapes, parameters,

@@ -161,6 +161,18 @@ def check_metadata(model, source):
         except Exception as e:   # any malformed part of it: one line
             raise ModelFileError(f"{source}: __metadata__ encoding is malformed ({type(e).__name__}: "
                                  f"{' '.join(str(e).split())[:120]})") from None
+    if m.get("y_scale") is not None or m.get("y_mean") is not None:
+        for key in ("y_mean", "y_scale"):
+            v = m.get(key)
+            if not isinstance(v, list) or not v or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v) \
+                    or (width is not None and len(v) != width):
+                raise bad(key, "a list of finite numbers, one per output")
+        if len(m["y_mean"]) != len(m["y_scale"]) or min(m["y_scale"]) <= 0:
+            raise bad("y_scale", "positive numbers, as many as y_mean")
+    names = m.get("target_names")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(c, str) for c in names)):
+        raise bad("target_names", "a list of names")
     for key in ("seed",):
         if key in m and m[key] is not None and not _is_int(m[key]):
             raise bad(key, "an integer")

@@ -439,8 +439,12 @@ def _test_results(run):
         classification = run.ds.task == "classification"
         k = run.ds.n_classes
         names = run.class_names(k) if classification else None
+        from .core import _target_scale_of
+        target_scale = None if classification else _target_scale_of(run.model)
+        if target_scale is not None:   # a target trained scaled: compared in its own units
+            y = (np.asarray(y, np.float64) - target_scale[0]) / target_scale[1]
         r = M.split_metrics(run.model, run.loss, X, y, run.ds.x_scale, classification, detail=True,
-                            n_classes=k, class_names=names)
+                            n_classes=k, class_names=names, target_scale=target_scale)
         if not classification:
             return {"test_regression": r["regression"]}
         return {"test_confusion_matrix": r["confusion_matrix"].tolist(), "test_classes": names,

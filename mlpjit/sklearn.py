@@ -5,18 +5,23 @@ A change of import is the switch::
     from mlpjit.sklearn import MLPClassifier      # instead of sklearn.neural_network
     clf = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64,), random_state=0))
     clf.fit(X_train, y_train).score(X_test, y_test)
+    mlpjit.sklearn.save(clf, "model.npz")         # scaler + network in one model file
 
-The parameters are scikit-learn's, with its defaults, where they apply: ``hidden_layer_sizes``,
-``activation`` (identity, logistic, tanh, relu), ``solver`` (sgd, adam), ``alpha``,
-``batch_size`` ("auto" = min(200, n)), ``learning_rate_init``, ``max_iter``, ``shuffle``,
-``random_state``, ``tol``, ``momentum``, ``nesterovs_momentum``, ``early_stopping``,
-``validation_fraction``, ``beta_1``, ``beta_2``, ``epsilon``, ``n_iter_no_change``,
-``warm_start``, ``verbose``; and mlpjit's own: ``clip_norm`` (global gradient clipping),
-``dropout`` (after each hidden layer) and ``dtype`` (None: float32 data trains in float32,
-anything else in float64, as scikit-learn's MLP).  The fitted attributes are its MLP's:
-``coefs_``, ``intercepts_``, ``loss_``, ``loss_curve_``, ``best_loss_``, ``validation_scores_``,
-``best_validation_score_``, ``n_iter_``, ``t_``, ``classes_``, ``n_features_in_``,
-``feature_names_in_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``.
+Every parameter of scikit-learn's MLP is there, by the same name, with the same default and
+meaning: ``hidden_layer_sizes``, ``activation`` (identity, logistic, tanh, relu), ``solver``,
+``alpha``, ``batch_size`` ("auto" = min(200, n)), ``learning_rate``, ``learning_rate_init``,
+``power_t``, ``max_iter``, ``shuffle``, ``random_state``, ``tol``, ``verbose``, ``warm_start``,
+``momentum``, ``nesterovs_momentum``, ``early_stopping``, ``validation_fraction``, ``beta_1``,
+``beta_2``, ``epsilon``, ``n_iter_no_change``, ``max_fun`` and the regressor's ``loss``; the
+values mlpjit cannot train with are refused by ``fit`` in one ValueError line naming the
+parameter: ``solver="lbfgs"`` (use "adam" or "sgd"), ``loss="poisson"``, ``momentum=1`` with
+sgd.  ``max_fun`` is lbfgs's only, so (as in scikit-learn) it is checked and has no effect.
+mlpjit's own: ``clip_norm`` (global gradient clipping), ``dropout`` (after each hidden layer)
+and ``dtype`` (None: float32 data trains in float32, anything else in float64, as
+scikit-learn's MLP).  The fitted attributes are its MLP's: ``coefs_``, ``intercepts_``,
+``loss_``, ``loss_curve_``, ``best_loss_``, ``validation_scores_``, ``best_validation_score_``,
+``n_iter_``, ``t_``, ``classes_``, ``n_features_in_``, ``feature_names_in_``, ``n_layers_``,
+``n_outputs_``, ``out_activation_``.
 
 How it trains: a :class:`~mlpjit.Sequential` of :class:`~mlpjit.Dense` layers (Glorot-uniform
 weights, zero biases), the loss of scikit-learn's MLP (softmax cross-entropy for several
@@ -26,9 +31,25 @@ is L2 regularization as weight decay alpha/batch_size on every parameter (scikit
 alpha·W/n_batch to the weights' gradients only; biases are decayed here too).  Stopping is
 scikit-learn's: training loss (or, with ``early_stopping``, the validation score) not improving
 by ``tol`` for more than ``n_iter_no_change`` epochs in a row; ``ConvergenceWarning`` when
-``max_iter`` ends first.  ``lbfgs`` and the ``learning_rate`` schedules are not offered.
+``max_iter`` ends first.
 
-``save(path)`` writes an mlpjit model file that ``mlpjit evaluate`` and ``mlpjit predict`` read.
+The learning rate η of an epoch, with ``solver="sgd"`` (adam ignores ``learning_rate``, as
+scikit-learn does), is set after each epoch as scikit-learn's ``SGDOptimizer`` sets it:
+
+* ``"constant"``:   η = learning_rate_init;
+* ``"invscaling"``: η = learning_rate_init / (t + 1)^power_t, t = ``t_`` = the training samples
+  seen so far (n per epoch), so the first epoch trains at learning_rate_init;
+* ``"adaptive"``:   where the stopping rule above would stop, η ← η/5 instead and the count
+  starts again; training stops once η ≤ 1e-6 when the rule fires.
+
+``fit`` starts from learning_rate_init; ``partial_fit`` goes on from the rate the previous call
+left.  (SGD's velocity here is torch's, v ← μv + g, θ ← θ − ηv: after η changes the momentum's
+past gradients are taken at the new rate, scikit-learn's at the rates they were added with.)
+
+:func:`save` (or the estimator's ``save(path)``) writes an mlpjit model file that
+``mlpjit evaluate``, ``mlpjit predict`` and :meth:`mlpjit.Sequential.load` read: a fitted
+estimator, or a fitted ``Pipeline`` of one per-feature scaler and the estimator, the scaler
+becoming the model's first layer (``standardize``).
 scikit-learn is an optional extra: ``pip install "mlpjit[sklearn]"``.
 """
 
@@ -45,7 +66,8 @@ try:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import LabelBinarizer, MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
     from sklearn.utils.multiclass import check_classification_targets, unique_labels
     from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 except ImportError as e:  # pragma: no cover - the optional extra is missing
@@ -53,16 +75,18 @@ except ImportError as e:  # pragma: no cover - the optional extra is missing
                       f'pip install "mlpjit[sklearn]"') from None
 
 from . import losses as _losses
-from .layers import Dense, Dropout
+from .layers import Dense, Dropout, Standardize
 from .model import Sequential
 from .optim import SGD, Adam
 from .data import Dataset
 from .errors import TrainingDiverged
 from .core import TrainingCore
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = ["MLPClassifier", "MLPRegressor", "save"]
 
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+_LEARNING_RATES = ("constant", "invscaling", "adaptive")
+_MIN_ADAPTIVE_LR = 1e-6     # "adaptive" stops once the rate is this small (scikit-learn's)
 
 
 def _bad(est, name, expected, value):
@@ -86,11 +110,21 @@ def _range(lo, hi, lo_open, hi_open):
     return f" in the range {a}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{b}"
 
 
-def _int(est, name, lo):
+def _int(est, name, lo, inf=False):
+    """An int >= lo (or, with ``inf``, float('inf') too: "never")."""
     v = getattr(est, name)
+    if inf and isinstance(v, numbers.Real) and not isinstance(v, bool) and v == math.inf:
+        return math.inf
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-        raise _bad(est, name, f"an int in the range [{lo}, inf)", v)
+        raise _bad(est, name, f"an int in the range [{lo}, inf)" + (" or inf" if inf else ""), v)
     return int(v)
+
+
+def _among(est, name, options):
+    v = getattr(est, name)
+    if not isinstance(v, str) or v not in options:
+        raise _bad(est, name, "a str among {" + ", ".join(repr(o) for o in options) + "}", v)
+    return v
 
 
 def _seed(random_state):
@@ -110,17 +144,19 @@ class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: validation, the model, the epoch loop."""
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
-                 batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, clip_norm=None,
-                 dropout=0.0, dtype=None):
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, max_fun=15000, clip_norm=None, dropout=0.0, dtype=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
         self.shuffle = shuffle
         self.random_state = random_state
@@ -135,6 +171,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.clip_norm = clip_norm
         self.dropout = dropout
         self.dtype = dtype
@@ -146,27 +183,32 @@ class _BaseMLP(BaseEstimator):
         if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes) \
                 or any(s <= 0 for s in sizes):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes}.")
-        if self.activation not in _ACTIVATIONS:
-            raise _bad(self, "activation", "a str among {" + ", ".join(repr(a) for a in _ACTIVATIONS)
-                       + "}", self.activation)
-        if self.solver not in ("sgd", "adam"):
-            hint = " (mlpjit.sklearn trains with sgd or adam; lbfgs is not offered)" if self.solver == "lbfgs" else ""
-            raise ValueError(f"The 'solver' parameter of {type(self).__name__} must be a str among "
-                             f"{{'adam', 'sgd'}}{hint}. Got {self.solver!r} instead.")
+        _among(self, "activation", tuple(_ACTIVATIONS))
+        if self.solver == "lbfgs":
+            raise ValueError(f"The 'solver' parameter of {type(self).__name__}: 'lbfgs' is not offered "
+                             f"by mlpjit.sklearn (it trains in mini-batches in the compiled step); use "
+                             f"solver='adam' or 'sgd', or scikit-learn's own MLP for lbfgs.")
+        _among(self, "solver", ("adam", "sgd"))
         _real(self, "alpha", 0.0)
         if self.batch_size != "auto":
             _int(self, "batch_size", 1)
+        _among(self, "learning_rate", _LEARNING_RATES)
         _real(self, "learning_rate_init", 0.0, lo_open=True)
+        _real(self, "power_t", 0.0)
         _int(self, "max_iter", 1)
         _real(self, "tol", 0.0)
-        _real(self, "momentum", 0.0, 1.0, hi_open=False)
-        if self.momentum >= 1.0:
-            raise _bad(self, "momentum", "a float in the range [0, 1)", self.momentum)
+        _real(self, "momentum", 0.0, 1.0)
+        if self.solver == "sgd" and self.momentum == 1.0:
+            raise ValueError(f"The 'momentum' parameter of {type(self).__name__} must be < 1 with "
+                             f"solver='sgd' in mlpjit.sklearn (a velocity that never decays). Got "
+                             f"{self.momentum!r} instead.")
         _real(self, "validation_fraction", 0.0, 1.0, hi_open=True)
         for name in ("beta_1", "beta_2"):
             _real(self, name, 0.0, 1.0, hi_open=True)
         _real(self, "epsilon", 0.0, lo_open=True)
-        _int(self, "n_iter_no_change", 1)
+        _int(self, "n_iter_no_change", 1, inf=True)
+        _int(self, "max_fun", 1)       # lbfgs's: checked as scikit-learn checks it, otherwise unused
+        self._check_loss()
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise _bad(self, name, "an instance of 'bool'", getattr(self, name))
@@ -176,6 +218,9 @@ class _BaseMLP(BaseEstimator):
         if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
             raise _bad(self, "dtype", "None, 'float32' or 'float64'", self.dtype)
         return [int(s) for s in sizes]
+
+    def _check_loss(self):
+        """The regressor's ``loss``; the classifier has none to choose."""
 
     def _model_dtype(self, X):
         if self.dtype is not None:
@@ -218,7 +263,7 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X):
         """The model's raw outputs (logits, or values) for X, in prediction mode."""
         X = np.ascontiguousarray(X, dtype=self._model.dtype)
-        return np.asarray(self._model.predict(X), dtype=np.float64)
+        return np.asarray(self._model.logits(X), dtype=np.float64)   # raw: sklearn applies its own output rule
 
     # --- training ----------------------------------------------------------------------------------
     def _fit(self, X, y, incremental, classes=None):
@@ -273,6 +318,8 @@ class _BaseMLP(BaseEstimator):
             batch_size = n
         if self._opt is None or not (incremental or self.warm_start):
             self._opt = self._optimizer(self._model, batch_size)
+        if not incremental or not hasattr(self, "_lr"):
+            self._lr = float(self.learning_rate_init)   # fit starts here; partial_fit goes on
         loss, task, targets = self._loss_and_targets(Y)
         trainer = self._trainer(X, targets, task, batch_size, 1 if incremental else self.max_iter,
                                 X_val, Y_val)
@@ -294,8 +341,9 @@ class _BaseMLP(BaseEstimator):
         estimator's model, optimizer and generator of the epochs' orders carry on between calls;
         scikit-learn's bookkeeping and stopping rule run after each epoch (:meth:`_after_epoch`)."""
         cfg = {"name": "sklearn", "seed": self._seed, "dtype": np.dtype(self._model.dtype).name,
-               "data": {"name": "arrays"}, "model": {"layers": self._model.get_config()["layers"]},
-               "loss": self._loss_name, "optimizer": {"type": self.solver, "lr": self.learning_rate_init},
+               "data": {"name": "arrays", "scale_target": False},     # y as given (scikit-learn's loss)
+               "model": {"layers": self._model.get_config()["layers"]},
+               "loss": self._loss_name, "optimizer": {"type": self.solver, "lr": self._lr},
                "schedule": {"type": "constant"},
                "clip": {"norm": float(self.clip_norm)} if self.clip_norm is not None else None,
                "train": {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(self.shuffle),
@@ -313,6 +361,8 @@ class _BaseMLP(BaseEstimator):
         return trainer
 
     def _after_epoch(self, trainer, row, batch_size, X_val, Y_val, incremental):
+        """scikit-learn's end of an epoch (``_fit_stochastic``): loss, counters, the stopping
+        rule and the learning rate of the next epoch (see the module docstring)."""
         penalty = 0.5 * self.alpha * sum(float(np.dot(c.ravel(), c.ravel())) for c in self.coefs_)
         self.loss_ = row["train_loss"] + penalty / batch_size
         self.n_iter_ += 1
@@ -321,17 +371,31 @@ class _BaseMLP(BaseEstimator):
         if self.verbose:
             print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
         self._update_no_improvement_count(X_val, Y_val)
-        if incremental:
-            return
+        schedule = self.learning_rate if self.solver == "sgd" else "constant"   # adam: ignored
+        if schedule == "invscaling":          # η = η₀/(t + 1)^power_t, t = samples seen
+            self._set_lr(trainer, self.learning_rate_init / (self.t_ + 1) ** self.power_t)
         if self._no_improvement_count > self.n_iter_no_change:
-            if self.verbose:
-                what = "Validation score" if self.early_stopping else "Training loss"
-                print(f"{what} did not improve more than tol={self.tol} for "
-                      f"{self.n_iter_no_change} consecutive epochs. Stopping.")
-            trainer.stop_training = True
-        elif self.n_iter_ == self.max_iter:
+            what = "Validation score" if self.early_stopping else "Training loss"
+            msg = (f"{what} did not improve more than tol={self.tol} for "
+                   f"{self.n_iter_no_change} consecutive epochs.")
+            if schedule == "adaptive" and self._lr > _MIN_ADAPTIVE_LR:
+                self._set_lr(trainer, self._lr / 5.0)   # η ← η/5, and the count starts again
+                self._no_improvement_count = 0
+                if self.verbose:
+                    print(f"{msg} Setting learning rate to {self._lr:f}")
+            else:
+                if self.verbose:
+                    print(msg + (" Learning rate too small." if schedule == "adaptive" else "") + " Stopping.")
+                trainer.stop_training = not incremental
+                return
+        if not incremental and trainer.epoch == self.max_iter:   # this call's epochs, as sklearn's n_iter_
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           f"and the optimization hasn't converged yet.", ConvergenceWarning)
+
+    def _set_lr(self, trainer, lr):
+        """The learning rate of the next epochs (the core reads its config's at each epoch)."""
+        self._lr = float(lr)
+        trainer.cfg["optimizer"]["lr"] = self._lr
 
     def _update_no_improvement_count(self, X_val, Y_val):
         if self.early_stopping:
@@ -360,16 +424,20 @@ class _BaseMLP(BaseEstimator):
 
     # --- files ---------------------------------------------------------------------------------
     def save(self, path):
-        """Write the fitted network as an mlpjit model file (``mlpjit evaluate`` / ``predict``)."""
-        check_is_fitted(self, "_model")
+        """Write the fitted network as an mlpjit model file (``mlpjit evaluate`` / ``predict``,
+        ``Sequential.load``); the same as ``mlpjit.sklearn.save(self, path)``."""
+        save(self, path)
+
+    def _file_metadata(self):
+        """The model file's ``__metadata__``: what ``mlpjit predict`` needs to read raw inputs
+        (x_scale 1: the inputs as given) and to name its outputs."""
         meta = {"loss": self._loss_name, "task": "classification" if is_classifier(self) else "regression",
                 "x_scale": 1.0, "input_shape": [int(self.n_features_in_)], "data": "sklearn",
                 "seed": int(self._seed), "estimator": type(self).__name__}
         if is_classifier(self):
             meta["n_classes"] = int(len(self.classes_))
             meta["class_names"] = [c.item() if hasattr(c, "item") else c for c in self.classes_]
-        self._model.metadata = meta
-        self._model.save(path)
+        return meta
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -480,9 +548,37 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor with scikit-learn's interface (see the module
-    docstring): identity output, half the squared error."""
+    docstring): identity output, half the squared error (``loss="squared_error"``, the only
+    loss offered; scikit-learn's "poisson" is refused by ``fit``).
+
+    ``loss`` is keyword-only here (first and positional in scikit-learn >= 1.7), so that
+    ``MLPRegressor((64,))`` keeps meaning hidden_layer_sizes=(64,)."""
 
     _loss_name = "sum_squares"
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error",
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 clip_norm=None, dropout=0.0, dtype=None):
+        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
+                         batch_size=batch_size, learning_rate=learning_rate,
+                         learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+                         shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+                         warm_start=warm_start, momentum=momentum,
+                         nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+                         validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+                         epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+                         clip_norm=clip_norm, dropout=dropout, dtype=dtype)
+        self.loss = loss
+
+    def _check_loss(self):
+        if self.loss == "poisson":
+            raise ValueError("The 'loss' parameter of MLPRegressor: 'poisson' is not offered by "
+                             "mlpjit.sklearn (mlpjit has no Poisson loss); use loss='squared_error'.")
+        _among(self, "loss", ("squared_error",))
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -514,3 +610,93 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         return self._fit(X, y, incremental=True)
+
+
+# --- model files: an estimator, or a pipeline of a scaler and an estimator -----------------------
+
+def _per_feature(name, scaler):
+    """(m, s), each (F,), with ``scaler.transform(x) = (x − m)/s`` per feature, for the scalers
+    a ``standardize`` layer can stand for (fitted attributes in scikit-learn's names):
+
+    StandardScaler  m = mean_,   s = scale_  (0 or 1 where with_mean / with_std is False;
+                    scale_ is already 1 for a constant feature)
+    MinMaxScaler    x·scale_ + min_ = (x − m)/s with s = 1/scale_, m = −min_/scale_ (scale_ =
+                    (hi − lo)/(max − min) for feature_range (lo, hi); clip=True is refused)
+    MaxAbsScaler    m = 0,       s = scale_ = max |x|
+    RobustScaler    m = center_, s = scale_  (0 or 1 where with_centering / with_scaling is False)
+    """
+    F = int(scaler.n_features_in_)
+    zeros, ones = np.zeros(F), np.ones(F)
+    if isinstance(scaler, StandardScaler):
+        return (np.asarray(scaler.mean_, np.float64) if scaler.with_mean else zeros,
+                np.asarray(scaler.scale_, np.float64) if scaler.with_std else ones)
+    if isinstance(scaler, MinMaxScaler):
+        if scaler.clip:
+            raise ValueError(f"save: step '{name}' (MinMaxScaler with clip=True) clips to feature_range, "
+                             f"which a standardize layer cannot; refit it with clip=False.")
+        s = 1.0 / np.asarray(scaler.scale_, np.float64)
+        return -np.asarray(scaler.min_, np.float64) * s, s
+    if isinstance(scaler, MaxAbsScaler):
+        return zeros, np.asarray(scaler.scale_, np.float64)
+    return (np.asarray(scaler.center_, np.float64) if scaler.with_centering else zeros,
+            np.asarray(scaler.scale_, np.float64) if scaler.with_scaling else ones)
+
+
+_SCALERS = (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler)
+_SUPPORTED = ("a fitted MLPClassifier or MLPRegressor of mlpjit.sklearn, or a Pipeline of at most one "
+              "scaler (" + ", ".join(c.__name__ for c in _SCALERS) + ") followed by one of them")
+
+
+def save(estimator, path):
+    """Write a fitted estimator, or a fitted ``Pipeline`` of [one scaler,] estimator, as ONE
+    mlpjit model file that ``Sequential.load``, ``mlpjit predict`` and ``mlpjit evaluate`` read,
+    on the pipeline's raw inputs.
+
+    The scaler becomes the model's first layer, ``standardize`` with μ = m and σ = s of
+    :func:`_per_feature` (Y = (X − μ)/σ), before the estimator's Dense layers; "passthrough"
+    steps are skipped.  Anything else (PCA, PolynomialFeatures, a ColumnTransformer, two
+    scalers, another estimator) is refused in one ValueError line naming the step.
+
+    Example::
+
+        pipe = make_pipeline(StandardScaler(), MLPClassifier()).fit(X, y)
+        mlpjit.sklearn.save(pipe, "model.npz")    # then: mlpjit predict model.npz raw.csv
+    """
+    scaler = None
+    if isinstance(estimator, Pipeline):
+        steps = [(n, s) for n, s in estimator.steps if not (s is None or isinstance(s, str))]
+        if not steps:
+            raise ValueError(f"save: the pipeline has no steps; it must be {_SUPPORTED}")
+        *before, (last_name, mlp) = steps
+        if not isinstance(mlp, _BaseMLP):
+            raise ValueError(f"save: step '{last_name}' ({type(mlp).__name__}) is not an estimator of "
+                             f"mlpjit.sklearn; supported: {_SUPPORTED}")
+        for i, (name, step) in enumerate(before):
+            if i > 0 or type(step) not in _SCALERS:
+                raise ValueError(f"save: step '{name}' ({type(step).__name__}) cannot go into an mlpjit "
+                                 f"model file; supported: {_SUPPORTED}")
+            scaler = (name, step)
+    elif isinstance(estimator, _BaseMLP):
+        mlp = estimator
+    else:
+        raise ValueError(f"save: {type(estimator).__name__} cannot be saved as an mlpjit model; "
+                         f"supported: {_SUPPORTED}")
+    check_is_fitted(mlp, "_model")
+    layers = list(mlp._model.layers)
+    meta = mlp._file_metadata()
+    if scaler is not None:
+        name, step = scaler
+        check_is_fitted(step)
+        m, s = _per_feature(name, step)
+        if m.shape != (mlp.n_features_in_,):
+            raise ValueError(f"save: step '{name}' has {m.shape[0]} features, the estimator "
+                             f"{mlp.n_features_in_}")
+        first = Standardize(m.shape[0], dtype=mlp._model.dtype)
+        first.mean[...] = m
+        first.std[...] = s
+        first.adapted = True
+        layers.insert(0, first)
+        meta["scaler"] = type(step).__name__
+    model = Sequential(layers)
+    model.metadata = meta
+    model.save(path)

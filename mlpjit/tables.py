@@ -77,12 +77,13 @@ def read_csv(path: Path, label: str) -> tuple[list[str], list[tuple[int, list[st
     return columns, rows
 
 
-def cell_float(label: str, line: int, column: str, cell: str) -> float:
+def cell_float(label: str, line: int, column: str, cell: str,
+               missing_hint: str = "set data.missing: drop to leave out rows with empty cells") -> float:
     """A cell as a finite float, or a DataError naming the file, line and column."""
     text = cell.strip()
     if text == "":
         raise DataError(f"{label} line {line}, column {column!r}: empty cell "
-                        f"(or set data.missing: drop to leave out rows with empty cells)")
+                        f"(or {missing_hint})")
     try:
         value = number(text)
     except ValueError:
@@ -227,8 +228,12 @@ class TableEncoding:
             raise DataError(f"{label}: every row has an empty cell (data.missing: drop leaves none)")
         return kept
 
-    def transform(self, columns: list[str], rows: list, label: str) -> np.ndarray:
-        """The feature matrix (N, n_features), float64, of ``rows`` of a file with ``columns``."""
+    def transform(self, columns: list[str], rows: list, label: str,
+                  hint: str = "set data.unknown: zeros",
+                  missing_hint: str = "set data.missing: drop to leave out rows with empty cells") -> np.ndarray:
+        """The feature matrix (N, n_features), float64, of ``rows`` of a file with ``columns``;
+        ``hint``, ``missing_hint``: how to ask for all-zero features of an unseen category, and
+        to leave out rows with an empty cell, for the messages."""
         pos = {c: i for i, c in enumerate(columns)}
         X = np.zeros((len(rows), self.n_features))
         j = 0
@@ -236,7 +241,7 @@ class TableEncoding:
             p = pos[c["name"]]
             if c["kind"] == "number":
                 for r, (line, row) in enumerate(rows):
-                    X[r, j] = cell_float(label, line, c["name"], row[p])
+                    X[r, j] = cell_float(label, line, c["name"], row[p], missing_hint)
                 j += 1
                 continue
             index = {v: k for k, v in enumerate(c["categories"])}
@@ -244,14 +249,14 @@ class TableEncoding:
                 v = row[p].strip()
                 if v == "":
                     raise DataError(f"{label} line {line}, column {c['name']!r}: empty cell "
-                                    f"(or set data.missing: drop to leave out rows with empty cells)")
+                                    f"(or {missing_hint})")
                 k = index.get(v)
                 if k is None:
                     if self.unknown == "zeros":
                         continue
                     raise DataError(f"{label} line {line}, column {c['name']!r}: category {v!r} "
                                     f"does not occur in the training data (categories: "
-                                    f"{', '.join(c['categories'])}; or set data.unknown: zeros)")
+                                    f"{', '.join(c['categories'])}; or {hint})")
                 X[r, j + k] = 1.0
             j += len(c["categories"])
         return X

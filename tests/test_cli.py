@@ -100,7 +100,9 @@ def test_shipped_xor_config_reaches_100_percent(mlpjit_proc, tmp_path):
     assert [r["epoch"] for r in rows] == list(range(1, 301))
     model = mlpjit.Sequential.load(out / "model.npz")
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
-    assert (model.predict(X)[:, 0] > 0).astype(int).tolist() == [0, 1, 1, 0]
+    assert (model.logits(X)[:, 0] > 0).astype(int).tolist() == [0, 1, 1, 0]
+    assert (model.predict(X)[:, 0] > 0.5).astype(int).tolist() == [0, 1, 1, 0]   # probabilities
+    assert model.predict_classes(X).tolist() == [0, 1, 1, 0]
 
 
 def test_train_prints_epoch_lines_and_run_folder(mlpjit_main, cfg_file, xor_cfg, tmp_path):
@@ -445,7 +447,7 @@ def test_evaluate_values_equal_recomputed(spirals_run):
     ds = load_dataset(dict(cfg["data"]), cfg["seed"])
     model = mlpjit.Sequential.load(out / "model.npz")
     loss = losses.get("cross_entropy")
-    value = loss.forward(model.predict(ds.scaled(ds.X_test)), ds.y_test)
+    value = loss.forward(model.logits(ds.X_test), ds.y_test)   # raw inputs: the model scales them
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert value == pytest.approx(metrics[-1]["test_loss"], rel=1e-5)
 
@@ -476,9 +478,12 @@ def test_predict_npy_and_csv(spirals_run, mlpjit_main, tmp_path):
     np.save(tmp_path / "x.npy", X)
     _csv(tmp_path / "x.csv", X.tolist())
     _csv(tmp_path / "xh.csv", X.tolist(), header=["a", "b"])
-    logits = model.predict(X.astype(np.float32))
+    logits = model.logits(X.astype(np.float32))
     expected_p = np.exp(logits - logits.max(1, keepdims=True))
     expected_p /= expected_p.sum(1, keepdims=True)
+    # Python and the CLI predict alike: probabilities, on the same raw inputs
+    np.testing.assert_allclose(model.predict(X), expected_p, atol=1e-6)
+    assert model.predict_classes(X).tolist() == logits.argmax(1).tolist()
 
     # stdout, from .npy
     res = mlpjit_main("predict", out / "model.npz", tmp_path / "x.npy")

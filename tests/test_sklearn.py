@@ -106,10 +106,14 @@ def test_stopping_early_stopping_warm_start_and_partial_fit(digits):
 @pytest.mark.parametrize("params,message", [
     ({"hidden_layer_sizes": (0,)}, r"hidden_layer_sizes must be > 0"),
     ({"alpha": -1.0}, r"The 'alpha' parameter of MLPClassifier must be a float in the range \[0.0, inf\)\. Got -1.0 instead\."),
-    ({"solver": "lbfgs"}, r"The 'solver' parameter of MLPClassifier must be a str among \{'adam', 'sgd'\}.*lbfgs is not offered"),
+    ({"solver": "lbfgs"}, r"The 'solver' parameter of MLPClassifier: 'lbfgs' is not offered.*solver='adam' or 'sgd'"),
+    ({"solver": "newton"}, r"The 'solver' parameter of MLPClassifier must be a str among \{'adam', 'sgd'\}"),
     ({"activation": "swish"}, r"The 'activation' parameter"),
     ({"batch_size": 0}, r"The 'batch_size' parameter of MLPClassifier must be an int in the range \[1, inf\)"),
-    ({"momentum": 1.0}, r"The 'momentum' parameter"),
+    ({"momentum": 1.5}, r"The 'momentum' parameter"),
+    ({"momentum": 1.0, "solver": "sgd"}, r"The 'momentum' parameter of MLPClassifier must be < 1 with solver='sgd'"),
+    ({"learning_rate": "optimal"}, r"The 'learning_rate' parameter of MLPClassifier must be a str among "
+                                   r"\{'constant', 'invscaling', 'adaptive'\}"),
     ({"learning_rate_init": 0}, r"The 'learning_rate_init' parameter"),
     ({"dropout": 1.0}, r"The 'dropout' parameter"),
     ({"dtype": "int8"}, r"The 'dtype' parameter"),

@@ -194,5 +194,6 @@ def test_predict_on_a_csv_with_an_empty_cell_refuses_rather_than_drop_the_row(ml
     res = mlpjit_main("predict", tmp_path / "run" / "model.npz", rows, "--out", tmp_path / "p.csv")
     assert res.code == 2 and "Traceback" not in res.text
     assert res.err.strip() == (f"error: {rows}: line 3 has an empty cell, which training dropped "
-                               f"(data.missing: drop); fill it to predict every row")
+                               f"(data.missing: drop); fill it, or drop them here (mlpjit predict --missing drop; "
+                               f"predict(..., missing='drop'))")
     assert not (tmp_path / "p.csv").exists()

@@ -462,8 +462,9 @@ def fgsm(ctx):
     # a few digits before and after (ε = 0.1)
     idx = np.arange(8)
     adv = ex.fgsm(model, X[idx], y[idx], 0.1)
-    pred0 = np.argmax(model.predict(X[idx]), axis=1)
-    pred1 = np.argmax(model.predict(adv), axis=1)
+    # X is scaled as the layers take it (the attack works there): the layers' own forward
+    pred0 = np.argmax(model.forward(X[idx], training=False), axis=1)
+    pred1 = np.argmax(model.forward(adv, training=False), axis=1)
     out = ctx.figures / "fgsm.png"
 
     def draw(fig):

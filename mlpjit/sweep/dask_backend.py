@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
 import queue
 import shutil
 import signal

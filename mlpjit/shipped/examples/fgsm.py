@@ -46,7 +46,9 @@ def fgsm(model, X, y, eps, loss="cross_entropy", batch_size=1000):
 
 
 def accuracy(model, X, y):
-    return float(np.mean(np.argmax(model.predict(X), axis=1) == y))
+    # X is already scaled as the layers take it (the attack works there): the layers' forward,
+    # not model.predict, which takes raw pixels and applies the model's x_scale itself
+    return float(np.mean(np.argmax(model.forward(X, training=False), axis=1) == y))
 
 
 def attack_table(model, X, y, epsilons=EPSILONS, seed=0):

@@ -35,7 +35,7 @@ def train(model, steps, lr, report_every=None):
             param -= lr * grad
         if report_every and step % report_every == 0:
             print(f"  step {step:5d}  loss {value:.6f}")
-    logits = model.predict(X)
+    logits = model.logits(X)   # the raw outputs; model.predict gives probabilities once fitted
     accuracy = float(np.mean(loss.predict_classes(logits) == y))
     return loss.forward(logits, y), accuracy
 
@@ -50,7 +50,7 @@ def main():
     loss2, acc2 = train(two_layer, steps=3000, lr=0.5, report_every=500)
     seconds = time.perf_counter() - start
     print(f"two layers: loss {loss2:.6f}, accuracy {acc2:.0%} ({seconds:.2f} s for 3000 steps)")
-    print("  probabilities:", np.round(mlpjit.losses.get("binary_cross_entropy").transform(two_layer.predict(X))[:, 0], 3))
+    print("  probabilities:", np.round(mlpjit.losses.get("binary_cross_entropy").transform(two_layer.logits(X))[:, 0], 3))
 
     one_unit = mlpjit.Sequential([mlpjit.Dense(2, 1, dtype=np.float64, seed=0)])
     loss1, acc1 = train(one_unit, steps=3000, lr=0.5, report_every=1000)
