@@ -300,15 +300,54 @@ def _load_model_and_cfg(target, data, trust=()):
         model_path, cfg = target, None
     model = Sequential.load(model_path, trust=trust)
     if data is not None:
-        if Path(data).suffix in (".yaml", ".yml") or Path(data).is_file():
+        p = Path(data)
+        if p.suffix in (".npz", ".csv") and p.exists():   # a data file: evaluated as it is
+            spec = {"name": "npz", "path": str(p)} if p.suffix == ".npz" else {"name": "file", "path": str(p)}
+            cfg = {"data": spec, "seed": model.metadata.get("seed", 0),
+                   "loss": model.metadata.get("loss", "cross_entropy")}
+        elif p.suffix in (".yaml", ".yml") or p.is_file():
             cfg = _load(data)
         else:  # a source spec: load_dataset checks its keys and values
             cfg = {"data": _data_spec(data), "seed": model.metadata.get("seed", 0),
                    "loss": model.metadata.get("loss", "cross_entropy")}
     if cfg is None:
         raise ConfigError(f"{target}: a model file alone does not say which data to use; "
-                          f"pass --data CONFIG.yaml or --data mnist")
+                          f"pass --data FILE.npz, --data FILE.csv (a table model), --data CONFIG.yaml "
+                          f"or --data mnist")
     return model, cfg
+
+
+def _csv_dataset(model, path):
+    """A table's CSV (with its target column) as the test split, encoded as the model's
+    training table was (its stored encoding, not one learned from this file)."""
+    from . import predicting as P
+    from .data import Dataset
+    from .tables import TableEncoding, read_table
+    meta = model.metadata
+    if not meta.get("encoding"):
+        raise ConfigError(f"--data {path}: a CSV is read with the table encoding of the model it "
+                          f"evaluates, and this model was not trained on a table; give an .npz "
+                          f"(X, y) or a source spec: --data csv,train={path},target=COLUMN")
+    enc = TableEncoding.from_json(meta["encoding"])
+    X, target, _ = read_table(P.input_file(path), enc, str(path), target_required=True)
+    if len(X) == 0:
+        raise DataError(f"{path}: no rows to evaluate")
+    names = meta.get("class_names")
+    if meta.get("task") == "classification":
+        index = {str(n): i for i, n in enumerate(names or range(meta.get("n_classes") or 0))}
+        y = []
+        for line, cell in target:
+            key = str(_label_value(cell, names))
+            if key not in index:
+                raise DataError(f"{path} line {line}, column {enc.target!r}: label {cell!r} is not one "
+                                f"of the model's classes ({', '.join(map(str, index))})")
+            y.append(index[key])
+        y = np.asarray(y, np.int64)
+    else:
+        from .tables import cell_float
+        y = np.asarray([[cell_float(str(path), line, enc.target, cell)] for line, cell in target])
+    return Dataset(str(path), meta.get("task", "classification"), X[:0], y[:0], None, None, X, y,
+                   meta.get("n_classes"), 1.0, names)
 
 
 def _data_spec(text):
@@ -326,8 +365,9 @@ def _data_spec(text):
 
 @cli.command()
 @click.argument("target", type=click.Path(exists=False))
-@click.option("--data", help="Data to evaluate on: a config file, or a source spec such as "
-                             "'mnist' or 'spirals,classes=3' (default: the run's config).")
+@click.option("--data", help="Data to evaluate on: a data file (FILE.npz with X, y; FILE.csv "
+                             "of a table model, with its target column), a config file, or a source "
+                             "spec such as 'mnist' or 'spirals,classes=3' (default: the run's config).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object (for scripts).")
 @click.option("--trust", multiple=True, metavar="MODULE",
               help="Allow the model or run folder to use layers from this module, which is then "
@@ -346,23 +386,30 @@ def evaluate(target, data, as_json, trust):
       mlpjit evaluate runs/mnist_mlp-20261123-120000 --json
       mlpjit evaluate model.npz --data configs/mnist_mlp.yaml
       mlpjit evaluate model.npz --data mnist
+      mlpjit evaluate model.npz --data iris.npz
+      mlpjit evaluate runs/cancer/model.npz --data raw_test.csv
     """
     from . import losses
     from . import metrics as M
     from .data import load_dataset
 
     model, cfg = _load_model_and_cfg(target, data, trust)
-    ds = load_dataset(dict(cfg["data"]), cfg["seed"])
+    if cfg["data"].get("name") == "file":
+        ds = _csv_dataset(model, cfg["data"]["path"])
+    else:
+        ds = load_dataset(dict(cfg["data"]), cfg["seed"])
     loss = losses.get(model.metadata.get("loss") or cfg["loss"])
+    # where the data came from, for the messages: --data, or the run's config
+    where = f"--data {data}" if data is not None else f"{Path(target) / 'config.yaml'}"
     if model.in_features is not None and model.in_features != ds.n_features:
         raise DataError(f"the model takes {model.in_features} inputs but data "
-                        f"'{cfg['data']['name']}' has {ds.n_features} features")
+                        f"'{cfg['data']['name']}' ({where}) has {ds.n_features} features")
     if model.takes_images:
         ds = ds.as_images()
     try:
         model.output_shape(ds.input_shape)
     except ValueError as e:
-        raise DataError(f"the model does not fit data '{cfg['data']['name']}' "
+        raise DataError(f"the model does not fit data '{cfg['data']['name']}' ({where}) "
                         f"(examples of shape {ds.input_shape}): {e}") from None
     classification = ds.task == "classification"
     splits = [split for split in ("train", "val", "test")
@@ -373,7 +420,7 @@ def evaluate(target, data, as_json, trust):
     last = splits[-1]
     width = int(np.prod(model.output_shape(ds.input_shape)))
     if classification and width > 1 and width != ds.n_classes:
-        raise DataError(f"the model has {width} outputs but the data has {ds.n_classes} "
+        raise DataError(f"the model has {width} outputs but the data ({where}) has {ds.n_classes} "
                         f"classes: they do not fit")
     names = model.metadata.get("class_names") or ds.class_names
     from .core import _target_scale_of

@@ -246,10 +246,27 @@ def _count_or(word):
 
 
 MAX_EPOCHS = 1_000_000   # a plan beyond this is a typo, not a run (no run could finish it)
+# train.epochs: auto (the default): at most AUTO_EPOCHS epochs, stopping once the loss (the
+# validation loss with a validation split, else the training loss) has not improved by
+# AUTO_STOP's min_delta for its patience epochs, as scikit-learn's MLP does by default
+AUTO_EPOCHS = 200
+AUTO_STOP = {"patience": 10, "min_delta": 1e-4}
+
+
+def _epochs(value: Any) -> Any:
+    if value == "auto" and isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 1 <= value <= MAX_EPOCHS:
+            return value
+        raise _Issue(f"must be {'>= 1' if value < 1 else f'<= {MAX_EPOCHS}'} or 'auto' (got {_fmt(value)})")
+    raise _Issue(f"must be an integer >= 1 or 'auto' (got {_fmt(value)})")
 
 
 class TrainConfig(_Model):
-    epochs: Annotated[Int, Field(ge=1, le=MAX_EPOCHS)] = 10
+    # auto: up to AUTO_EPOCHS, stopping when the loss stops improving (see AUTO_STOP); a
+    # resolved config says what that became (epochs: 200 and its early_stopping)
+    epochs: Annotated[Union[int, Literal["auto"]], BeforeValidator(_epochs)] = "auto"
     batch_size: Annotated[Union[int, Literal["full"]], BeforeValidator(_count_or("full"))] = 32
     shuffle: Bool = True
     eval_batch_size: Annotated[Int, Field(ge=1)] = 1000
@@ -259,6 +276,9 @@ class TrainConfig(_Model):
     probe_rows: Annotated[Int, Field(ge=0)] = 256
     probe_every: Annotated[Int, Field(ge=0)] = 0
     early_stopping: Optional[EarlyStoppingConfig] = None
+    # the test figures in each epoch's line (every_epoch), or only in the final line (end);
+    # metrics.jsonl has them every epoch either way
+    print_test: Annotated[Literal["end", "every_epoch"], _choice("print_test", ("end", "every_epoch"))] = "end"
     # Run whole chunks of batches in one compiled loop (same numbers as the layer-by-layer
     # path); false runs each layer from Python, as a custom layer always does.
     compiled: Bool = True
@@ -317,7 +337,9 @@ class Schema:
 
         ModelConfig = create_model("ModelConfig", __base__=_Model,
                                    layers=(Annotated[list[layer_union], Field(min_length=1)], ...))
-        default_opt = "sgd" if "sgd" in self.optimizers else next(iter(self.optimizers))
+        # Adam at its default rate (1e-3), as scikit-learn's MLP: a config that leaves the
+        # optimizer out trains (measured: docs/config.md "Defaults")
+        default_opt = "adam" if "adam" in self.optimizers else next(iter(self.optimizers))
         default_sched = "constant" if "constant" in self.schedules else next(iter(self.schedules))
         opt_default = self.optimizers[default_opt](type=default_opt)
         sched_default = self.schedules[default_sched](type=default_sched)
@@ -1022,8 +1044,18 @@ def config_from_dict(d: dict, source: str = "<config>"):
 
 
 def resolved_dict(config) -> dict:
-    """A plain JSON/YAML-safe dict with every default filled in."""
-    return config.model_dump(mode="json")
+    """A plain JSON/YAML-safe dict with every default filled in; ``train.epochs: auto`` becomes
+    what it means: ``AUTO_EPOCHS`` epochs, with early stopping on the loss (validation loss
+    with a validation split, else training loss) unless the config sets its own."""
+    d = config.model_dump(mode="json")
+    train = d.get("train") or {}
+    if train.get("epochs") == "auto":
+        train["epochs"] = AUTO_EPOCHS
+        if train.get("early_stopping") is None:
+            metric = "val_loss" if (d.get("data") or {}).get("validation") else "train_loss"
+            train["early_stopping"] = {"patience": AUTO_STOP["patience"], "metric": metric,
+                                       "min_delta": AUTO_STOP["min_delta"]}
+    return d
 
 
 def dump_yaml(config) -> str:
@@ -1059,7 +1091,7 @@ def apply_overrides(config, overrides: Sequence[str] = ()):
         overrides = (overrides,)
     if not overrides:
         return config
-    tree = copy.deepcopy(resolved_dict(config))
+    tree = copy.deepcopy(config.model_dump(mode="json"))   # train.epochs: auto stays auto
     applied: list[tuple[str, list[str]]] = []
     for item in overrides:
         applied.append((item, _apply_override(tree, str(item))))

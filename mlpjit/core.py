@@ -427,7 +427,11 @@ class TrainingCore:
         es = cfg["train"].get("early_stopping")
         if es:
             split = es["metric"].split("_")[0]
-            if split in ("val", "test") and getattr(self.data, f"X_{split}") is None:
+            if split == "test":   # choosing by the test split is choosing on the test set
+                raise ConfigError(f"train.early_stopping.metric: '{es['metric']}' would choose when to "
+                                  f"stop by the test split, which only reports; use "
+                                  f"val_{es['metric'][5:]} (with data.validation) or train_loss")
+            if split == "val" and getattr(self.data, f"X_{split}") is None:
                 raise ConfigError(f"train.early_stopping.metric: '{es['metric']}' needs a {split} split, "
                                   f"but data '{cfg['data']['name']}' has none"
                                   + (" (set data.validation)" if split == "val" else ""))
@@ -848,7 +852,8 @@ class TrainingCore:
         parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}"]
         if "train_accuracy" in row:
             parts.append(f"acc {100 * row['train_accuracy']:.2f}%")
-        for split in ("val", "test"):
+        splits = ("val", "test") if self.cfg["train"].get("print_test") == "every_epoch" else ("val",)
+        for split in splits:   # the test split is reported at the end (train.print_test)
             if f"{split}_loss" in row:
                 parts.append(f"{split}_loss {row[f'{split}_loss']:.4f}")
             if f"{split}_accuracy" in row:

@@ -713,7 +713,7 @@ def test_evaluate_a_model_on_data_with_another_number_of_classes(mlpjit_main, cf
     cfg["data"]["classes"] = 2
     two = cfg_file(cfg, "two.yaml")
     assert_user_error(mlpjit_main("evaluate", tmp_path / "r" / "model.npz", "--data", two),
-                      "the model has 3 outputs but the data has 2 classes")
+                      "the model has 3 outputs but the data (--data", "has 2 classes")
 
 
 def test_a_metrics_file_that_is_not_text_is_one_line(mlpjit_main, cfg_file, helpers, tmp_path):
@@ -721,3 +721,19 @@ def test_a_metrics_file_that_is_not_text_is_one_line(mlpjit_main, cfg_file, help
     (tmp_path / "r" / "metrics.jsonl").write_bytes(b"\xff\xfe not utf-8\n")
     pytest.importorskip("matplotlib")
     assert_user_error(mlpjit_main("report", tmp_path / "r"), "metrics.jsonl: cannot read")
+
+
+def test_test_figures_print_at_the_end_and_never_choose(mlpjit_main, cfg_file, helpers, tmp_path):
+    cfg = helpers.spirals(epochs=2, validation=10)
+    r = mlpjit_main("train", cfg_file(cfg), "--out", tmp_path / "a")
+    epoch_lines = [line for line in r.out.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and all("val_loss" in x and "test_" not in x for x in epoch_lines)
+    assert "test_accuracy" in r.out.splitlines()[-2]                    # the final line
+    rows = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert all("test_loss" in row for row in rows)                       # kept every epoch
+    r = mlpjit_main("train", cfg_file(cfg), "--set", "train.print_test=every_epoch", "--out", tmp_path / "b")
+    assert all("test_loss" in x for x in r.out.splitlines() if x.startswith("epoch "))
+    cfg["train"]["early_stopping"] = {"metric": "test_loss"}
+    assert_user_error(mlpjit_main("train", cfg_file(cfg, "es.yaml"), "--out", tmp_path / "c"),
+                      "train.early_stopping.metric: 'test_loss' would choose when to stop by the test split",
+                      "use val_loss", out_dir=tmp_path / "c")

@@ -10,6 +10,7 @@ from mlpjit.config import (
     ClipConfig,
     MnistData,
     XorData,
+    apply_overrides,
     config_from_dict,
     dump_yaml,
     load_config,
@@ -112,12 +113,21 @@ def test_minimal_defaults(tmp_path):
     c = load_config(write(tmp_path, MINIMAL))
     assert c.name == "run" and c.seed == 0 and c.dtype == "float32"
     assert isinstance(c.data, XorData) and c.data.function == "xor"
-    assert c.optimizer == SGDConfig(type="sgd", lr=0.01)
-    assert c.optimizer.momentum == 0.0 and c.optimizer.weight_decay == 0.0
+    # scikit-learn's MLP defaults, measured to train (docs/config.md "Defaults"): Adam at 1e-3,
+    # up to 200 epochs, stopping once the loss stops improving by 1e-4 for 10 epochs
+    assert c.optimizer.type == "adam" and c.optimizer.lr == 0.001
     assert c.schedule.type == "constant"
     assert c.clip is None
-    assert c.train.epochs == 10 and c.train.batch_size == 32 and c.train.shuffle is True
+    assert c.train.epochs == "auto" and c.train.batch_size == 32 and c.train.shuffle is True
     assert c.train.eval_batch_size == 1000 and c.train.early_stopping is None
+    train = resolved_dict(c)["train"]
+    assert train["epochs"] == 200
+    assert train["early_stopping"] == {"patience": 10, "metric": "train_loss", "min_delta": 1e-4}
+    with_val = resolved_dict(apply_overrides(c, ["data.validation=1"]))["train"]["early_stopping"]
+    assert with_val["metric"] == "val_loss"
+    # epochs given (in the file, --set or --epochs): that many, no early stopping unless asked
+    assert resolved_dict(apply_overrides(c, ["train.epochs=7"]))["train"] | {} == \
+        {**train, "epochs": 7, "early_stopping": None}
     layer = c.model.layers[0]
     assert layer.init.name == "xavier_uniform"
 
@@ -315,6 +325,7 @@ def test_overrides(tmp_path):
     c = load_config(
         path,
         [
+            "optimizer.type=sgd",
             "optimizer.lr=0.1",
             "optimizer.momentum=0.9",  # not in the file: a valid field there
             "model.layers.0.units=512",
@@ -376,9 +387,9 @@ def test_override_activation_param(tmp_path):
         ("model.layers.7.units=3",
          "--set model.layers.7.units=3: index 7 out of range (model.layers has 2 items)"),
         ("model.layers.x.units=3", "--set model.layers.x.units=3: model.layers is a list"),
-        ("train.epochs.x=3", "--set train.epochs.x=3: train.epochs is 10, not a mapping"),
+        ("train.epochs.x=3", "--set train.epochs.x=3: train.epochs is 'auto', not a mapping"),
         ("optimizer.lr=-1", "--set optimizer.lr=-1: optimizer.lr: must be > 0 (got -1)"),
-        ("train.epochs=2.5", "--set train.epochs=2.5: train.epochs: must be an integer (got 2.5)"),
+        ("train.epochs=2.5", "--set train.epochs=2.5: train.epochs: must be an integer >= 1 or 'auto' (got 2.5)"),
         ("clip.norm=0", "--set clip.norm=0: clip.norm: must be > 0 (got 0)"),
         ("foo", "--set foo: expected key.path=value"),
         ("=3", "--set =3: expected key.path=value"),

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mlpjit.errors import MlpjitError
-from mlpjit.sweep import parse_grid, run_sweep, sweep
+from mlpjit.sweep import parse_grid, run_sweep, summary_table, sweep
 
 GRID = ["--grid", "optimizer.lr=0.01,0.1", "--grid", "model.layers.0.activation=tanh,relu",
         "--seeds", "2"]
@@ -345,3 +345,34 @@ def test_space_draws_stay_below_b_and_huge_bounds_are_errors():
     for text in ["optimizer.lr=uniform(0, 1" + "0" * 400 + ")", "train.epochs=randint(1, 10000000000000000000000)"]:
         with pytest.raises(ConfigError, match="--space"):
             parse_space(text)
+
+
+# --- validation chooses, test reports --------------------------------------------------------------
+
+def test_with_a_validation_split_the_summary_ranks_by_it_and_only_reports_test(tmp_path, capsys, helpers):
+    """Two learning rates on spirals with a validation split: the summary's choosing column is
+    val_accuracy, test_accuracy stands beside it, and the best line names the validation
+    winner, whichever the test split would have picked."""
+    path = helpers.write_cfg(tmp_path / "c.yaml", helpers.spirals(points=90, test_points=30, validation=30,
+                                                                  epochs=3))
+    code, text, err = invoke(capsys, path, "--grid", "optimizer.lr=0.01,0.5", "--out", tmp_path / "s")
+    assert code == 0, err
+    header = next(line for line in text.splitlines() if line.startswith("optimizer.lr"))
+    assert header.split()[:4] == ["optimizer.lr", "runs", "ok", "val_accuracy"] and "test_accuracy" in header
+    rows = read_csv(tmp_path / "s" / "sweep.csv")
+    val = {r["optimizer.lr"]: float(r["val_accuracy"]) for r in rows}
+    best = max(val, key=val.get)
+    assert f"best by val_accuracy (the mean over seeds): optimizer.lr={best}; test_accuracy is reported, " \
+           f"never used to choose" in text
+
+
+def test_summary_table_by_hand():
+    rows = [{"lr": 0.1, "status": "ok", "val_loss": 0.5, "test_loss": 0.1, "train_seconds": 1.0},
+            {"lr": 0.2, "status": "ok", "val_loss": 0.3, "test_loss": 0.9, "train_seconds": 1.0}]
+    text = summary_table(["lr"], rows)
+    assert "best by val_loss (the mean over seeds): lr=0.2" in text   # not lr=0.1, the test's pick
+    for r in rows:
+        del r["val_loss"]
+        r["train_loss"] = r["lr"]
+    text = summary_table(["lr"], rows)
+    assert "best by train_loss (the mean over seeds): lr=0.1" in text and "no validation split" in text

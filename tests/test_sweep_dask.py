@@ -240,7 +240,7 @@ def test_half_finished_sweep_does_only_what_is_missing(dask_sweep, spirals_file,
     assert code == 0, err
     assert "skipping 6 finished runs" in text
     assert "[1/2]" in text and "[2/2]" in text and "[3/" not in text
-    assert f"{resumed}  test_accuracy" in text and "resumed on tcp://" in text
+    assert f"{resumed}  train_accuracy" in text and "resumed on tcp://" in text
     assert (resumed / "summary.json").is_file() and (gone / "summary.json").is_file()
     assert (resumed / "model.npz").read_bytes() == model
     assert {p: p.stat().st_mtime_ns for p in others} == others
@@ -276,7 +276,7 @@ def test_worker_killed_while_training_is_retried_and_every_run_is_present_once(s
     assert SLOW_NAMES[int(key.rsplit("-", 1)[1])] in retried  # the run it was training (keys end in its index)
     # every run exactly once: one line, one csv row, one complete folder
     for run in SLOW_NAMES:
-        assert sum(f"{out / run}  test_accuracy" in line for line in text.splitlines()) == 1, text
+        assert sum(f"{out / run}  train_accuracy" in line for line in text.splitlines()) == 1, text
     rows = read_csv(out / "sweep.csv")
     assert sorted(r["run_dir"] for r in rows) == SLOW_NAMES
     assert all(r["status"] == "ok" and r["epochs"] == "100" for r in rows)
@@ -284,7 +284,7 @@ def test_worker_killed_while_training_is_retried_and_every_run_is_present_once(s
     for run in retried:  # trained again in full, on the worker that stayed
         epochs = [json.loads(line)["epoch"] for line in (out / run / "metrics.jsonl").read_text().splitlines()]
         assert epochs == list(range(1, 101))
-        line = next(line for line in text.splitlines() if f"{out / run}  test_accuracy" in line)
+        line = next(line for line in text.splitlines() if f"{out / run}  train_accuracy" in line)
         assert victim not in line
     assert "4 ok, 0 failed" in text
     cluster.ensure_workers(2)

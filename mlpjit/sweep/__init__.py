@@ -36,8 +36,8 @@ interface every backend implements, and the local process pool) and
 :mod:`~mlpjit.sweep.dask_backend` (a Dask cluster).
 """
 
-from .plan import (METRIC_COLUMNS, SUMMARY_METRICS, SWEEP_FORMAT, parse_grid, run_sweep,
+from .plan import (METRIC_COLUMNS, SWEEP_FORMAT, ranking_metric, parse_grid, run_sweep,
                    summary_table, sweep)
 
 __all__ = ["run_sweep", "parse_grid", "sweep", "summary_table", "METRIC_COLUMNS",
-           "SUMMARY_METRICS", "SWEEP_FORMAT"]
+           "ranking_metric", "SWEEP_FORMAT"]

@@ -30,9 +30,6 @@ __all__ = ["run_sweep", "parse_grid", "sweep", "METRIC_COLUMNS", "SWEEP_FORMAT"]
 SWEEP_FORMAT = "mlpjit-sweep/1"
 METRIC_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
                   "test_loss", "test_accuracy")
-# the figure shown per grid point in the terminal summary, first one available
-SUMMARY_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss",
-                   "train_accuracy", "train_loss")
 _MAX_NAME = 120
 
 
@@ -371,26 +368,51 @@ def _fmt_stat(values: list[float], kind: str) -> str:
     return f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
 
 
+def ranking_metric(rows: list[dict]) -> tuple[str | None, str | None]:
+    """(the metric that chooses, the test metric reported beside it): a validation metric when
+    the runs have one (val_accuracy, else val_loss); without a validation split the test metric
+    is only reported and the training metric chooses (train_accuracy, else train_loss)."""
+    def first(names):
+        return next((m for m in names if any(r.get(m) is not None for r in rows)), None)
+    choose = first(("val_accuracy", "val_loss")) or first(("train_accuracy", "train_loss"))
+    return choose, first(("test_accuracy", "test_loss"))
+
+
 def summary_table(keys: list[str], rows: list[dict]) -> str:
-    """One line per grid point: runs ok/total, mean ± std over seeds of the main metric
-    (test_accuracy, else test_loss, ..., else train_loss) and of train_seconds."""
+    """One line per grid point: runs ok/total, mean ± std over seeds of the metric that chooses
+    (the validation metric; see :func:`ranking_metric`), of the test metric beside it (never
+    used to choose), and of train_seconds; then the best grid point by the choosing metric."""
     ok_rows = [r for r in rows if r["status"] == "ok"]
-    metric = next((m for m in SUMMARY_METRICS if any(r.get(m) is not None for r in ok_rows)), None)
+    metric, test = ranking_metric(ok_rows)
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(_display(r[k]) for k in keys), []).append(r)
-    head = list(keys) + ["runs ok", metric or "metric", "train_seconds"]
+    shown = [m for m in (metric, test) if m]
+    head = list(keys) + ["runs ok"] + (shown or ["metric"]) + ["train_seconds"]
     table = [head]
+    means = {}
     for group, members in groups.items():
         good = [r for r in members if r["status"] == "ok"]
-        vals = [r[metric] for r in good if metric and r.get(metric) is not None]
+        cells = []
+        for m in shown or [None]:
+            vals = [r[m] for r in good if m and r.get(m) is not None]
+            if m == metric and vals:
+                means[group] = sum(vals) / len(vals)
+            cells.append(_fmt_stat(vals, "percent" if m and m.endswith("accuracy") else "number"))
         secs = [r["train_seconds"] for r in good if r.get("train_seconds") is not None]
-        table.append(list(group) + [f"{len(good)}/{len(members)}",
-                                    _fmt_stat(vals, "percent" if metric and metric.endswith("accuracy")
-                                              else "number"),
-                                    _fmt_stat(secs, "seconds")])
+        table.append(list(group) + [f"{len(good)}/{len(members)}"] + cells + [_fmt_stat(secs, "seconds")])
     widths = [max(len(str(line[i])) for line in table) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in table]
+    if metric and means:
+        higher = metric.endswith("accuracy")
+        best = (max if higher else min)(means, key=means.get)
+        where = ", ".join(f"{k}={v}" for k, v in zip(keys, best)) or "the only grid point"
+        lines.append("")
+        lines.append(f"best by {metric} (the mean over seeds): {where}"
+                     + ("" if test is None else f"; {test} is reported, never used to choose"))
+        if not metric.startswith("val"):
+            lines.append("no validation split: the training figures choose; set data.validation "
+                         "to choose by held-out data")
     return "\n".join(lines)
 
 
@@ -611,11 +633,10 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
                 where = out / p.name
                 count = bar.done + 1
                 if res["status"] == "ok":
-                    fig = next((m for m in SUMMARY_METRICS if row.get(m) is not None), None)
                     shown = ""
-                    if fig:
+                    for fig in [m for m in ranking_metric([row]) if m]:
                         v = row[fig]
-                        shown = f"  {fig} {100 * v:.2f}%" if fig.endswith("accuracy") else f"  {fig} {v:.4g}"
+                        shown += f"  {fig} {100 * v:.2f}%" if fig.endswith("accuracy") else f"  {fig} {v:.4g}"
                     extra = (", resumed" if res.get("resumed") else "") + \
                         (f" on {res['worker']}" if res.get("worker") else "")
                     bar.log(f"[{count}/{len(tasks)}] ok      {where}{shown}  "
