@@ -79,6 +79,9 @@ def main(argv=None):
             sys.exit(143)
         click.echo("aborted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except click.exceptions.NoArgsIsHelpError as e:   # `mlpjit config` alone: its help, not an error
+        click.echo(e.ctx.get_help() if e.ctx is not None else e.format_message())
+        sys.exit(0)
     except click.ClickException as e:  # usage errors too: one line, naming the option
         click.echo(f"error: {capped(e.format_message())}"
                    + (" (see --help)" if isinstance(e, click.UsageError) else ""), err=True)
@@ -140,7 +143,7 @@ def _report(summary, run_dir, echo):
     es = summary.get("early_stopping") or {}
     stopped = (f" (early stop; best {es['best']:.4g} at epoch {es['best_epoch']})"
                if es.get("stopped") else "")
-    echo(f"done: {summary['epochs']} epochs{stopped} in {summary['train_seconds']:.1f}s training "
+    echo(f"done: {summary['epochs']} epoch{'' if summary['epochs'] == 1 else 's'}{stopped} in {summary['train_seconds']:.1f}s training "
          f"({summary['total_seconds']:.1f}s this command)  {figures}")
     echo(f"run folder: {run_dir}")
 

@@ -11,6 +11,7 @@ update rule with their formulas.  :func:`summary` returns it as data (the run re
 from __future__ import annotations
 
 import inspect
+import re
 import math
 
 import numpy as np
@@ -40,14 +41,20 @@ def _nodes(model):
     return out
 
 
-def _doc(obj):
+def _plain_doc(obj):
+    """A class's docstring as text for a terminal: reST's ``code`` and :role:`x` marks dropped."""
     doc = inspect.getdoc(type(obj)) or ""
-    return " ".join(doc.split("\n\n")[0].split())
+    doc = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).split(".")[-1], doc)
+    return doc.replace("``", "")
+
+
+def _doc(obj):
+    return " ".join(_plain_doc(obj).split("\n\n")[0].split())
 
 
 def _formula(obj):
     """The first paragraph that holds a formula (``=`` or ``←``) of a class's docstring."""
-    doc = inspect.getdoc(type(obj)) or ""
+    doc = _plain_doc(obj)
     for para in doc.split("\n\n"):
         if "=" in para or "←" in para:
             return " ".join(para.split())

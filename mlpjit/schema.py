@@ -338,7 +338,26 @@ def validated(init):
                 raise ValueError(f"{type(self).__name__}: {name} {e.message}") from None
         return init(self, *args, **kwargs)
 
+    # help() and inspect show plain types (lr: float = 0.01), not the validators behind them;
+    # signature_fields still reads the full annotations (typing.get_type_hints)
+    hints = typing.get_type_hints(init, include_extras=True)
+    wrapper.__signature__ = sig.replace(parameters=[
+        p.replace(annotation=plain_type(hints[p.name])) if p.name in hints else p
+        for p in sig.parameters.values()])
     return wrapper
+
+
+def plain_type(ann):
+    """An annotation without its validators: ``Annotated[float, Gt(0)]`` → ``float``, and so
+    inside ``Optional``, ``Union`` and ``list``."""
+    origin = typing.get_origin(ann)
+    if origin is typing.Annotated:
+        return plain_type(typing.get_args(ann)[0])
+    if origin is typing.Union:
+        return typing.Union[tuple(plain_type(a) for a in typing.get_args(ann))]
+    if origin is list and typing.get_args(ann):
+        return list[plain_type(typing.get_args(ann)[0])]
+    return ann
 
 
 @functools.lru_cache(maxsize=None)

@@ -737,3 +737,22 @@ def test_test_figures_print_at_the_end_and_never_choose(mlpjit_main, cfg_file, h
     assert_user_error(mlpjit_main("train", cfg_file(cfg, "es.yaml"), "--out", tmp_path / "c"),
                       "train.early_stopping.metric: 'test_loss' would choose when to stop by the test split",
                       "use val_loss", out_dir=tmp_path / "c")
+
+
+def test_the_first_hours_small_things(mlpjit_main, cfg_file, xor_cfg, tmp_path):
+    import inspect
+    # help() shows plain types, the validators stay behind the constructor
+    assert str(inspect.signature(mlpjit.optim.SGD)) == \
+        "(params, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, " \
+        "weight_decay: float = 0.0, max_norm: Optional[float] = None)"
+    with pytest.raises(ValueError, match=r"SGD: lr must be > 0 \(got -1\)"):
+        mlpjit.optim.SGD([], lr=-1)
+    # `mlpjit config` alone: its help, exit 0, no "error:"
+    r = mlpjit_main("config")
+    assert r.code == 0 and r.out.startswith("Usage: mlpjit config") and "error" not in r.err
+    # one epoch, not "1 epochs"
+    r = mlpjit_main("train", cfg_file(xor_cfg()), "--epochs", 1, "--out", tmp_path / "one")
+    assert "done: 1 epoch in" in r.out, r.out
+    # explain shows plain text, not reST's double backticks
+    r = mlpjit_main("explain", cfg_file(xor_cfg()))
+    assert r.code == 0 and "``" not in r.out and ":class:" not in r.out
