@@ -549,7 +549,8 @@ class TrainingCore:
         sched = self.cfg["schedule"]
         kind = sched.get("type", "constant")
         start = self.epoch + 1
-        depends = kind == "cosine"
+        from .schedules import depends_on_plan   # the schedule's registration says
+        depends = depends_on_plan(sched, self.cfg["optimizer"]["lr"], self.epoch, old, new)
         lrs = ", ".join(f"{scheduled_lr(self.cfg['optimizer']['lr'], sched, e, new):.4g}"
                         for e in range(self.epoch, min(new, self.epoch + 3)))
         if depends:

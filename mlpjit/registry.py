@@ -127,4 +127,18 @@ register_activation = activations.register
 register_loss = losses.register
 register_initializer = initializers.register
 register_optimizer = optimizers.register
-register_schedule = schedules.register
+def register_schedule(name, obj=None, *, aliases=(), depends_on_plan=None):
+    """Register a schedule class under ``name`` (a decorator without ``obj``).
+
+    ``depends_on_plan``: whether its values depend on the planned number of epochs (cosine,
+    a linear decay to zero, one-cycle do; constant, step, exponential do not).  A resume that
+    changes ``train.epochs`` re-plans such a schedule and says so.  Left out: the class's own
+    ``depends_on_plan`` attribute, else it is found by comparing the rates of the two plans."""
+    if obj is None:
+        return lambda o: register_schedule(name, o, aliases=aliases, depends_on_plan=depends_on_plan)
+    if depends_on_plan is not None:
+        if not isinstance(depends_on_plan, bool):
+            raise RegistryError(f"schedule '{name}': depends_on_plan must be True or False, "
+                                f"got {depends_on_plan!r}")
+        obj.depends_on_plan = depends_on_plan
+    return schedules.register(name, obj, aliases=aliases)

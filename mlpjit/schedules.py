@@ -8,7 +8,9 @@
 =================================  =============================================
 
 A schedule is a registered class: its constructor's arguments are its config keys, and
-``lr(base, epoch, epochs)`` gives the rate.
+``lr(base, epoch, epochs)`` gives the rate.  ``register_schedule(name, depends_on_plan=...)``
+says whether the rates depend on the planned number of epochs E (only cosine here), which is
+what decides whether a resume with another ``train.epochs`` re-plans it.
 """
 
 import math
@@ -24,6 +26,8 @@ Gamma = Annotated[Float, Field(gt=0, le=1)]
 
 
 class Schedule:
+    depends_on_plan = None   # set by register_schedule(..., depends_on_plan=...)
+
     def lr(self, base, epoch, epochs):
         raise NotImplementedError
 
@@ -31,7 +35,7 @@ class Schedule:
         return f"{type(self).__name__}()"
 
 
-@register_schedule("constant")
+@register_schedule("constant", depends_on_plan=False)
 class Constant(Schedule):
     """η in every epoch."""
 
@@ -39,7 +43,7 @@ class Constant(Schedule):
         return base
 
 
-@register_schedule("step")
+@register_schedule("step", depends_on_plan=False)
 class Step(Schedule):
     """η·γ^⌊epoch/every⌋."""
 
@@ -51,7 +55,7 @@ class Step(Schedule):
         return base * self.gamma ** (epoch // self.every)
 
 
-@register_schedule("exponential")
+@register_schedule("exponential", depends_on_plan=False)
 class Exponential(Schedule):
     """η·γ^epoch."""
 
@@ -63,7 +67,7 @@ class Exponential(Schedule):
         return base * self.gamma ** epoch
 
 
-@register_schedule("cosine")
+@register_schedule("cosine", depends_on_plan=True)
 class Cosine(Schedule):
     """η_min + (η − η_min)(1 + cos(π·epoch/epochs))/2."""
 
@@ -82,6 +86,16 @@ def schedule_from_config(config):
         config = {"type": config}
     config = dict(config or {"type": "constant"})
     return _registry.get(config.pop("type", "constant"))(**config)
+
+
+def depends_on_plan(config, lr, epoch, old, new) -> bool:
+    """Whether the schedule of ``config`` gives other rates from ``epoch`` on under a plan of
+    ``new`` epochs than under ``old``: what its registration says, else measured."""
+    sched = schedule_from_config(config)
+    declared = getattr(sched, "depends_on_plan", None)
+    if declared is not None:
+        return bool(declared)
+    return any(sched.lr(lr, e, old) != sched.lr(lr, e, new) for e in range(epoch, new))
 
 
 def names():

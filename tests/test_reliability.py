@@ -103,6 +103,48 @@ def test_a_larger_plan_on_resume_is_replanned_and_recorded(schedule, changes, ml
     assert summary["plan_changes"] == [{"at_epoch": 3, "from": 2, "to": 4, "schedule": kind, "lr_changed": changes}]
 
 
+class _LinearToZero:
+    """η·(1 − epoch/epochs): its rates depend on the plan."""
+
+    def __init__(self):
+        pass
+
+    def lr(self, base, epoch, epochs):
+        return base * (1.0 - epoch / epochs)
+
+
+@pytest.mark.parametrize("declared", [True, None], ids=["declared", "measured"])
+def test_a_users_plan_dependent_schedule_is_replanned_on_resume_and_says_so(declared, mlpjit_main, cfg_file,
+                                                                            helpers, tmp_path):
+    """No schedule name is compared anywhere: a schedule registered here, whose rates depend on
+    train.epochs, is announced and recorded as re-planned exactly as cosine is, whether its
+    registration says so (depends_on_plan=True) or the rates of the two plans show it."""
+    import mlpjit
+    name = f"linear_to_zero_{'declared' if declared else 'measured'}"
+    cls = type(name, (_LinearToZero,), {})
+    mlpjit.register_schedule(name, cls, depends_on_plan=declared)
+    assert getattr(cls, "depends_on_plan", None) is declared
+    cfg = helpers.spirals(epochs=2, schedule={"type": name})
+    run = tmp_path / "run"
+    assert mlpjit_main("train", cfg_file(cfg), "--out", run, "-q").code == 0
+    r = mlpjit_main("train", "--resume", run, "--epochs", 4)
+    assert r.code == 0, r.err
+    assert f"the plan changes from 2 to 4 epochs: the {name} schedule is re-planned over 4 epochs " \
+           f"from epoch 3 on (learning rates 0.025, 0.0125, ...)" in r.out, r.out   # 0.05·(1 − 2/4), 0.05·(1 − 3/4)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["plan_changes"] == [{"at_epoch": 3, "from": 2, "to": 4, "schedule": name, "lr_changed": True}]
+
+
+def test_register_schedule_checks_depends_on_plan():
+    import mlpjit
+    from mlpjit.registry import RegistryError
+    with pytest.raises(RegistryError, match="depends_on_plan must be True or False"):
+        mlpjit.register_schedule("bad_flag", type("BadFlag", (_LinearToZero,), {}), depends_on_plan="yes")
+    from mlpjit.schedules import Constant, Cosine, Exponential, Step
+    assert (Constant.depends_on_plan, Step.depends_on_plan, Exponential.depends_on_plan, Cosine.depends_on_plan) \
+        == (False, False, False, True)
+
+
 # --- signals ----------------------------------------------------------------------------------------
 
 def test_a_second_signal_waits_while_the_checkpoint_is_written():
