@@ -60,11 +60,11 @@ def cli():
 
     \b
     Examples:
-      mlpjit train configs/mnist_mlp.yaml
-      mlpjit train configs/xor.yaml --set optimizer.lr=0.5 --epochs 200
+      mlpjit train mnist_mlp
+      mlpjit train xor --set optimizer.lr=0.5 --epochs 200
       mlpjit train --resume runs/mnist_mlp-20261123-120000
       mlpjit evaluate runs/mnist_mlp-20261123-120000
-      mlpjit gradcheck configs/spirals.yaml
+      mlpjit gradcheck spirals
     """
 
 
@@ -188,14 +188,14 @@ def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, r
 
     \b
     Examples:
-      mlpjit train configs/mnist_mlp.yaml
+      mlpjit train mnist_mlp
       mlpjit train mnist_mlp --epochs 2                  # a shipped config, from any folder
-      mlpjit train configs/mnist_mlp.yaml --set optimizer.lr=0.1 --set model.layers.0.units=512
-      mlpjit train configs/xor.yaml --epochs 500 --seed 3 --out runs/xor
-      mlpjit train configs/mnist_mlp.yaml --epochs 40 --max-time 2h --out runs/long
+      mlpjit train mnist_mlp --set optimizer.lr=0.1 --set model.layers.0.units=512
+      mlpjit train xor --epochs 500 --seed 3 --out runs/xor
+      mlpjit train mnist_mlp --epochs 40 --max-time 2h --out runs/long
       mlpjit train --resume runs/long --max-time 2h
       mlpjit train --resume runs/xor --epochs 1000
-      mlpjit train configs/spirals.yaml --report   # and open <run folder>/report.html
+      mlpjit train spirals --report   # and open <run folder>/report.html
     """
     from .config import dump_yaml, load_config, resolved_dict
     from .errors import TrainingDiverged
@@ -595,7 +595,7 @@ def gradcheck(config, overrides, batch, max_checks, tolerance, jitter):
 
     \b
     Example:
-      mlpjit gradcheck configs/mnist_mlp.yaml
+      mlpjit gradcheck mnist_mlp
     """
     from .data import load_dataset
     from .gradcheck import gradcheck as _gradcheck
@@ -631,8 +631,8 @@ def config():
     \b
     Examples:
       mlpjit config list
-      mlpjit config show configs/mnist_mlp.yaml
-      mlpjit config check configs/spirals.yaml --set optimizer.lr=0.1
+      mlpjit config show mnist_mlp
+      mlpjit config check spirals --set optimizer.lr=0.1
     """
 
 
@@ -664,8 +664,8 @@ def config_show(config_path, overrides):
 
     \b
     Examples:
-      mlpjit config show configs/xor.yaml
-      mlpjit config show configs/mnist_mlp.yaml --set optimizer.type=adam
+      mlpjit config show xor
+      mlpjit config show mnist_mlp --set optimizer.type=adam
     """
     from .config import dump_yaml, load_config
     click.echo(dump_yaml(load_config(config_path, overrides)), nl=False)
@@ -679,8 +679,8 @@ def config_check(config_path, overrides):
 
     \b
     Examples:
-      mlpjit config check configs/mnist_mlp.yaml
-      mlpjit config check configs/xor.yaml --set model.layers.0.units=8
+      mlpjit config check mnist_mlp
+      mlpjit config check xor --set model.layers.0.units=8
     """
     from .data import load_dataset
     from .trainer import model_for_data
@@ -758,8 +758,8 @@ def explain(target, batch, markdown, step, overrides, trust):
 
     \b
     Examples:
-      mlpjit explain configs/mnist_mlp.yaml
-      mlpjit explain configs/mnist_cnn.yaml --batch 1 --markdown
+      mlpjit explain mnist_mlp
+      mlpjit explain mnist_cnn --batch 1 --markdown
       mlpjit explain runs/mnist_mlp-20261123-120000 --step
     """
     from .explain import render, summary
@@ -797,7 +797,7 @@ def trace(target, example, batch, precision, overrides, trust):
 
     \b
     Examples:
-      mlpjit trace configs/xor.yaml
+      mlpjit trace xor
       mlpjit trace runs/mnist_mlp-20261123-120000 --example 7 --precision 4
     """
     from .trace import trace_text

@@ -729,15 +729,15 @@ def sweep(config, grid_items, sample, space_items, seeds, backend, jobs, schedul
 
     \b
     Examples:
-      mlpjit sweep configs/spirals.yaml --grid optimizer.lr=0.01,0.05,0.1 --seeds 3
-      mlpjit sweep configs/spirals.yaml --grid model.layers.0.activation=sigmoid,tanh,relu \\
+      mlpjit sweep spirals --grid optimizer.lr=0.01,0.05,0.1 --seeds 3
+      mlpjit sweep spirals --grid model.layers.0.activation=sigmoid,tanh,relu \\
           --grid optimizer.lr=0.01,0.1 --seeds 2 --jobs 2 --out sweeps/act-lr
-      mlpjit sweep configs/mnist_mlp.yaml --grid model.layers.1.p=0.0,0.1,0.3 --set train.epochs=5
-      mlpjit sweep configs/xor.yaml --seeds 10 --out sweeps/xor-seeds
-      mlpjit sweep configs/spirals.yaml --sample 20 --space "optimizer.lr=loguniform(1e-3,0.3)" \\
+      mlpjit sweep mnist_mlp --grid model.layers.1.p=0.0,0.1,0.3 --set train.epochs=5
+      mlpjit sweep xor --seeds 10 --out sweeps/xor-seeds
+      mlpjit sweep spirals --sample 20 --space "optimizer.lr=loguniform(1e-3,0.3)" \\
           --space "optimizer.momentum=uniform(0.5,0.99)" --out sweeps/random
-      mlpjit sweep configs/spirals.yaml --grid optimizer.lr=0.01,0.1 --seeds 4 --backend dask --workers 2
-      mlpjit sweep configs/spirals.yaml --grid optimizer.lr=0.01,0.1 --seeds 4 \\
+      mlpjit sweep spirals --grid optimizer.lr=0.01,0.1 --seeds 4 --backend dask --workers 2
+      mlpjit sweep spirals --grid optimizer.lr=0.01,0.1 --seeds 4 \\
           --backend dask --scheduler tcp://10.0.0.5:8786
     """
     grids: dict[str, list] = {}
