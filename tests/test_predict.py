@@ -238,3 +238,37 @@ def test_fit_from_code_scales_a_regression_target_after_standardize():
     np.testing.assert_allclose(model.predict(np.array([[2.0]]))[0, 0], 5600, rtol=0.01)
     model.fit(X, y, epochs=1, progress=False)            # a second fit keeps the first fit's scale
     assert model.metadata["y_mean"] == [pytest.approx(y.mean())]
+
+
+# --- evaluate on a data file --------------------------------------------------------------------------
+
+def test_evaluate_takes_a_data_file(fruit, tmp_path, mlpjit_main):
+    """--data FILE.csv: a table model's raw CSV with its target column, encoded with the model's
+    stored encoding (not one learned from this file: a file with fewer colours must not shift
+    the one-hot columns); --data FILE.npz: X, y as they are."""
+    model_path = fruit / "run" / "model.npz"
+    rows = tmp_path / "eval.csv"
+    rows.write_text("size,color,weight,kind\n1.3,red,130,apple\n2.6,red,2600,melon\n1.1,red,95,apple\n")
+    r = mlpjit_main("evaluate", model_path, "--data", rows, "--json")
+    assert r.code == 0, r.text
+    got = json.loads(r.out)["splits"]["test"]
+    model = mlpjit.Sequential.load(model_path)
+    predicted = model.predict_classes(rows)
+    assert got["examples"] == 3
+    assert got["accuracy"] == pytest.approx(np.mean(predicted == np.array(["apple", "melon", "apple"])))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("size,color,weight,kind\n1.3,red,130,cherry\n")
+    r = mlpjit_main("evaluate", model_path, "--data", bad)
+    assert r.code == 2 and "label 'cherry' is not one of the model's classes (apple, melon)" in r.err
+    # an npz of X, y for a model trained on arrays
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 2)); y = (X[:, 0] > 0).astype(int)
+    plain = mlpjit.Sequential([mlpjit.Dense(2, 2, seed=0)])
+    plain.fit(X, y, loss="cross_entropy", optimizer={"type": "adam", "lr": 0.05}, epochs=20, progress=False)
+    plain.save(tmp_path / "plain.npz")
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    r = mlpjit_main("evaluate", tmp_path / "plain.npz", "--data", tmp_path / "d.npz", "--json")
+    assert r.code == 0, r.text
+    assert json.loads(r.out)["splits"]["train"]["accuracy"] == pytest.approx(plain.evaluate(X, y)["accuracy"])
+    r = mlpjit_main("evaluate", tmp_path / "plain.npz", "--data", rows)
+    assert r.code == 2 and "this model was not trained on a table" in r.err
