@@ -118,6 +118,19 @@ def _inputs_named(args) -> str:
     return f", with {' '.join(named)}" if named else ""
 
 
+def _with_loggers(cfg_obj, names):
+    """The config with ``--log`` names added to its train.log (validated as the key is)."""
+    if not names:
+        return cfg_obj
+    from .config import apply_overrides
+    have = list(cfg_obj.train.log)
+    wanted = have + [n for n in names if n not in have]
+    try:
+        return apply_overrides(cfg_obj, [f"train.log=[{', '.join(wanted)}]"])
+    except ConfigError as e:
+        raise ConfigError(str(e).replace(f"--set train.log=[{', '.join(wanted)}]", "--log")) from None
+
+
 def _load(config_path, overrides=(), trust=None):
     """A resolved config; ``trust`` (a list, for a run folder's config.yaml): its imports are
     not imported, each must be imported already or trusted (a run folder is data)."""
@@ -171,11 +184,14 @@ def _report(summary, run_dir, echo):
 @click.option("--report", "html_report", is_flag=True,
               help="Also write report.html into the run folder at the end (needs matplotlib).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+@click.option("--log", "log_to", multiple=True, metavar="LOGGER",
+              help="Also log the run to a registered logger: tensorboard, mlflow (repeatable; "
+                   "added to the config's train.log; allowed with --resume).")
 @click.option("--trust", multiple=True, metavar="MODULE",
               help="Allow the model or run folder to use layers from this module, which is then "
                    "imported (a file never imports code by itself; see docs/writing-a-layer.md).")
 def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, resume, html_report,
-          quiet, trust):
+          quiet, log_to, trust):
     """Train a model from a YAML CONFIG (a file, or a shipped config's name: mnist_mlp; see
     mlpjit config list) and keep a run folder.
 
@@ -229,6 +245,7 @@ def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, r
             held.enter_context(FolderLock(run_dir))   # not while another process writes it
             cfg_obj = load_config(run_dir / "config.yaml",
                                   [f"train.epochs={epochs}"] if epochs else [], trust=trust)
+            cfg_obj = _with_loggers(cfg_obj, log_to)
             cfg = resolved_dict(cfg_obj)
             trainer = Trainer(cfg, run_dir, log=echo, progress=not quiet)
             trainer.load_checkpoint()
@@ -251,7 +268,7 @@ def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, r
                 if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
                     raise ConfigError(f"--threads {threads}: must be an integer >= 1 or 'auto'")
                 extra.append(f"train.threads={threads}")
-            cfg_obj = load_config(config, extra)
+            cfg_obj = _with_loggers(load_config(config, extra), log_to)
             cfg = resolved_dict(cfg_obj)
             run_dir = _new_run_dir(cfg["name"], out)
             # everything that can fail on bad input happens before the run folder exists

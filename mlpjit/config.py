@@ -253,6 +253,19 @@ AUTO_EPOCHS = 200
 AUTO_STOP = {"patience": 10, "min_delta": 1e-4}
 
 
+def _logger_names(value: Any) -> Any:
+    """train.log: a logger's name or a list of them, each registered (mlpjit.loggers)."""
+    from . import loggers as _loggers   # registers the shipped ones  # noqa: F401
+    from .registry import loggers
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _Issue(f"must be a list of logger names (valid: {', '.join(loggers.names())}; got {_fmt(value)})")
+    for n in names:
+        if n not in loggers.names():
+            raise _Issue(_unknown_name("logger", n, loggers.names()))
+    return names
+
+
 def _epochs(value: Any) -> Any:
     if value == "auto" and isinstance(value, str):
         return value
@@ -276,6 +289,8 @@ class TrainConfig(_Model):
     probe_rows: Annotated[Int, Field(ge=0)] = 256
     probe_every: Annotated[Int, Field(ge=0)] = 0
     early_stopping: Optional[EarlyStoppingConfig] = None
+    # where the run is also logged: registered loggers (mlpjit.loggers), e.g. [tensorboard, mlflow]
+    log: Annotated[list[Str], BeforeValidator(_logger_names)] = Field(default_factory=list)
     # the test figures in each epoch's line (every_epoch), or only in the final line (end);
     # metrics.jsonl has them every epoch either way
     print_test: Annotated[Literal["end", "every_epoch"], _choice("print_test", ("end", "every_epoch"))] = "end"

@@ -298,9 +298,11 @@ def parse_duration(text):
 
 
 def _resumable(cfg):
-    """A config as a resume compares it: everything but the plan (train.epochs may change)."""
+    """A config as a resume compares it: everything but the plan (train.epochs may change) and
+    where the run is logged (train.log: a resume may add TensorBoard, say)."""
     out = json.loads(json.dumps(cfg))
     out.get("train", {}).pop("epochs", None)
+    out.get("train", {}).pop("log", None)
     return out
 
 
@@ -374,16 +376,21 @@ class TrainingCore:
     functions ``callback(trainer, row)`` called after each finished epoch's row (``metrics.jsonl``'s
     line), before the checkpoint; one may set ``trainer.stop_training = True`` to end the run
     after that epoch (as early stopping does).  ``run_dir=None`` writes no files: the rows are in
-    ``trainer.rows``.
+    ``trainer.rows``.  ``loggers``: :mod:`mlpjit.loggers` names or objects, besides the config's
+    ``train.log``; each is told of the run's start, each epoch and its end.
     """
 
     def __init__(self, cfg, run_dir, dataset, log=print, progress=True, *, model,
-                 optimizer=None, shuffle_rng=None, callbacks=()):
+                 optimizer=None, shuffle_rng=None, callbacks=(), loggers=()):
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.log = log
         self.progress = progress
         self.callbacks = list(callbacks)
+        # loggers (mlpjit.loggers): the config's train.log names, then the caller's objects
+        from .loggers import make_loggers
+        self.loggers = make_loggers(list(cfg["train"].get("log") or ()) + list(loggers),
+                                    self.run_dir, cfg)
         self.stop_training = False
         self.adapt_first = True        # a fresh run fits standardize to the training split
         self.rows = []                 # the finished epochs' rows, oldest first
@@ -595,10 +602,21 @@ class TrainingCore:
                           PROBES)
             if step % self.probe_every == 0:
                 self._probe()
-        start_time = time.perf_counter()
         self._deadline = None if max_time is None else time.monotonic() + max_time
-        done = 0
+        from .loggers import Loggers
+        loggers = Loggers(self.loggers, self.log)
+        summary = None
+        try:
+            summary = self._fit_epochs(epochs, stop_after, metrics, files, done=0, loggers=loggers)
+            return summary
+        finally:
+            loggers.call("end", self, summary)
+            loggers.close()
+
+    def _fit_epochs(self, epochs, stop_after, metrics, files, done, loggers):
         from .threads import pools
+        start_time = time.perf_counter()
+        loggers.call("start", self)
         with _Signals() as signals, self.presence as presence, pools(self.threads, False):
             self._signals = signals
             if self.blas is None:   # a new run: its share of the cores now, when threads are auto
@@ -618,6 +636,7 @@ class TrainingCore:
                 metrics.append(row)
                 if files:
                     append_metrics(self.run_dir, row)
+                loggers.call("epoch", self, row)
                 self._checkpoint(signals)
                 self.log(self._epoch_line(row, epochs))
                 done += 1

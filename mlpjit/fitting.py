@@ -196,7 +196,7 @@ def settings(model, loss, optimizer=None, schedule=None, clip=None, seed=0, **tr
 def fit(model, X, y, *, loss=None, optimizer=None, schedule=None, clip=None, epochs=10, batch_size=32,
         shuffle=True, validation_split=0.0, validation_data=None, early_stopping=None, seed=None,
         threads="auto", compiled=True, eval_batch_size=1000, progress=True, run_dir=None,
-        callbacks=(), log=None, scale_target=None):
+        callbacks=(), log=None, scale_target=None, loggers=()):
     """Train ``model`` on (X, y); returns a :class:`History`.  See the module docstring.
 
     ``loss`` (a registered name: cross_entropy, mse, ...) is required on the first fit and kept
@@ -209,6 +209,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, schedule=None, clip=None, epo
     also keep a run folder (config.yaml, metrics.jsonl, checkpoint.npz, model.npz,
     summary.json), as ``mlpjit train`` does.  ``callbacks``: functions ``f(trainer, row)`` after
     each epoch (see :class:`~mlpjit.core.TrainingCore`).  ``log``: where lines go (default: print).
+    ``loggers``: :mod:`mlpjit.loggers` names (``"tensorboard"``, ``"mlflow"``) or objects, told of
+    the start, each epoch and the end (a named logger writes into ``run_dir``, or ./runs).
     ``scale_target``: standardize a regression target on the training rows (``None``: when the
     model starts with ``standardize``); ``predict`` scales back, the losses are in scaled units.
     """
@@ -243,7 +245,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, schedule=None, clip=None, epo
     log = log or print
     lines = log if progress else _notes_only(log)
     trainer = TrainingCore(cfg, None if run_dir is None else _run_folder(run_dir, cfg), data, lines, progress,
-                           model=model, optimizer=opt, shuffle_rng=rng, callbacks=callbacks)
+                           model=model, optimizer=opt, shuffle_rng=rng, callbacks=callbacks,
+                           loggers=loggers)
     trainer.adapt_first = not state   # standardize fits the inputs on the first fit only
     stopped = None
     try:

@@ -23,7 +23,7 @@ from .errors import MlpjitError
 
 __all__ = ["Registry", "RegistryError", "layers", "activations", "losses", "initializers",
            "optimizers", "schedules", "register_layer", "register_activation", "register_loss",
-           "register_initializer", "register_optimizer", "register_schedule", "unknown_name",
+           "register_initializer", "register_optimizer", "register_schedule", "register_logger", "unknown_name",
            "generation", "qualified_name"]
 
 
@@ -121,12 +121,14 @@ losses = Registry("loss")
 initializers = Registry("initializer")
 optimizers = Registry("optimizer")
 schedules = Registry("schedule")
+loggers = Registry("logger")
 
 register_layer = layers.register
 register_activation = activations.register
 register_loss = losses.register
 register_initializer = initializers.register
 register_optimizer = optimizers.register
+register_logger = loggers.register
 def register_schedule(name, obj=None, *, aliases=(), depends_on_plan=None):
     """Register a schedule class under ``name`` (a decorator without ``obj``).
 
