@@ -255,7 +255,8 @@ AUTO_STOP = {"patience": 10, "min_delta": 1e-4}
 
 def _logger_names(value: Any) -> Any:
     """train.log: a logger's name or a list of them, each registered (mlpjit.loggers)."""
-    from . import loggers as _loggers   # registers the shipped ones  # noqa: F401
+    import importlib
+    importlib.import_module("mlpjit.loggers")   # registers the shipped ones
     from .registry import loggers
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -375,11 +376,17 @@ class Schema:
             schedule=(Annotated[_union(list(self.schedules.values()), "type"),
                                 BeforeValidator(_shorthand_type)],
                       Field(default_factory=lambda: sched_default.model_copy())),
+            # schedules of the optimizer's other hyperparameters, by epoch, from the value the
+            # optimizer section gives: {momentum: {type: linear, start: 0.5, over: 500}}
+            schedules=(dict[Str, Annotated[_union(list(self.schedules.values()), "type"),
+                                           BeforeValidator(_shorthand_type)]],
+                       Field(default_factory=dict)),
             clip=(Optional[ClipConfig], None),
             train=(TrainConfig, Field(default_factory=TrainConfig)),
+            __validators__={"_scheduled": model_validator(mode="after")(_check_scheduled)},
         )
         self.Config.__doc__ = "A whole run config (the root of the YAML file)."
-        self.Config = _without_empty(self.Config, ("imports", "import_path"))
+        self.Config = _without_empty(self.Config, ("imports", "import_path", "schedules"))
         self.ModelConfig = ModelConfig
 
     def _register(self, label: str, key: str, *classes: type[BaseModel]) -> None:
@@ -430,12 +437,30 @@ def _dropping_unset(model, keys):
     return sub
 
 
+def _check_scheduled(config):
+    """``schedules``' keys are float hyperparameters of the chosen optimizer (not ``lr``: that
+    is ``schedule``)."""
+    if not config.schedules:
+        return config
+    opt = config.optimizer
+    valid = [k for k, v in opt.model_dump().items()
+             if k not in ("type", "lr", "max_norm") and isinstance(v, float)]
+    for key in config.schedules:
+        if key == "lr":
+            raise _Issue("the learning rate's schedule is the 'schedule' key (schedules is for "
+                         "the optimizer's other hyperparameters)", "schedules.lr")
+        if key not in valid:
+            raise _Issue(f"the {opt.type} optimizer has no hyperparameter {key!r} to schedule "
+                         f"(valid: {', '.join(valid)})", f"schedules.{key}")
+    return config
+
+
 def _without_empty(model, keys):
-    """``model`` whose dump leaves out the keys in ``keys`` while they are empty lists."""
+    """``model`` whose dump leaves out the keys in ``keys`` while they are empty (lists, dicts)."""
     def _dump(self, handler):
         out = handler(self)
         for k in keys:
-            if out.get(k) == []:
+            if out.get(k) in ([], {}):
                 out.pop(k, None)
         return out
     sub = create_model(model.__name__, __base__=model,
@@ -910,6 +935,15 @@ def _apply_override(tree: dict, item: str) -> list[str]:
             child = _prepare_child(node[idx], child_schema, prefix, done + [part])
             node[idx] = child
             node, schema = child, child_schema
+        elif isinstance(node, dict) and _mapping_values(schema) is not None:
+            # a mapping of free keys (schedules: {momentum: ...}): any key, each a value schema
+            child_schema = _mapping_values(schema)
+            if last:
+                node[part] = value
+                break
+            child = _prepare_child(node.get(part), child_schema, prefix, done + [part])
+            node[part] = child
+            node, schema = child, child_schema
         elif isinstance(node, dict):
             cls, tagged = _model_at(schema, node)
             fields = _keys_at(cls, node)
@@ -919,6 +953,7 @@ def _apply_override(tree: dict, item: str) -> list[str]:
                 close = _suggest(part, options)
                 hint = (
                     f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(options)}"
+                    if options else f"give {here}.{tagged[1]} first" if tagged else "it has no keys"
                 )
                 raise ConfigError(_one_line(f"{prefix}: no such key {part!r} {where} ({hint})"))
             if last:
@@ -955,10 +990,22 @@ def _keys_at(cls: Any, node: dict) -> list[str]:
     return fields
 
 
+def _mapping_values(schema: Any) -> Any:
+    """The value schema of a ``dict[str, X]`` field (X), else None."""
+    if schema is None:
+        return None
+    ann, _ = _unwrap(schema)
+    if typing.get_origin(ann) is dict:
+        return typing.get_args(ann)[1]
+    return None
+
+
 def _prepare_child(child: Any, schema: Any, prefix: str, path: list[str]) -> Any:
     """Make a None / shorthand-string child descendable when the schema has a model there."""
     if schema is None:
         return child
+    if child is None and _mapping_values(schema) is not None:
+        return {}
     ann, tagged = _unwrap(schema)
     if child is None and (tagged is not None or _is_model(ann)):
         return {}

@@ -718,6 +718,10 @@ class TrainingCore:
         n, bs = data.n_train, self.batch_size()
         n_batches = math.ceil(n / bs)
         lr = scheduled_lr(cfg["optimizer"]["lr"], cfg["schedule"], self.epoch, epochs)
+        from .schedules import scheduled_values
+        hyper = scheduled_values(cfg, self.epoch, epochs)   # momentum and the like, this epoch
+        for name, value in hyper.items():
+            setattr(self.optimizer, name, value)   # the layer path reads it in each step
         if self.batch == 0:
             self.acc = self._new_accumulators()
             self.perm = (self.shuffle_rng.permutation(n) if cfg["train"]["shuffle"]
@@ -736,6 +740,8 @@ class TrainingCore:
             self.fast = CompiledStep(self.model, self.loss, self.optimizer, rows, y, data.x_scale,
                                      data.task, bs, clip, input_shape=X.shape[1:], notice=self.log,
                                      threads=self.threads, blas_threads=self.blas)
+        if self.fast is not None and hyper:
+            self.fast.set_constants(hyper)        # arguments of the compiled step: no recompile
         try:
             while self.fast is not None and self.batch < n_batches:
                 self.fast.threads = self._threads_now()
@@ -804,6 +810,7 @@ class TrainingCore:
         if self.classification:
             row["train_accuracy"] = acc["correct"] / acc["seen"]
         row["lr"] = lr
+        row.update(hyper)   # each scheduled hyperparameter's value in this epoch
         row["grad_norm"] = acc["grad_norm"] / acc["batches"]
         row["grad_norms"] = {k: v / acc["batches"] for k, v in acc["layer_norms"].items()}
         row["epoch_seconds"] = acc["seconds"]

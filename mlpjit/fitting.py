@@ -175,7 +175,7 @@ def _dataset(model, loss_name, X, y, validation_split, validation_data):
 
 # --- the settings ------------------------------------------------------------------------
 
-def settings(model, loss, optimizer=None, schedule=None, clip=None, seed=0, **train):
+def settings(model, loss, optimizer=None, schedule=None, clip=None, seed=0, schedules=None, **train):
     """A resolved config for the arrays' run: the given settings validated by the config schema
     (errors start with ``fit:`` and name the key), ``data`` ``{name: arrays}`` and ``model`` the
     model's layers."""
@@ -184,7 +184,8 @@ def settings(model, loss, optimizer=None, schedule=None, clip=None, seed=0, **tr
             "data": {"name": "xor"},                                      # replaced below
             "model": {"layers": [{"type": "dense", "units": 1}]},         # replaced below
             "loss": loss, "train": {k: v for k, v in train.items() if v is not None}}
-    for key, value in (("optimizer", optimizer), ("schedule", schedule), ("clip", clip)):
+    for key, value in (("optimizer", optimizer), ("schedule", schedule), ("clip", clip),
+                       ("schedules", schedules)):
         if value is not None:
             tree[key] = value
     cfg = resolved_dict(config_from_dict(tree, source="fit"))
@@ -196,7 +197,7 @@ def settings(model, loss, optimizer=None, schedule=None, clip=None, seed=0, **tr
 def fit(model, X, y, *, loss=None, optimizer=None, schedule=None, clip=None, epochs=10, batch_size=32,
         shuffle=True, validation_split=0.0, validation_data=None, early_stopping=None, seed=None,
         threads="auto", compiled=True, eval_batch_size=1000, progress=True, run_dir=None,
-        callbacks=(), log=None, scale_target=None, loggers=()):
+        callbacks=(), log=None, scale_target=None, loggers=(), schedules=None):
     """Train ``model`` on (X, y); returns a :class:`History`.  See the module docstring.
 
     ``loss`` (a registered name: cross_entropy, mse, ...) is required on the first fit and kept
@@ -211,6 +212,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, schedule=None, clip=None, epo
     each epoch (see :class:`~mlpjit.core.TrainingCore`).  ``log``: where lines go (default: print).
     ``loggers``: :mod:`mlpjit.loggers` names (``"tensorboard"``, ``"mlflow"``) or objects, told of
     the start, each epoch and the end (a named logger writes into ``run_dir``, or ./runs).
+    ``schedules``: the optimizer's other hyperparameters by epoch, ``{"momentum": {"type":
+    "linear", "start": 0.5, "over": 10}}`` (as the config's ``schedules``).
     ``scale_target``: standardize a regression target on the training rows (``None``: when the
     model starts with ``standardize``); ``predict`` scales back, the losses are in scaled units.
     """
@@ -220,10 +223,10 @@ def fit(model, X, y, *, loss=None, optimizer=None, schedule=None, clip=None, epo
     if loss is None:
         from .registry import losses
         raise ConfigError(f"fit: loss is required on the first fit (one of: {', '.join(losses.names())})")
-    given = {"optimizer": optimizer, "schedule": schedule, "clip": clip}
+    given = {"optimizer": optimizer, "schedule": schedule, "clip": clip, "schedules": schedules}
     kept = {k: state.get(k) if v is None else v for k, v in given.items()}
     first_seed = seed if seed is not None else state.get("seed", 0)
-    cfg = settings(model, loss, kept["optimizer"], kept["schedule"], kept["clip"], first_seed,
+    cfg = settings(model, loss, kept["optimizer"], kept["schedule"], kept["clip"], first_seed, kept["schedules"],
                    epochs=epochs, batch_size=batch_size, shuffle=shuffle, early_stopping=early_stopping,
                    compiled=compiled, threads=threads, eval_batch_size=eval_batch_size, probe_rows=0)
     cfg["data"]["scale_target"] = scale_target
@@ -258,6 +261,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, schedule=None, clip=None, epo
         stopped = f"early stopping after epoch {trainer.epoch} (best {es['metric']} at epoch " \
                   f"{trainer.early['best_epoch']})"
     model._fit_state = {"loss": cfg["loss"], "optimizer": cfg["optimizer"], "schedule": cfg["schedule"],
+                        "schedules": cfg.get("schedules") or None,
                         "clip": cfg["clip"], "seed": first_seed, "optimizer_spec": cfg["optimizer"],
                         "optimizer_object": opt, "shuffle_rng": rng}
     return History(trainer.rows, trainer.fast is not None, trainer.fast_reason, stopped,

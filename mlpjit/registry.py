@@ -59,10 +59,11 @@ class Registry:
     ValueError listing the valid names; ``names()`` lists them (aliases not included).
     """
 
-    def __init__(self, kind):
+    def __init__(self, kind, schema=True):
         self.kind = kind
         self._items = {}
         self._aliases = {}
+        self.schema = schema   # whether the config schema is built from it (rebuilt on a change)
 
     def register(self, name, obj=None, *, aliases=()):
         if obj is None:
@@ -79,7 +80,8 @@ class Registry:
         self._items[name] = obj
         for alias in aliases:
             self._aliases[alias] = name
-        _generation[0] += 1
+        if self.schema:
+            _generation[0] += 1
         if hasattr(obj, "__dict__") and isinstance(obj, type):
             obj.registered_name = name
         return obj
@@ -121,7 +123,7 @@ losses = Registry("loss")
 initializers = Registry("initializer")
 optimizers = Registry("optimizer")
 schedules = Registry("schedule")
-loggers = Registry("logger")
+loggers = Registry("logger", schema=False)   # train.log checks it by name when it validates
 
 register_layer = layers.register
 register_activation = activations.register

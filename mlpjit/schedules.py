@@ -5,7 +5,11 @@
 ``step(every=10, gamma=0.1)``      η·γ^⌊e/every⌋
 ``exponential(gamma=0.95)``        η·γ^e
 ``cosine(min_lr=0)``               η_min + (η − η_min)(1 + cos(π·e/E))/2
+``linear(start=0, over=10)``       start + (η − start)·min(1, e/over)
 =================================  =============================================
+
+``schedule`` drives the learning rate; ``schedules: {momentum: {...}}`` drives any other float
+hyperparameter of the optimizer the same way, from its configured value (η above).
 
 A schedule is a registered class: its constructor's arguments are its config keys, and
 ``lr(base, epoch, epochs)`` gives the rate.  ``register_schedule(name, depends_on_plan=...)``
@@ -78,6 +82,27 @@ class Cosine(Schedule):
     def lr(self, base, epoch, epochs):
         lo = self.min_lr
         return lo + (base - lo) * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
+
+
+@register_schedule("linear", depends_on_plan=False)
+class Linear(Schedule):
+    """start + (η − start)·min(1, epoch/over): from ``start`` to the configured value over
+    ``over`` epochs, then constant (a learning-rate warm-up from 0, or Srivastava et al.'s
+    momentum ramp 0.5 → 0.99: ``schedules: {momentum: {type: linear, start: 0.5, over: 500}}``)."""
+
+    @validated
+    def __init__(self, start: NonNegative = 0.0, over: Annotated[Int, Field(ge=1)] = 10):
+        self.start, self.over = float(start), int(over)
+
+    def lr(self, base, epoch, epochs):
+        return self.start + (base - self.start) * min(1.0, epoch / self.over)
+
+
+def scheduled_values(cfg, epoch, epochs):
+    """{hyperparameter: its value in ``epoch``} of the config's ``schedules`` (the optimizer's
+    hyperparameters other than the learning rate), each from the optimizer section's value."""
+    return {name: schedule_from_config(sched).lr(float(cfg["optimizer"][name]), epoch, epochs)
+            for name, sched in (cfg.get("schedules") or {}).items()}
 
 
 def schedule_from_config(config):

@@ -22,13 +22,15 @@ from test_trainer import start_training
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEDULES = [{"type": "constant"}, {"type": "step", "every": 1, "gamma": 0.5},
-             {"type": "exponential", "gamma": 0.7}, {"type": "cosine", "min_lr": 0.001}]
+             {"type": "exponential", "gamma": 0.7}, {"type": "cosine", "min_lr": 0.001},
+             {"type": "linear", "start": 0.01, "over": 2}]
 
 
 def test_the_schedules_tried_are_every_registered_schedule():
     import mlpjit.schedules  # noqa: F401  (registers them)
     from mlpjit import registry
-    assert {s["type"] for s in SCHEDULES} == set(registry.schedules.names())
+    shipped = {name for name, cls in registry.schedules.items() if cls.__module__ == "mlpjit.schedules"}
+    assert {s["type"] for s in SCHEDULES} == shipped
 
 
 def model_bytes(run):
@@ -438,3 +440,49 @@ def test_mutated_configs_only_ever_exit_0_2_or_3(mlpjit_main, mini_mnist, tmp_pa
                 assert t.err.startswith("error: ") and t.err.count("\n") == 1, (name, t.err)
     assert codes.get(2, 0) > 100 and codes.get(0, 0) > 5, codes
     assert time.monotonic() - started < 60
+
+
+# --- schedules of any hyperparameter -----------------------------------------------------------------
+
+MOMENTUM_RAMP = {"momentum": {"type": "linear", "start": 0.5, "over": 4}}
+
+
+def test_a_momentum_ramp_from_yaml_is_the_same_compiled_layer_by_layer_and_resumed(mlpjit_main, cfg_file,
+                                                                                 helpers, tmp_path):
+    """μ(e) = 0.5 + (0.9 − 0.5)·min(1, e/4): 0.5, 0.6, 0.7, 0.8, 0.9, 0.9; the compiled step takes
+    it as an argument (no recompile), the layer path reads it, and a resume continues it exactly."""
+    cfg = helpers.spirals(epochs=6, optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9})
+    cfg["schedules"] = MOMENTUM_RAMP
+    runs = {}
+    for name, extra in (("compiled", []), ("layers", ["--set", "train.compiled=false"])):
+        assert mlpjit_main("train", cfg_file(cfg), *extra, "--out", tmp_path / name, "-q").code == 0
+        runs[name] = untimed(tmp_path / name)
+    assert [r["momentum"] for r in runs["compiled"]] == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9, 0.9])
+    assert [r["train_loss"] for r in runs["compiled"]] == pytest.approx([r["train_loss"] for r in runs["layers"]],
+                                                                        rel=1e-5)
+    split = tmp_path / "split"
+    assert mlpjit_main("train", cfg_file(cfg), "--out", split, "--stop-after", 2, "-q").code == 75
+    assert mlpjit_main("train", "--resume", split, "-q").code == 0
+    assert model_bytes(split) == model_bytes(tmp_path / "compiled")
+    # the constant rate is the momentum's: without the ramp the losses differ
+    flat = helpers.spirals(epochs=6, optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9})
+    assert mlpjit_main("train", cfg_file(flat, "flat.yaml"), "--out", tmp_path / "flat", "-q").code == 0
+    assert untimed(tmp_path / "flat")[0]["train_loss"] != runs["compiled"][0]["train_loss"]
+
+
+def test_a_momentum_ramp_from_code_and_bad_schedules(mlpjit_main, cfg_file, helpers):
+    import mlpjit
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 2)); y = (X[:, 0] > 0).astype(int)
+    model = mlpjit.Sequential([mlpjit.Dense(2, 2, dtype=np.float64, seed=0)])
+    h = model.fit(X, y, loss="cross_entropy", optimizer={"type": "sgd", "lr": 0.1, "momentum": 0.9},
+                  schedules=MOMENTUM_RAMP, epochs=5, batch_size=16, progress=False)
+    assert h.history["momentum"] == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9])
+    cfg = helpers.spirals(optimizer={"type": "adam", "lr": 0.01})
+    cfg["schedules"] = {"momentum": "linear"}
+    r = mlpjit_main("config", "check", cfg_file(cfg))
+    assert r.code == 2 and "schedules.momentum: the adam optimizer has no hyperparameter 'momentum' to " \
+                           "schedule (valid: beta1, beta2, eps, weight_decay)" in r.err, r.err
+    cfg["schedules"] = {"lr": "cosine"}
+    r = mlpjit_main("config", "check", cfg_file(cfg, "lr.yaml"))
+    assert r.code == 2 and "the learning rate's schedule is the 'schedule' key" in r.err

@@ -358,6 +358,18 @@ class CompiledStep:
                 return value
         raise KeyError(name)
 
+    def set_constants(self, values):
+        """Set the optimizer's hyperparameters ``values`` ({"momentum": 0.7}) for the next calls:
+        they are arguments of the compiled step (``opt_momentum``), so nothing recompiles."""
+        args = list(self.static_args)
+        index = {arg: i for i, (arg, _) in enumerate(self.plan.args)}
+        for name, value in values.items():
+            i = index.get(f"opt_{name}")
+            if i is None:
+                raise KeyError(f"the compiled step has no optimizer constant {name!r}")
+            args[i] = type(args[i])(value)
+        self.static_args = tuple(args)
+
     def run(self, perm, b_start, b_stop, lr, acc):
         """Train batches [b_start, b_stop) of ``perm``; update the trainer's ``acc`` dict.
 
