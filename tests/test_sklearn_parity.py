@@ -243,11 +243,15 @@ def test_a_saved_pipeline_predicts_in_the_cli_as_the_pipeline_does(case, iris, t
         assert r.code == 0, r.err
         rtol = 1e-4 if "float32" in case else 1e-5
         np.testing.assert_allclose(np.load(tmp_path / "p.npy").ravel(), pipe.predict(X), rtol=rtol, atol=1e-6)
+        np.testing.assert_allclose(model.predict(X).ravel(), pipe.predict(X), rtol=rtol, atol=1e-6)
     else:
         r = mlpjit_main("predict", tmp_path / "model.npz", tmp_path / "raw.csv", "--out", tmp_path / "p.csv")
         assert r.code == 0, r.err
         lines = [line.split(",") for line in (tmp_path / "p.csv").read_text().splitlines()[1:]]
         assert [line[0] for line in lines] == [str(c) for c in pipe.predict(X)]
+        # and Python, from the same file: the same classes (by name) and probabilities
+        assert model.predict_classes(X).tolist() == pipe.predict(X).tolist()
+        np.testing.assert_allclose(model.predict_proba(X), pipe.predict_proba(X), rtol=1e-5, atol=1e-6)
         proba = np.array([[float(p) for p in line[1:]] for line in lines])     # printed to 6 digits
         np.testing.assert_allclose(proba, pipe.predict_proba(X), rtol=1e-5, atol=1e-6)
         assert pipe.score(X, y) > 0.9
