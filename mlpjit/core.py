@@ -243,6 +243,7 @@ def _scaled_target(cfg, data, model, previous):
     return data, ([float(v) for v in m], [float(v) for v in s])
 
 
+CHECKPOINT_SECONDS = 1.0   # at most this often between epochs: a crash loses at most about this much
 _stop_requests = threading.local()
 
 
@@ -448,6 +449,7 @@ class TrainingCore:
                                   f"(use {split}_loss)")
         self.plan_changes = []  # resumes that changed train.epochs: {"at_epoch", "from", "to", ...}
         self.fast = None  # the compiled step, built at the first epoch (mlpjit/step)
+        self.saved_epoch, self._saved_at = None, -math.inf   # the last checkpoint: its epoch, when
         self._spb = None  # seconds per batch of the compiled step, as measured
         self.fast_reason = None
         if cfg["train"].get("compiled", True):
@@ -489,6 +491,7 @@ class TrainingCore:
         if self.perm is not None:
             arrays["perm"] = self.perm
         atomic_write_npz(self.run_dir / "checkpoint.npz", arrays, durable=False)
+        self.saved_epoch, self._saved_at = self.epoch, time.monotonic()
 
     def load_checkpoint(self):
         """Restore the state of ``checkpoint.npz``: every part is checked first (a checkpoint is
@@ -541,6 +544,7 @@ class TrainingCore:
         except (KeyError, ValueError, TypeError, OverflowError) as e:
             raise ModelFileError(f"{path}: does not match the run's config ({' '.join(str(e).split())[:200]})") from None
         self.epoch, self.batch = state["epoch"], state["batch"]
+        self.saved_epoch = self.epoch
         self.acc, self.early = state["acc"], state["early"]
         self.perm = perm
         self.plan_changes = list(state.get("plan_changes", []))
@@ -637,7 +641,12 @@ class TrainingCore:
                 if files:
                     append_metrics(self.run_dir, row)
                 loggers.call("epoch", self, row)
-                self._checkpoint(signals)
+                # a checkpoint at most every CHECKPOINT_SECONDS, and at every stop and the end
+                # (200 epochs of 2 ms would otherwise spend most of their time writing it)
+                if (time.monotonic() - self._saved_at >= CHECKPOINT_SECONDS or self.epoch >= epochs
+                        or self._stopping() or signalled_in_epoch or self._out_of_time()
+                        or (stop_after is not None and done + 1 >= stop_after)):
+                    self._checkpoint(signals)
                 self.log(self._epoch_line(row, epochs))
                 done += 1
                 if signalled_in_epoch and self.epoch < epochs and not self._stopping():
@@ -858,8 +867,10 @@ class TrainingCore:
         what = "loss" if not math.isfinite(value) else "gradient norm"
         shown = value if not math.isfinite(value) else norm
         hint = "lower optimizer.lr" + ("" if self.cfg.get("clip") else " or add clip: {norm: 1.0}")
-        last = (f"; the last good checkpoint (epoch {self.epoch}) is kept"
-                if self.run_dir is not None and (self.run_dir / "checkpoint.npz").exists() else "")
+        saved = getattr(self, "saved_epoch", None)
+        last = (f"; the last good checkpoint (epoch {saved}) is kept"
+                if saved is not None and self.run_dir is not None and (self.run_dir / "checkpoint.npz").exists()
+                else "")
         return (f"training diverged in epoch {self.epoch + 1}, batch {batch}: {what} is {shown} "
                 f"(learning rate {lr:g}); {hint}{last}")
 

@@ -177,7 +177,7 @@ BAD_CONFIGS = {
                            ["model.layers.0.activation", "'rleu'", "did you mean 'relu'"]),
     "unknown_loss": (_set(["loss"], "cross_entropi"), ["loss", "'cross_entropi'", "'cross_entropy'"]),
     "unknown_optimizer": (_set(["optimizer", "type"], "adamw"), ["optimizer", "'adamw'"]),
-    "unknown_schedule": (_set(["schedule", "type"], "linear"), ["schedule", "'linear'"]),
+    "unknown_schedule": (_set(["schedule", "type"], "one_cycle"), ["schedule", "'one_cycle'"]),
     "unknown_data_source": (_set(["data", "name"], "cifar"), ["data", "'cifar'"]),
     "missing_loss": (_del(["loss"]), ["missing required key 'loss'"]),
     "last_layer_width": (_set(["model", "layers", 1, "units"], 4),

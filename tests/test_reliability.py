@@ -321,6 +321,7 @@ def _fail_nth(monkeypatch, n, err):
 def test_a_failed_checkpoint_write_is_one_line_and_the_previous_one_stays(err, monkeypatch, mlpjit_main,
                                                                           cfg_file, helpers, run_files, tmp_path):
     run = tmp_path / "run"
+    monkeypatch.setattr(mlpjit.core, "CHECKPOINT_SECONDS", 0.0)   # one after every epoch
     _fail_nth(monkeypatch, 3, err)                 # the checkpoints of epochs 1 and 2 go through
     r = mlpjit_main("train", cfg_file(helpers.spirals(epochs=4)), "--out", run, "-q")
     assert r.code == 2 and r.err.count("\n") == 1, r.err
@@ -486,3 +487,25 @@ def test_a_momentum_ramp_from_code_and_bad_schedules(mlpjit_main, cfg_file, help
     cfg["schedules"] = {"lr": "cosine"}
     r = mlpjit_main("config", "check", cfg_file(cfg, "lr.yaml"))
     assert r.code == 2 and "the learning rate's schedule is the 'schedule' key" in r.err
+
+
+def test_checkpoints_are_written_at_most_once_a_second_and_at_every_stop(monkeypatch, mlpjit_main, cfg_file,
+                                                                         helpers, run_files, tmp_path):
+    """40 epochs of a few milliseconds: a checkpoint after the first epoch and at the end, not 40
+    (writing one costs about a millisecond); a stop (--stop-after) writes its own."""
+    import mlpjit.core
+    writes = []
+    real = mlpjit.core.atomic_write_npz
+
+    def counting(path, arrays, **kw):
+        if Path(path).name == "checkpoint.npz":
+            writes.append(json.loads(str(arrays["__state__"]))["epoch"])
+        return real(path, arrays, **kw)
+    monkeypatch.setattr(mlpjit.core, "atomic_write_npz", counting)
+    run = tmp_path / "run"
+    assert mlpjit_main("train", cfg_file(helpers.spirals(epochs=40)), "--out", run, "-q").code == 0
+    assert writes[0] == 1 and writes[-1] == 40 and len(writes) < 10, writes
+    writes.clear()
+    assert mlpjit_main("train", cfg_file(helpers.spirals(epochs=40)), "--out", tmp_path / "s",
+                       "--stop-after", 7, "-q").code == 75
+    assert writes[-1] == 7 and run_files.checkpoint_state(tmp_path / "s")[0]["epoch"] == 7
