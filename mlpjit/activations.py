@@ -23,6 +23,12 @@ register it (``docs/writing-a-layer.md``)::
         forward_kernel = square_forward      # (S, Y)
         backward_kernel = square_backward    # (S, Y, dY, dS)
 
+        def onnx_nodes(self, g, x):           # optional: for mlpjit export (mlpjit.export)
+            return g.op("Mul", x, x, out="Y")
+
+Each activation's ``onnx_nodes(g, x)`` writes f(x) as ONNX nodes (:mod:`mlpjit.export`); one
+without it is refused by the export, in one line naming it.
+
 >>> import numpy as np, mlpjit
 >>> act = mlpjit.activations.get("leaky_relu", alpha=0.1)
 >>> act(np.array([-2.0, 3.0]))
@@ -261,6 +267,10 @@ class Identity(Activation):
     forward_kernel = identity_forward
     backward_kernel = identity_backward
 
+    def onnx_nodes(self, g, x):
+        """ONNX: x itself (no node)."""
+        return x
+
 
 @jit
 def sigmoid_forward(S, Y):
@@ -281,6 +291,10 @@ class Sigmoid(Activation):
     """f(x) = σ(x) = 1/(1 + e⁻ˣ);  f'(x) = σ(x)(1 − σ(x)) = y(1 − y)."""
     forward_kernel = sigmoid_forward
     backward_kernel = sigmoid_backward
+
+    def onnx_nodes(self, g, x):
+        """ONNX: Sigmoid."""
+        return g.op("Sigmoid", x, out="Y")
 
 
 @jit
@@ -303,6 +317,10 @@ class Tanh(Activation):
     forward_kernel = tanh_forward
     backward_kernel = tanh_backward
 
+    def onnx_nodes(self, g, x):
+        """ONNX: Tanh (exact; the float32 kernel is within 6 ulps of it)."""
+        return g.op("Tanh", x, out="Y")
+
 
 @jit
 def relu_forward(S, Y):
@@ -323,6 +341,10 @@ class Relu(Activation):
     """f(x) = max(0, x);  f'(x) = 1 if x > 0 else 0 (0 at x = 0)."""
     forward_kernel = relu_forward
     backward_kernel = relu_backward
+
+    def onnx_nodes(self, g, x):
+        """ONNX: Relu."""
+        return g.op("Relu", x, out="Y")
 
 
 @jit
@@ -350,6 +372,11 @@ class LeakyRelu(Activation):
     forward_kernel = leaky_relu_forward
     backward_kernel = leaky_relu_backward
 
+    def onnx_nodes(self, g, x):
+        """ONNX: PRelu(x, α) with α a constant of the model's dtype (LeakyRelu's α attribute is
+        always float32)."""
+        return g.op("PRelu", x, g.const(self.alpha, "alpha"), out="Y")
+
 
 @jit
 def softplus_forward(S, Y):
@@ -370,6 +397,12 @@ class Softplus(Activation):
     """f(x) = ln(1 + eˣ) (computed as max(x,0) + ln(1 + e^−|x|));  f'(x) = σ(x)."""
     forward_kernel = softplus_forward
     backward_kernel = softplus_backward
+
+    def onnx_nodes(self, g, x):
+        """ONNX: Relu(x) + Log(1 + Exp(−|x|)), the kernel's overflow-free form (ONNX's Softplus is
+        ln(eˣ + 1), and onnxruntime has no float64 Softplus)."""
+        e = g.op("Exp", g.op("Neg", g.op("Abs", x)))
+        return g.op("Add", g.op("Relu", x), g.op("Log", g.op("Add", g.const(1.0, "one"), e)), out="Y")
 
 
 @jit
@@ -392,6 +425,10 @@ class Arctan(Activation):
     forward_kernel = arctan_forward
     backward_kernel = arctan_backward
 
+    def onnx_nodes(self, g, x):
+        """ONNX: Atan."""
+        return g.op("Atan", x, out="Y")
+
 
 @jit
 def softsign_forward(S, Y):
@@ -413,6 +450,10 @@ class Softsign(Activation):
     """f(x) = x/(1 + |x|);  f'(x) = 1/(1 + |x|)²."""
     forward_kernel = softsign_forward
     backward_kernel = softsign_backward
+
+    def onnx_nodes(self, g, x):
+        """ONNX: x / (1 + |x|) (onnxruntime has no float64 Softsign)."""
+        return g.op("Div", x, g.op("Add", g.const(1.0, "one"), g.op("Abs", x)), out="Y")
 
 
 @jit
@@ -440,6 +481,11 @@ class Elu(Activation):
     forward_kernel = elu_forward
     backward_kernel = elu_backward
 
+    def onnx_nodes(self, g, x):
+        """ONNX: Where(x ≥ 0, x, α·(Exp(x) − 1)) (onnxruntime has no float64 Elu)."""
+        neg = g.op("Mul", g.const(self.alpha, "alpha"), g.op("Sub", g.op("Exp", x), g.const(1.0, "one")))
+        return g.op("Where", g.op("GreaterOrEqual", x, g.const(0.0, "zero")), x, neg, out="Y")
+
 
 @jit
 def swish_forward(S, Y):
@@ -461,6 +507,10 @@ class Swish(Activation):
     """f(x) = x·σ(x) (SiLU);  f'(x) = σ(x) + x·σ(x)(1 − σ(x))."""
     forward_kernel = swish_forward
     backward_kernel = swish_backward
+
+    def onnx_nodes(self, g, x):
+        """ONNX: x·Sigmoid(x)."""
+        return g.op("Mul", x, g.op("Sigmoid", x), out="Y")
 
 
 @jit
@@ -485,6 +535,12 @@ class Gelu(Activation):
     """f(x) = x·Φ(x), Φ the normal CDF (exact, with erf);  f'(x) = Φ(x) + x·φ(x)."""
     forward_kernel = gelu_forward
     backward_kernel = gelu_backward
+
+    def onnx_nodes(self, g, x):
+        """ONNX: ½·x·(1 + Erf(x/√2)) (the Gelu operator needs opset 20)."""
+        erf = g.op("Erf", g.op("Mul", x, g.const(_INV_SQRT2, "inv_sqrt2")))
+        half_x = g.op("Mul", x, g.const(0.5, "half"))
+        return g.op("Mul", half_x, g.op("Add", g.const(1.0, "one"), erf), out="Y")
 
 
 @jit
@@ -512,6 +568,10 @@ class TanhLinear(Activation):
 
     forward_kernel = tanh_linear_forward
     backward_kernel = tanh_linear_backward
+
+    def onnx_nodes(self, g, x):
+        """ONNX: Tanh(x) + a·x."""
+        return g.op("Add", g.op("Tanh", x), g.op("Mul", g.const(self.a, "a"), x), out="Y")
 
 
 ReLU, LeakyReLU, ELU, GELU = Relu, LeakyRelu, Elu, Gelu

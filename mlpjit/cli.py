@@ -590,6 +590,51 @@ def _label_value(cell, names):
     return cell
 
 
+# --- export ------------------------------------------------------------------------------
+
+def _model_file(target):
+    """The model file of RUN_OR_MODEL: a run folder's model.npz, or the file itself."""
+    path = Path(target)
+    if path.is_dir():
+        if not (path / "model.npz").is_file():
+            raise ConfigError(f"{target}: no model.npz in this folder (has the run finished?)")
+        return path / "model.npz"
+    return path
+
+
+@cli.command()
+@click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True,
+              help="The file format.")
+@click.option("--out", "-o", required=True, type=click.Path(), help="The file to write (.onnx).")
+@click.option("--trust", multiple=True, metavar="MODULE",
+              help="Allow the model or run folder to use layers from this module, which is then "
+                   "imported (a file never imports code by itself; see docs/writing-a-layer.md).")
+def export(target, fmt, out, trust):
+    """Write a model as an ONNX file (opset 17), to run it elsewhere (onnxruntime, ...).
+
+    RUN_OR_MODEL is a run folder (its model.npz) or a model file.  The file computes what
+    mlpjit predict does, from the same raw inputs (the recorded input scaling is in the graph):
+    'logits', 'probabilities' and 'classes' for a classifier, 'outputs' and 'values' (in the
+    target's units) for a regressor.  Needs the onnx package: pip install "mlpjit[onnx]".
+
+    \b
+    Examples:
+      mlpjit export runs/mnist_mlp-20261123-120000 -o mnist.onnx
+      mlpjit export runs/xor/model.npz --format onnx -o xor.onnx
+    """
+    from .export import OPSET, require_onnx, to_onnx
+    from .io import check_out
+    from .model import Sequential
+
+    model_path = _model_file(target)
+    check_out(out, (".onnx",), inputs=(model_path, target))   # never the model, a folder or a device
+    require_onnx()   # a missing package is said before any work
+    model = Sequential.load(model_path, trust=trust)
+    path = to_onnx(model, out)
+    click.echo(f"wrote {out} ({-(-path.stat().st_size // 1024)} KiB, opset {OPSET})")
+
+
 # --- gradcheck -----------------------------------------------------------------------------
 
 @cli.command()

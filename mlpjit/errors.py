@@ -34,3 +34,8 @@ class ResourceError(MlpjitError, MemoryError):
 
 class TrainingDiverged(MlpjitError, FloatingPointError):
     """The loss or a gradient became NaN or Inf during training."""
+
+
+class ExportError(MlpjitError, ValueError):
+    """A model cannot be written in the format asked for (a layer of your own that does not say
+    how it exports to ONNX): nothing is written."""

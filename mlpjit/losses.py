@@ -178,6 +178,12 @@ class Loss:
         """The model's outputs as the user wants them: probabilities for classifiers."""
         return Yhat
 
+    def onnx_nodes(self, g, Yhat, k):
+        """``transform`` as ONNX nodes (:mod:`mlpjit.export`) on the k outputs named ``Yhat``;
+        returns the result's name.  Here the identity: a loss that changes ``transform`` says
+        how it exports too, or the export refuses it."""
+        return Yhat
+
     def pred_rule(self, k):
         """How k outputs become a class (a ``kernels.misc.PRED_*`` code): the largest output, or
         for one output, output > 0.5 (logit > 0 for the losses on logits)."""
@@ -440,6 +446,9 @@ class CrossEntropy(Loss):
         softmax_forward(np.ascontiguousarray(Yhat), P)
         return P
 
+    def onnx_nodes(self, g, Yhat, k):
+        return g.op("Softmax", Yhat, out="softmax", axis=-1)
+
     def pred_rule(self, k):
         return KM.PRED_ARGMAX
 
@@ -502,6 +511,9 @@ class BinaryCrossEntropy(Loss):
 
     def transform(self, Yhat):
         return 1.0 / (1.0 + np.exp(-Yhat))
+
+    def onnx_nodes(self, g, Yhat, k):
+        return g.op("Sigmoid", Yhat, out="sigmoid")
 
     def pred_rule(self, k):
         return KM.PRED_POSITIVE if k == 1 else KM.PRED_ARGMAX
@@ -622,6 +634,11 @@ class SoftF1(Loss):
         if Yhat.shape[1] == 1:
             return 1.0 / (1.0 + np.exp(-Yhat))
         return CrossEntropy.transform(self, Yhat)
+
+    def onnx_nodes(self, g, Yhat, k):
+        if k == 1:
+            return g.op("Sigmoid", Yhat, out="sigmoid")
+        return g.op("Softmax", Yhat, out="softmax", axis=-1)
 
     def pred_rule(self, k):
         return KM.PRED_POSITIVE if k == 1 else KM.PRED_ARGMAX

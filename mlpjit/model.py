@@ -264,6 +264,16 @@ class Sequential:
         check_metadata(model, source)
         return model
 
+    def to_onnx(self, path, input_shape=None):
+        """Write the model's whole prediction as an ONNX file (opset 17; needs ``pip install
+        "mlpjit[onnx]"``), atomically; returns the path.  The file takes the raw inputs
+        ``predict`` takes (the recorded ``x_scale`` is in the graph) and gives ``logits`` and
+        ``probabilities`` (and ``classes``) for a classifier, ``outputs`` and ``values`` (the
+        target's units) for a regressor.  ``input_shape``: one example's shape, for a model
+        whose metadata does not record it.  See :mod:`mlpjit.export`."""
+        from .export import to_onnx
+        return to_onnx(self, path, input_shape=input_shape)
+
     def save(self, path):
         """Write structure, weights and the ``metadata`` dict (how the trainer used the model:
         loss, task, input scaling, class names) to one ``.npz`` file, atomically."""

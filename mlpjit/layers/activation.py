@@ -34,6 +34,10 @@ class Activation(Layer):
     def backward_calls(self, training=True):
         return [self.activation.backward_call("X", "Y", "dY", "dX", prefix="act_")]
 
+    def onnx_nodes(self, g, x):
+        """ONNX: Y = f(X), the activation's nodes."""
+        return g.activation(self.activation, x)
+
     def explain(self, in_shape, batch, first=False):
         x = dims((batch,) + tuple(in_shape))
         f = self.activation.name

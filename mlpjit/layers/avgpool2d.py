@@ -66,3 +66,8 @@ class AvgPool2D(Pool2D):
 
     def backward_calls(self, training=True):
         return [Call(avgpool2d_backward, "dY", "KH", "KW", "sh", "sw", "dX")]
+
+    def onnx_nodes(self, g, x):
+        """ONNX: AveragePool with the same window and stride, no padding (every window is whole,
+        so it divides by KH·KW as here)."""
+        return g.op("AveragePool", x, out="Y", kernel_shape=list(self.size), strides=list(self.stride))

@@ -24,6 +24,9 @@ config (the constructor's annotated signature).  It declares
 * ``forward_calls(training)`` / ``backward_calls(training)``: the kernels to call, in order, each a
   :class:`Call` naming its arguments.  The default calls ``forward_kernel`` and
   ``backward_kernel`` with arguments named as their parameters.
+* ``onnx_nodes(g, x)`` (optional): its prediction-mode forward pass as ONNX nodes, for
+  ``mlpjit export`` (:mod:`mlpjit.export`; ``g`` names tensors and adds parameters); a model
+  with a layer that lacks it does not export.
 
 Names a call can use: ``X``, ``Y`` (forward), ``dY``, ``dX`` (backward), every parameter, its
 gradient, state, buffer, scratch array and constant, ``U``, and ``training`` / ``need_dX``

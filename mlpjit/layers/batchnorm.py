@@ -204,6 +204,13 @@ class BatchNorm(Layer):
         return [Call(batchnorm_backward, "dY", "Xhat", "gamma", "inv_std", "training", "need_dX",
                      "dgamma", "dbeta", "sums", "dX")]
 
+    def onnx_nodes(self, g, x):
+        """ONNX: BatchNormalization in inference mode, with the running estimates:
+        y = γ·(x − μ_run)/√(σ²_run + ε) + β per feature (N, F) or channel (N, C, H, W)."""
+        return g.op("BatchNormalization", x, g.param("gamma", self.gamma), g.param("beta", self.beta),
+                    g.param("running_mean", self.running_mean), g.param("running_var", self.running_var),
+                    out="Y", epsilon=self.eps)
+
     def explain(self, in_shape, batch, first=False):
         x = dims((batch,) + tuple(in_shape))
         C = dims((self.num_features,))

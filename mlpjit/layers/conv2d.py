@@ -383,6 +383,15 @@ class Conv2D(Layer):
                           "dX", input_grad=True))
         return calls
 
+    def onnx_nodes(self, g, x):
+        """ONNX: S = Conv(X, A, b) with the same kernel layout (O, C, KH, KW), strides and the
+        explicit pads [top, left, bottom, right] of ``padding`` (so "same" puts an even kernel's
+        extra row at the bottom, as here), then Y = f(S)."""
+        (pt, pb), (pl, pr) = self.pads
+        s = g.op("Conv", x, g.param("A", self.A), g.param("b", self.b), out="S",
+                 kernel_shape=list(self.kernel_size), strides=list(self.stride), pads=[pt, pl, pb, pr])
+        return g.activation(self.activation, s)
+
     def forward(self, X, training=False):
         X = as_input(X, self.dtype, repr(self))
         N = X.shape[0] if X.ndim == 4 else 0

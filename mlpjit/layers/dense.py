@@ -387,6 +387,11 @@ class Dense(Layer):
         calls.append(Call(dense_backward_input, "dS", "A", "dX", input_grad=True))
         return calls
 
+    def onnx_nodes(self, g, x):
+        """ONNX: S = Gemm(X, A, b) = X·A + b, then Y = f(S) (the activation's nodes)."""
+        s = g.op("Gemm", x, g.param("A", self.A), g.param("b", self.b), out="S")
+        return g.activation(self.activation, s)
+
     def lecture_arrays(self, phase):
         arrays = super().lecture_arrays(phase)
         if phase == "forward" and arrays:   # M = X·A is summed into S in place; shown apart here

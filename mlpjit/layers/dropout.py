@@ -69,6 +69,10 @@ class Dropout(Layer):
     def backward_calls(self, training=True):
         return [Call(mul_into, "dY", "mask", "dX")] if self.active(training) else []
 
+    def onnx_nodes(self, g, x):
+        """ONNX: Identity (prediction mode: Y = X)."""
+        return g.op("Identity", x, out="Y")
+
     def explain(self, in_shape, batch, first=False):
         x = dims((batch,) + tuple(in_shape))
         return {"forward": [f"mask = [U ≥ {self.p:g}]/(1 − {self.p:g}),  Y = X ∘ mask   {x}  (prediction: Y = X)"],

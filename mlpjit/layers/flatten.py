@@ -24,6 +24,10 @@ class Flatten(Layer):
     def aliases(self, training):
         return {"Y": "X", "dX": "dY"}
 
+    def onnx_nodes(self, g, x):
+        """ONNX: Flatten(axis=1): (N, C, H, W) → (N, C·H·W), row-major as here."""
+        return g.op("Flatten", x, out="Y", axis=1)
+
     def explain(self, in_shape, batch, first=False):
         out = self.output_shape(in_shape)
         return {"forward": [f"Y = X viewed as rows   {dims((batch,) + tuple(in_shape))} → {dims((batch,) + tuple(out))}"],

@@ -146,3 +146,6 @@ class MaxPool2D(Pool2D):
     def backward_calls(self, training=True):
         return [Call(maxpool2d_backward, "X", "Y", "dY", "KH", "KW", "sh", "sw", "dX")]
 
+    def onnx_nodes(self, g, x):
+        """ONNX: MaxPool with the same window and stride, no padding (⌊⌋ output size)."""
+        return g.op("MaxPool", x, out="Y", kernel_shape=list(self.size), strides=list(self.stride))

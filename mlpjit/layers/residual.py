@@ -95,6 +95,15 @@ class Residual(Layer):
         inner = [node for layer in self.layers for node in layer.nodes()]
         return [begin, *inner, end]
 
+    # --- ONNX (mlpjit.export) ------------------------------------------------------------------
+    def onnx_nodes(self, g, x):
+        """ONNX: F's layers in order (each its own nodes, named ``<block>.<i>.…``), then
+        Y = Add(X, F(X))."""
+        f = x
+        for i, layer in enumerate(self.layers):
+            f = g.layer(layer, f, i)
+        return g.op("Add", x, f, out="Y")
+
     # --- parameters, structure -------------------------------------------------------------------
     def parameters(self):
         return [(f"{i}.{name}", p, g) for i, layer in enumerate(self.layers)

@@ -31,6 +31,10 @@ class Softmax(Layer):
     def backward_calls(self, training=True):
         return [Call(softmax_backward, "Y", "dY", "dX")]
 
+    def onnx_nodes(self, g, x):
+        """ONNX: Softmax over the last axis (opset 13 and later: each row alone)."""
+        return g.op("Softmax", x, out="Y", axis=-1)
+
     def explain(self, in_shape, batch, first=False):
         x = dims((batch,) + tuple(in_shape))
         return {"forward": [f"Yᵢ = e^(Xᵢ − max Xᵢ) / Σⱼ e^(Xᵢⱼ − max Xᵢ)   {x}"],

@@ -121,6 +121,16 @@ class Standardize(Layer):
     def backward_calls(self, training=True):
         return [Call(standardize_backward, "dY", "std", "dX")]
 
+    def onnx_nodes(self, g, x):
+        """ONNX: Y = (X − μ)/σ with the stored μ (``mean``) and σ (``std``): the file takes raw
+        features."""
+        if self.num_features is None:
+            from ..errors import ExportError
+            raise ExportError(f"layer {g.where} ({self!r}) was never adapted: it has no μ and σ to "
+                              f"export (train the model, or call model.adapt(X))")
+        centred = g.op("Sub", x, g.param("mean", self.mean), out="centred")
+        return g.op("Div", centred, g.param("std", self.std), out="Y")
+
     def explain(self, in_shape, batch, first=False):
         x = dims((batch,) + tuple(in_shape))
         return {"forward": [f"Y = (X − μ)/σ   {x}  (μ, σ of the training split)"],
