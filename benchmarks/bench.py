@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py [--cases tiny,small,mid,wide] [--epochs N] [--threads N]
     python benchmarks/bench.py --cases concurrent,memory      # the machine-sharing and memory rows
+    python benchmarks/bench.py --jax                          # also a JAX column (pip install "jax[cpu]")
 
 Every case trains the same float32 architecture on the same data with the same batch size and
 hyperparameters (plain SGD, lr 0.05, momentum 0.9, no weight decay, shuffled every epoch) in
@@ -22,6 +23,11 @@ variables set before NumPy is imported, threadpoolctl when installed, and
 ``torch.set_num_threads``).  ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are left as found
 and printed in the header.  PyTorch and scikit-learn are optional: a missing one prints
 "not installed" in its columns.
+
+``--jax`` adds JAX: the same network, initial weights, order and SGD with momentum, the whole
+step (forward, cross-entropy, ``jax.grad``, the update) under one ``jax.jit``, its arrays on the
+CPU device; its compile time (the first step, traced and compiled) is reported apart from the
+steady state, and JAX stays out of every dependency list (``pip install "jax[cpu]"``).
 """
 
 import argparse
@@ -41,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2,
                    help="threads for BLAS, Numba and PyTorch (default 2)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jax", action="store_true",
+                   help="also time jax.jit of the whole SGD step (pip install \"jax[cpu]\")")
     args = p.parse_args(argv)
     if args.epochs < 1:
         p.error("--epochs must be >= 1")
@@ -276,6 +284,74 @@ def run_torch(data, hidden, activation, batch, start, threads, acc_epoch):
     return steady_median(seconds), acc
 
 
+# --- JAX ---------------------------------------------------------------------------------
+
+def run_jax(data, hidden, activation, batch, start, acc_epoch):
+    """(median s/epoch, test accuracy after epoch ``acc_epoch``, compile seconds): the same
+    network and SGD with momentum as the others (v ← μv + g; θ ← θ − ηv, as torch.optim.SGD),
+    the whole step under one jax.jit (the last, smaller batch is a second compiled shape)."""
+    import jax
+    import jax.numpy as jnp
+
+    act = {"relu": jax.nn.relu, "tanh": jnp.tanh}[activation]
+    weights = [(jnp.asarray(A), jnp.asarray(b)) for A, b in start.weights]
+    if hidden == CNN:
+        shape = (1, 28, 28)
+
+        def forward(params, x):
+            (c1, b1), (c2, b2), (d1, e1), (d2, e2) = params
+            dn = ("NCHW", "OIHW", "NCHW")
+            h = jax.lax.conv_general_dilated(x, c1, (1, 1), "VALID", dimension_numbers=dn) + b1[None, :, None, None]
+            h = jax.lax.reduce_window(jax.nn.relu(h), -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+            h = jax.lax.conv_general_dilated(h, c2, (1, 1), "VALID", dimension_numbers=dn) + b2[None, :, None, None]
+            h = jax.lax.reduce_window(jax.nn.relu(h), -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+            h = jax.nn.relu(h.reshape(h.shape[0], -1) @ d1 + e1)
+            return h @ d2 + e2
+    else:
+        shape = (data.n_features,)
+
+        def forward(params, x):
+            for A, b in params[:-1]:
+                x = act(x @ A + b)
+            A, b = params[-1]
+            return x @ A + b
+
+    def loss_fn(params, x, y):
+        logits = forward(params, x)
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(y.shape[0]), y])
+
+    @jax.jit
+    def step(params, velocity, x, y):
+        grads = jax.grad(loss_fn)(params, x, y)
+        velocity = jax.tree_util.tree_map(lambda v, g: MOMENTUM * v + g, velocity, grads)
+        params = jax.tree_util.tree_map(lambda p, v: p - LR * v, params, velocity)
+        return params, velocity
+
+    predict = jax.jit(lambda params, x: jnp.argmax(forward(params, x), axis=1))
+    X = jnp.asarray(data.X_train.reshape((-1,) + shape))
+    y = jnp.asarray(data.y_train.astype(np.int32))
+    velocity = jax.tree_util.tree_map(jnp.zeros_like, weights)
+    params = weights
+    n = X.shape[0]
+    t0 = time.perf_counter()                       # compile: the first step of each batch shape
+    for size in sorted({batch, n % batch} - {0}):
+        jax.block_until_ready(step(params, velocity, X[:size], y[:size]))
+    compile_s = time.perf_counter() - t0
+    seconds, acc = [], None
+    for epoch, order in enumerate(start.perms, 1):
+        t0 = time.perf_counter()
+        perm = np.asarray(order)
+        for lo in range(0, n, batch):
+            idx = perm[lo:lo + batch]
+            params, velocity = step(params, velocity, X[idx], y[idx])
+        jax.block_until_ready(params)
+        seconds.append(time.perf_counter() - t0)
+        if epoch == acc_epoch:
+            pred = np.asarray(predict(params, jnp.asarray(data.X_test.reshape((-1,) + shape))))
+            acc = float((pred == data.y_test).mean())
+    return steady_median(seconds), acc, compile_s
+
+
 # --- scikit-learn ------------------------------------------------------------------------
 
 class _GivenStart(MLPClassifier if sklearn is not None else object):
@@ -333,8 +409,10 @@ def fmt_acc(a):
 
 
 def markdown(rows):
-    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    out += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
+    columns = COLUMNS + [c for c in ("JAX s/epoch", "JAX/mlpjit", "JAX compile s", "test acc JAX")
+                         if any(c in r for r in rows)]
+    out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    out += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(out)
 
 
@@ -549,6 +627,10 @@ def main(args):
         else:
             s_s = s_acc = NOT_INSTALLED
 
+        if args.jax:
+            j_s, j_acc, j_compile = run_jax(data, hidden, activation, batch, start, args.epochs)
+            print(f"  JAX (jit)       {j_s:.3f} s/epoch (compile {j_compile:.2f} s)", file=sys.stderr,
+                  flush=True)
         gflops = 6.0 * macs * data.n_train / m_s / 1e9
         rows.append({
             "case": name, "network": net, "batch": batch,
@@ -558,6 +640,9 @@ def main(args):
             "mlpjit GFLOP/s": f"{gflops:.2f}", "% of sgemm peak": f"{100 * gflops / peak:.1f}%",
             "test acc mlpjit / torch / sklearn": " / ".join(fmt_acc(a) for a in (m_acc, t_acc, s_acc)),
         })
+        if args.jax:
+            rows[-1].update({"JAX s/epoch": fmt_s(j_s), "JAX/mlpjit": fmt_ratio(j_s, m_s),
+                             "JAX compile s": f"{j_compile:.2f}", "test acc JAX": fmt_acc(j_acc)})
 
     if rows:
         print()
