@@ -779,15 +779,6 @@ def _count_values(root, source):
             stack.extend((c, False) for c in children if id(c) not in sizes)
 
 
-def _file_kind(mode: int) -> str:
-    """What a path that is not a regular file is, in a word or two."""
-    for test, word in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
-        if test(mode):
-            return word
-    return "special file"
-
-
 def _check_duplicate_keys(text: str, source: str) -> None:
     """Refuse a key given twice in one mapping (``safe_load`` silently keeps the last)."""
     try:
@@ -829,7 +820,8 @@ def _read_yaml(path: str | Path) -> Any:
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{source}: not a regular file (a {_file_kind(st.st_mode)}); a config is a YAML file")
+            from .io import file_kind
+            raise ConfigError(f"{source}: not a regular file (a {file_kind(st.st_mode)}); a config is a YAML file")
         with open(p, "rb") as f:
             raw = f.read(MAX_CONFIG_BYTES + 1)
         if len(raw) > MAX_CONFIG_BYTES:

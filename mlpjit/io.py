@@ -116,6 +116,17 @@ def npz_headers(path, kind="mlpjit model"):
     return out
 
 
+def file_kind(mode: int) -> str:
+    """What a path that is not a regular file is, in a word or two (from ``os.stat``'s mode)."""
+    import stat
+    for test, word in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return word
+    return "special file"
+
+
 def read_npz(path, kind="mlpjit model"):
     """All arrays of an ``.npz`` file as a dict, or a ModelFileError naming the file.  The arrays'
     headers are read first: arrays that would not fit in the memory this process may use are
@@ -129,7 +140,7 @@ def read_npz(path, kind="mlpjit model"):
     except OSError as e:
         raise ModelFileError(f"{path}: cannot read ({e.strerror or e})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise ModelFileError(f"{path}: not a regular file ({'a folder' if stat.S_ISDIR(st.st_mode) else 'a device, FIFO or socket'})")
+        raise ModelFileError(f"{path}: not a regular file (a {file_kind(st.st_mode)})")
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as f:
             bare = f.read(6) == b"\x93NUMPY"

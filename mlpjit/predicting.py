@@ -203,10 +203,8 @@ def input_file(path) -> Path:
     if stat.S_ISDIR(st.st_mode):
         raise DataError(f"{path}: is a folder, not a file")
     if not stat.S_ISREG(st.st_mode):
-        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if \
-            stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket" if \
-            stat.S_ISSOCK(st.st_mode) else "not a regular file"
-        raise DataError(f"{path}: not a regular file ({kind}); give a .npy or .csv file")
+        from .io import file_kind
+        raise DataError(f"{path}: not a regular file (a {file_kind(st.st_mode)}); give a .npy or .csv file")
     return path
 
 
