@@ -20,6 +20,14 @@ same command therefore draws the same trials; ``--sample 16`` after ``--sample 8
 same first 8 trials (whose finished runs are skipped), and adding or reordering ``--space``
 items does not change the draws of the other keys.
 
+The same ``--space`` items describe the parameters of an Optuna search (``mlpjit sweep
+--search tpe|random|cmaes|grid``, :mod:`mlpjit.sweep.search`): each distribution maps onto
+Optuna's (:meth:`Uniform.to_optuna`): ``uniform`` onto ``FloatDistribution(a, b)``,
+``loguniform`` onto ``FloatDistribution(a, b, log=True)``, ``randint`` onto
+``IntDistribution(a, b)`` and ``choice`` onto ``CategoricalDistribution``; Optuna's samplers
+then draw the values (unrounded).  :func:`draw_trials` stays for ``--sample``, whose folder
+names and resumable trials depend on its draws.
+
 Python API: :func:`parse_space` (one ``--space`` item), :func:`draw_trials`.
 """
 
@@ -40,6 +48,9 @@ __all__ = ["Uniform", "LogUniform", "RandInt", "Choice", "DISTRIBUTIONS", "parse
 
 #: Significant digits kept of a drawn float.
 SIGNIFICANT_DIGITS = 4
+
+#: The most values ``--search grid`` visits for one ``randint(a, b)``.
+MAX_GRID = 10_000
 
 
 def parse_value(text: str, where: str) -> Any:
@@ -111,6 +122,20 @@ class Uniform:
     def __repr__(self) -> str:
         return f"{self.name}({_text(self.a)}, {_text(self.b)})"
 
+    def to_optuna(self):
+        """The Optuna distribution of this ``--space`` item."""
+        from optuna.distributions import FloatDistribution
+        return FloatDistribution(float(self.a), float(self.b))
+
+    def grid_values(self, where: str) -> list:
+        """The values a grid search visits (only discrete distributions have them)."""
+        raise ConfigError(f"{where}: --search grid needs a list of values; {self.name}(a, b) is "
+                          f"continuous (use choice(x, y, ...) or --grid key.path=x,y,...)")
+
+    def decode(self, value: Any) -> Any:
+        """The config value of an Optuna parameter value."""
+        return value
+
 
 class LogUniform(Uniform):
     """``loguniform(a, b)``: ``x = exp(log a + (log b - log a) u)``, ``0 < a < b``, rounded."""
@@ -129,6 +154,10 @@ class LogUniform(Uniform):
             if x < self.b:
                 return x
 
+    def to_optuna(self):
+        from optuna.distributions import FloatDistribution
+        return FloatDistribution(float(self.a), float(self.b), log=True)
+
 
 class RandInt(Uniform):
     """``randint(a, b)``: an integer uniform in ``{a, ..., b}``."""
@@ -146,6 +175,16 @@ class RandInt(Uniform):
     def sample(self, rng: np.random.Generator) -> int:
         return int(rng.integers(self.a, self.b, endpoint=True))
 
+    def to_optuna(self):
+        from optuna.distributions import IntDistribution
+        return IntDistribution(int(self.a), int(self.b))
+
+    def grid_values(self, where: str) -> list:
+        if self.b - self.a >= MAX_GRID:
+            raise ConfigError(f"{where}: --search grid would visit {self.b - self.a + 1} values "
+                              f"(at most {MAX_GRID}); give a list with choice(x, y, ...)")
+        return list(range(self.a, self.b + 1))
+
 
 class Choice:
     """``choice(x, y, ...)``: one of the values, each with probability 1/n."""
@@ -161,9 +200,33 @@ class Choice:
             if v in seen:
                 raise ConfigError(f"{where}: value {_text(v)!r} is given twice")
             seen.append(v)
+        encoded = []
+        for v, e in zip(self.values, self.encoded()):
+            if any(e == o and type(e) is type(o) for o in encoded):
+                raise ConfigError(f"{where}: value {_text(v)!r} is given twice")
+            encoded.append(e)
 
     def sample(self, rng: np.random.Generator) -> Any:
         return self.values[int(rng.integers(len(self.values)))]
+
+    def encoded(self) -> list:
+        """The values as Optuna's categories: None, bools, numbers and strings as they are,
+        anything else (a list, a mapping) as its YAML text."""
+        return [v if v is None or isinstance(v, (bool, int, float, str)) else _text(v)
+                for v in self.values]
+
+    def to_optuna(self):
+        from optuna.distributions import CategoricalDistribution
+        return CategoricalDistribution(self.encoded())
+
+    def grid_values(self, where: str) -> list:
+        return self.encoded()
+
+    def decode(self, value: Any) -> Any:
+        for v, e in zip(self.values, self.encoded()):
+            if e == value and type(e) is type(value):
+                return v
+        raise ValueError(f"{value!r} is not one of {self!r}")
 
     def __repr__(self) -> str:
         return f"choice({', '.join(_text(v) for v in self.values)})"

@@ -27,13 +27,20 @@ processes; ``--backend dask`` trains each run as a task on a Dask cluster, a loc
 ``--workers`` processes or the one at ``--scheduler ADDRESS`` (see :mod:`mlpjit.sweep.dask_backend`).
 Both write the same run folders and ``sweep.csv``.
 
+Optuna search: ``--search tpe --trials 50 --space ... --metric val_loss --prune hyperband``
+runs an Optuna study instead (kept in ``<sweep folder>/study.db`` and continued by the same
+command), whose sampler proposes each trial and whose pruner stops unpromising runs at an
+epoch's end; ``mlpjit sweep --show FOLDER`` prints its best trials, the parameters' importance
+and its plots (see :mod:`mlpjit.sweep.search` and :mod:`mlpjit.sweep.pruning`).
+
 Python API: :func:`run_sweep` (returns the rows of ``sweep.csv``), :func:`parse_grid`;
 the click command :data:`sweep`.
 
 The package: :mod:`~mlpjit.sweep.plan` (grids, trials, folders, ``sweep.csv``, the command),
 :mod:`~mlpjit.sweep.run` (one run, wherever it trains), :mod:`~mlpjit.sweep.backends` (the
 interface every backend implements, and the local process pool) and
-:mod:`~mlpjit.sweep.dask_backend` (a Dask cluster).
+:mod:`~mlpjit.sweep.dask_backend` (a Dask cluster), :mod:`~mlpjit.sweep.search` (Optuna studies)
+and :mod:`~mlpjit.sweep.pruning` (the runs' per-epoch reports to a study).
 """
 
 from .plan import (METRIC_COLUMNS, SWEEP_FORMAT, ranking_metric, parse_grid, run_sweep,

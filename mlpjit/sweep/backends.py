@@ -7,7 +7,10 @@ A backend is a context manager (``__enter__`` starts what it needs, such as a cl
 * ``check_data(cfgs)``: refuse, before any run starts, data the runs cannot reach;
 * ``run(tasks, finish, progress)``: train ``tasks`` ([(point, task)]), calling
   ``finish(point, result)`` as each ends (results as :func:`mlpjit.sweep.run.execute` returns
-  them); raises KeyboardInterrupt when interrupted.
+  them); raises KeyboardInterrupt when interrupted;
+* ``run_trials(next_task, finish, progress, serve, slots)``: the same for tasks asked for one
+  at a time as slots free (an Optuna search), serving the runs' per-epoch reports meanwhile;
+  ``report_channel(decide)``: how those reports reach the study (:mod:`mlpjit.sweep.pruning`).
 
 :class:`LocalBackend` trains ``--jobs`` runs at a time in worker processes (or, with one job,
 in this process); :class:`mlpjit.sweep.dask_backend.DaskBackend` trains each run as a task on a
@@ -20,7 +23,8 @@ import contextlib
 import multiprocessing
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any, Callable
 
@@ -74,6 +78,93 @@ class LocalBackend(Backend):
     def run(self, tasks, finish, progress):
         if tasks:
             _run_local(tasks, self.jobs, finish, progress)
+
+    def report_channel(self, decide):
+        from .pruning import InProcess, ManagerQueues
+        if self.jobs <= 1:
+            return InProcess(decide)
+        return ManagerQueues(decide, multiprocessing.get_context("spawn"))
+
+    def run_trials(self, next_task, finish, progress, serve, slots):
+        _run_local_trials(next_task, min(self.jobs, slots), finish, progress, serve)
+
+
+def _run_local_trials(next_task: Callable, jobs: int, finish: Callable, progress,
+                      serve: Callable) -> None:
+    """:meth:`LocalBackend.run_trials`: in this process (jobs 1) or ``jobs`` worker processes,
+    each next task asked for as a run ends; Ctrl-C as in :func:`_run_local`."""
+    if jobs <= 1:
+        while True:
+            item = next_task()
+            if item is None:
+                return
+            p, task = item
+            progress.set_running(1)
+            res = execute(task)
+            finish(p, res)
+            if res.get("interrupted"):
+                raise _stop(res)
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    ex = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                             initargs=(stop,))
+    running: dict = {}
+    interrupted = False
+    procs = []
+    try:
+        while True:
+            while len(running) < jobs:
+                item = next_task()
+                if item is None:
+                    break
+                p, task = item
+                with _one_blas_thread_in_children():  # a worker starts at a submit
+                    running[ex.submit(_execute_unless_stopped, task)] = p
+            if not running:
+                return
+            progress.set_running(len(running))
+            done, _ = wait(list(running), timeout=0, return_when=FIRST_COMPLETED)
+            if not done:
+                serve(SERVE_SECONDS)   # waits there for a run's report: answered at once
+            for fut in done:
+                res = _finish_one(fut, running.pop(fut), finish)
+                if res is not None and res.get("interrupted"):
+                    raise _stop(res)
+    except KeyboardInterrupt as e:
+        interrupted = True
+        stop.set()
+        sig = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+        procs = list((getattr(ex, "_processes", None) or {}).values())
+        for proc in procs:
+            try:
+                os.kill(proc.pid, sig)
+            except (OSError, AttributeError, TypeError):
+                pass
+        # the running runs checkpoint and come back; each is recorded (a run that waits for an
+        # answer about pruning sees its stop flag and goes on to stop)
+        deadline = time.monotonic() + STOP_GRACE
+        try:
+            while running and time.monotonic() < deadline:
+                done, _ = wait(list(running), timeout=0, return_when=FIRST_COMPLETED)
+                serve(SERVE_SECONDS)
+                for fut in done:
+                    _finish_one(fut, running.pop(fut), finish)
+        except KeyboardInterrupt:   # a second Ctrl-C: stop waiting
+            pass
+        raise
+    finally:
+        ex.shutdown(wait=not interrupted, cancel_futures=True)
+        for proc in procs:
+            try:
+                proc.join(STOP_GRACE)
+                if proc.is_alive():
+                    proc.kill()
+            except (OSError, AttributeError, ValueError):
+                pass
+        _seen.clear()
+
+
+SERVE_SECONDS = 0.02   # a search: seconds the client waits for a run's report between looks
 
 
 def _run_local(tasks: list, jobs: int, finish: Callable, progress) -> None:

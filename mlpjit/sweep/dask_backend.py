@@ -55,6 +55,7 @@ CONNECT_TIMEOUT = 10        # seconds to reach a --scheduler
 WORKER_WAIT = 60            # seconds to wait for a first worker of an empty cluster
 POLL_SECONDS = 0.5          # how often the bar asks the scheduler what is running
 STOP_POLL = 0.5             # seconds a worker waits on the sweep's stop event between checks
+POLL_REPORTS = 0.05         # a search: seconds the client waits for a run's report between looks
 STOP_GRACE = 10.0           # seconds the running runs of an interrupted sweep get to checkpoint
 # _PACKAGE_MNIST: MNIST shipped in the package (what data.path: null finds when nothing else is there)
 # files and folders named by path, per data source: (key, kind)
@@ -87,7 +88,8 @@ def train_run(task: dict) -> dict:
 
     ``task``: ``cfg`` (the resolved config, data paths absolute), ``config_text`` (the
     ``config.yaml`` to write), ``name``, ``run_dir`` (the folder on the client, used in
-    messages), ``resume`` and ``files`` (the client's run folder, to resume from).
+    messages), ``resume``, ``files`` (the client's run folder, to resume from) and, for a
+    trial of an Optuna search, ``report`` (see :mod:`mlpjit.sweep.pruning`).
     Returns :func:`mlpjit.sweep.run.execute`'s result plus ``files`` ({name: bytes}) and
     ``worker`` (its address).  Never raises for a failed run.
     """
@@ -111,7 +113,8 @@ def train_run(task: dict) -> dict:
                 (run_dir / name).write_bytes(data)
         with stop_requested_by(stop):
             res = execute({"cfg": task["cfg"], "config_text": task["config_text"],
-                            "run_dir": str(run_dir), "resume": task["resume"]})
+                            "run_dir": str(run_dir), "resume": task["resume"],
+                            "report": task.get("report")})
         files = _read_folder(run_dir)
         if res.get("error"):
             res["error"] = res["error"].replace(str(run_dir), task["run_dir"])
@@ -410,8 +413,71 @@ class DaskBackend(Backend):
         finally:
             watch.close()
 
-    def _collect(self, done, futures: dict, finish: Callable, watch, deadline=None) -> None:
-        """Write and record each run as its task comes back, until all have (or ``deadline``)."""
+    def report_channel(self, decide):
+        from .pruning import DaskQueues
+        return DaskQueues(decide, self.client)
+
+    def run_trials(self, next_task: Callable, finish: Callable, progress, serve: Callable,
+                   slots: int) -> None:
+        """Keep as many trials in training as the cluster has threads (at most ``slots``),
+        asking ``next_task()`` for the next as one comes back; ``serve()`` between looks.
+        Ctrl-C as in :meth:`run`."""
+        from distributed import Event, as_completed
+
+        token = uuid.uuid4().hex[:8]
+        stop_name = f"mlpjit-stop-{token}"
+        futures, names = {}, {}
+        watch = _Watch(self.client, names, self.retries, progress)
+        done = as_completed([], loop=self.client.loop, with_results=True, raise_errors=False)
+
+        def fill():
+            width = max(1, min(slots, sum(self.client.nthreads().values()) or 1))
+            while len(futures) < width:
+                item = next_task()
+                if item is None:
+                    return
+                p, task = item
+                run_dir = Path(task["run_dir"])
+                remote = {"cfg": worker_cfg(task["cfg"]), "config_text": task["config_text"],
+                          "name": p.name, "run_dir": task["run_dir"], "resume": task["resume"],
+                          "files": _read_folder(run_dir) if task["resume"] else None,
+                          "stop": stop_name, "report": task.get("report")}
+                key = f"mlpjit-train-{token}-{p.index}"
+                names[key] = p.name
+                fut = self.client.submit(train_run, remote, key=key, pure=False,
+                                         retries=self.retries)
+                futures[fut] = (p, run_dir)
+                done.add(fut)
+
+        try:
+            fill()
+            while futures:
+                self._collect(done, futures, finish, watch, once=True, nap=0)
+                serve(POLL_REPORTS)   # waits there for a run's report rather than sleeping
+                fill()
+        except KeyboardInterrupt:
+            try:
+                Event(stop_name, client=self.client).set()
+                deadline = time.monotonic() + STOP_GRACE
+                while futures and time.monotonic() < deadline:
+                    self._collect(done, futures, finish, watch, once=True, nap=0)
+                    serve(POLL_REPORTS)
+            except KeyboardInterrupt:
+                pass
+            except Exception:
+                pass
+            try:
+                self.client.cancel(list(futures))
+            except Exception:
+                pass
+            raise
+        finally:
+            watch.close()
+
+    def _collect(self, done, futures: dict, finish: Callable, watch, deadline=None,
+                 once=False, nap=0.05) -> None:
+        """Write and record each run as its task comes back, until all have (or ``deadline``;
+        ``once``: one look)."""
         while not done.is_empty() and (deadline is None or time.monotonic() < deadline):
             watch.poll()
             batch = done.next_batch(block=False)
@@ -429,8 +495,10 @@ class DaskBackend(Backend):
                         res = {"status": "failed", "error": "cannot write the run folder: "
                                + _one_line(getattr(e, "strerror", None) or e)}
                 finish(p, res)
-            if not batch:
-                time.sleep(0.05)
+            if not batch and nap:
+                time.sleep(nap)
+            if once:
+                return
 
     def _outcome(self, fut, result) -> dict:
         """The result of a finished future, or a failed result saying why there is none."""

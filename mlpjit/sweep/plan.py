@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..io import FolderLock, timestamped_dir
 from ..search_space import draw_trials, parse_space, parse_value, split_values
 from .backends import BACKENDS, make_backend
+from .search import DIRECTIONS, PRUNERS, SEARCHES
 
 __all__ = ["run_sweep", "parse_grid", "sweep", "METRIC_COLUMNS", "SWEEP_FORMAT"]
 
@@ -431,6 +432,13 @@ def _prepare_out(out, name) -> Path:
     return out
 
 
+def _refuse_study(out: Path) -> None:
+    """A --grid/--sample sweep does not write into the folder of a --search study."""
+    if (out / "study.db").is_file():
+        raise ConfigError(f"--out {out}: holds an Optuna study (study.db) of --search; continue "
+                          f"it with its own command (see its sweep.yaml), or choose another --out")
+
+
 def _sweep_yaml(config_path, overrides, grids, seeds, points, jobs, space=None, sample=None,
                 backend=None) -> str:
     from .. import __version__
@@ -549,7 +557,9 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
               log: Callable[[str], Any] = print, *, space: dict | None = None,
               sample: int | None = None, backend: str = "local", scheduler: str | None = None,
               workers: int | None = None, retries: int | None = None,
-              progress: bool = False) -> list[dict]:
+              progress: bool = False, search=None, trials: int | None = None,
+              metric: str | None = None, direction: str | None = None,
+              prune=None) -> list[dict]:
     """Run the product of ``grids`` ({key path: [values]}) times ``seeds`` as ordinary runs.
 
     ``seeds``: None runs the config's own seed only; N runs seeds 0..N-1 (a list of seeds is
@@ -573,9 +583,23 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
     ``run_dir`` (the run folder's name, relative to the sweep folder) and ``error`` (None
     when ok) — the rows of ``sweep.csv``.
     Raises KeyboardInterrupt after writing sweep.csv when interrupted (Ctrl-C).
+
+    ``search`` (``"tpe"``, ``"random"``, ``"cmaes"``, ``"grid"`` or an Optuna sampler) runs an
+    Optuna study of ``trials`` trials instead, choosing by ``metric`` in ``direction`` and
+    pruning with ``prune``: see :func:`mlpjit.sweep.search.run_search`, which then returns one
+    row per finished trial.
     """
     from ..io import atomic_write_text
+    from .search import check_search_options
 
+    check_search_options(search, trials, metric, direction, prune, seeds, sample)
+    if search is not None:
+        from .search import run_search
+        make_backend(backend, jobs, scheduler, workers, retries, log=log)  # checks, before anything
+        return run_search(config_path, space or {}, grids or {}, search=search, trials=trials,
+                          metric=metric, direction=direction, prune=prune, jobs=jobs, out=out,
+                          overrides=overrides, log=log, backend=backend, scheduler=scheduler,
+                          workers=workers, retries=retries, progress=progress)
     runner = make_backend(backend, jobs, scheduler, workers, retries, log=log)  # checks, before anything
     grids = _check_grids(dict(grids or {}))
     space = _check_space(space, sample, grids)
@@ -584,6 +608,7 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
     points = _plan(config_path, grids, seed_list, overrides, space, sample)
     keys = list(grids) + list(space)
     out = _prepare_out(out, points[0].cfg["name"])
+    _refuse_study(out)
     states = {p.index: _state(p, out / p.name) for p in points}
     n_todo = sum(state != "done" for state in states.values())
 
@@ -676,7 +701,7 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
 # --- the command ----------------------------------------------------------------------------
 
 @click.command("sweep", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path(dir_okay=False), required=False)
 @click.option("--grid", "grid_items", multiple=True, metavar="KEY.PATH=V1,V2,...",
               help="Values to sweep for a config key, read like --set values (repeatable; "
                    "the sweep runs the product of all grids).")
@@ -688,6 +713,23 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
                    "loguniform(a,b), randint(a,b) or choice(x,y,...) (repeatable).")
 @click.option("--seeds", type=click.IntRange(min=1),
               help="Run every grid point with seeds 0..N-1 (default: the config's seed only).")
+@click.option("--search", type=click.Choice(SEARCHES),
+              help="An Optuna study instead of a grid: its sampler proposes each trial's values "
+                   "from the --space distributions (--grid lists are choices); "
+                   "pip install \"mlpjit[search]\".")
+@click.option("--trials", type=click.IntRange(min=1), metavar="N",
+              help="--search: trials in the study (the same command with a larger N continues "
+                   "it; default for --search grid: every grid point).")
+@click.option("--metric", metavar="NAME",
+              help="--search: what chooses: val_loss (the default; needs data.validation), "
+                   "val_accuracy, train_loss or train_accuracy; never a test metric.")
+@click.option("--direction", type=click.Choice(DIRECTIONS),
+              help="--search: minimize a loss, maximize an accuracy (the default follows --metric).")
+@click.option("--prune", type=click.Choice(PRUNERS),
+              help="--search: stop unpromising trials at an epoch's end (default none).")
+@click.option("--show", "show", type=click.Path(file_okay=False), metavar="SWEEP_FOLDER",
+              help="Print the best trials, the parameters' importance and the plots of a "
+                   "--search sweep folder, and exit.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
               help="Where runs train: local worker processes, or a Dask cluster "
                    "(pip install \"mlpjit[dask]\").")
@@ -706,8 +748,8 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
                    "skips finished runs.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a config key for every run, e.g. --set train.epochs=20 (repeatable).")
-def sweep(config, grid_items, sample, space_items, seeds, backend, jobs, scheduler, workers,
-          retries, out, overrides):
+def sweep(config, grid_items, sample, space_items, seeds, search, trials, metric, direction,
+          prune, show, backend, jobs, scheduler, workers, retries, out, overrides):
     """Train every combination of --grid values (times --seeds) as ordinary runs.
 
     Each run gets a run folder in the sweep folder, named from its swept values and
@@ -727,6 +769,13 @@ def sweep(config, grid_items, sample, space_items, seeds, backend, jobs, schedul
     and `dask worker ADDRESS` on any machines).  The runs' files come back to this
     machine; a run whose worker dies is retried (--retries).
 
+    Optuna search: --search tpe|random|cmaes|grid --trials N runs a study (in the
+    sweep folder's study.db) whose sampler proposes the --space values of each
+    trial; the trials are ranked by --metric (default val_loss, which needs
+    data.validation) and --prune median|halving|hyperband stops unpromising ones at
+    an epoch's end.  The same command continues the study; --show SWEEP_FOLDER
+    prints its best trials, the parameters' importance and its plots.
+
     \b
     Examples:
       mlpjit sweep spirals --grid optimizer.lr=0.01,0.05,0.1 --seeds 3
@@ -737,9 +786,25 @@ def sweep(config, grid_items, sample, space_items, seeds, backend, jobs, schedul
       mlpjit sweep spirals --sample 20 --space "optimizer.lr=loguniform(1e-3,0.3)" \\
           --space "optimizer.momentum=uniform(0.5,0.99)" --out sweeps/random
       mlpjit sweep spirals --grid optimizer.lr=0.01,0.1 --seeds 4 --backend dask --workers 2
+      mlpjit sweep spirals --set data.validation=600 --search tpe --trials 30 \\
+          --space "optimizer.lr=loguniform(1e-3,0.3)" --prune median --out sweeps/tpe
+      mlpjit sweep --show sweeps/tpe
       mlpjit sweep spirals --grid optimizer.lr=0.01,0.1 --seeds 4 \\
           --backend dask --scheduler tcp://10.0.0.5:8786
     """
+    if show is not None:
+        ctx = click.get_current_context()
+        given = [p.opts[0] if p.opts else p.name for p in ctx.command.params
+                 if p.name != "show" and ctx.get_parameter_source(p.name)
+                 is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise ConfigError(f"--show {show}: give the sweep folder alone "
+                              f"(not with {given[0].upper() if given[0] == 'config' else given[0]})")
+        from .search import show_study
+        show_study(Path(show), log=click.echo)
+        return
+    if config is None:
+        raise click.UsageError("Missing argument 'CONFIG'.")
     grids: dict[str, list] = {}
     for item in grid_items:
         key, values = parse_grid(item)
@@ -755,6 +820,11 @@ def sweep(config, grid_items, sample, space_items, seeds, backend, jobs, schedul
     rows = run_sweep(config, grids, seeds=seeds, jobs=jobs, out=Path(out) if out else None,
                      overrides=overrides, log=click.echo, space=space, sample=sample,
                      backend=backend, scheduler=scheduler, workers=workers, retries=retries,
-                     progress=True)
+                     progress=True, search=search, trials=trials, metric=metric,
+                     direction=direction, prune=prune)
+    if search is not None:   # a failed trial is a result of the search; none finished is not
+        if rows and not any(r["status"] in ("ok", "pruned") for r in rows):
+            sys.exit(1)
+        return
     if any(r["status"] == "failed" for r in rows):
         sys.exit(1)
