@@ -152,7 +152,7 @@ def _check_values(config_path, overrides, space) -> None:
     bad key or value is one line naming its ``--space`` item."""
     from ..config import load_config
     from ..search_space import Choice
-    from .plan import _override_text, _replace_prefix
+    from .records import _override_text, _replace_prefix
     for key, dist in space.items():
         values = dist.values if isinstance(dist, Choice) else [dist.a, dist.b]
         for v in values:
@@ -288,7 +288,7 @@ def _fmt(metric: str, value) -> str:
 
 def _short(value) -> str:
     """A value in the table: floats to 4 significant digits (sweep.csv has them in full)."""
-    from .plan import _display
+    from .records import _display
     if isinstance(value, float):
         return f"{value:.4g}"
     return _display(value)
@@ -350,7 +350,7 @@ def _command_line(config_path, overrides, space, search, trials, metric, prune) 
 def _sweep_yaml(config_path, overrides, space, search, trials, metric, direction, prune, jobs,
                 backend) -> str:
     from .. import __version__
-    from .plan import SWEEP_FORMAT
+    from .records import SWEEP_FORMAT
     doc = {
         "format": SWEEP_FORMAT,
         "config": str(config_path),
@@ -419,7 +419,7 @@ def run_search(config_path, space: dict, grids: dict | None = None, *, search="t
     from ..io import FolderLock, atomic_write_text
     from ..trainer import model_for_data
     from .backends import make_backend
-    from .plan import (_Point, _Progress, _override_text, _prepare_out, _sigterm_as_interrupt,
+    from .records import (_Point, _Progress, _override_text, _prepare_out, _sigterm_as_interrupt,
                        _state, _write_csv)
 
     runner = make_backend(backend, jobs, scheduler, workers, retries, log=log)
