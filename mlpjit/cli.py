@@ -164,7 +164,7 @@ def _report(summary, run_dir, echo):
 # --- train -------------------------------------------------------------------------------
 
 @cli.command(cls=_RegistryHelp)
-@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.argument("config", required=False, type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<name>-<timestamp>).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a config key, e.g. --set optimizer.lr=0.1 (repeatable).")
@@ -638,7 +638,7 @@ def export(target, fmt, out, trust):
 # --- gradcheck -----------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Examples in the batch.")
 @click.option("--max-checks", default=64, show_default=True, type=click.IntRange(min=1),
@@ -719,7 +719,7 @@ def config_list():
 
 
 @config.command("show", cls=_RegistryHelp)
-@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.argument("config_path", metavar="CONFIG", type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
 def config_show(config_path, overrides):
     """Print the resolved config with every default filled in.
@@ -734,7 +734,7 @@ def config_show(config_path, overrides):
 
 
 @config.command("check", cls=_RegistryHelp)
-@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.argument("config_path", metavar="CONFIG", type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config key.")
 def config_check(config_path, overrides):
     """Validate a config (keys, values, data files, model against data) without training.

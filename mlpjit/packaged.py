@@ -45,9 +45,16 @@ def config_file(arg: str | Path) -> Path:
     """The config file ``arg`` names: a path to a file as given, else a shipped config's name
     (``mnist_mlp`` or ``mnist_mlp.yaml``).  Neither: one line listing the shipped names."""
     path = Path(arg)
+    name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    if path.is_dir():   # never a config: a shipped config of that name (./xor a run folder), or one line
+        configs = shipped_configs() if len(path.parts) == 1 else {}
+        if name in configs:
+            return configs[name]
+        hint = (f"; a run folder: mlpjit train --resume {arg}" if (path / "config.yaml").is_file()
+                else "")
+        raise ConfigError(f"{arg}: is a folder, not a config file{hint}")
     if path.exists() or len(path.parts) > 1:
         return path
-    name = path.stem if path.suffix in (".yaml", ".yml") else path.name
     configs = shipped_configs()
     if name in configs:
         return configs[name]

@@ -142,3 +142,17 @@ def test_no_import_circles():
                     seen.add(n)
                     stack.append((n, path + [n]))
     assert not circles, circles[:5]
+
+
+def test_a_folder_is_never_a_config(mlpjit_main, tmp_path, monkeypatch):
+    """A run folder named like a shipped config (mlpjit train xor --out xor) does not hide the
+    shipped config; any other folder given as CONFIG is one line, a run folder with its resume."""
+    monkeypatch.chdir(tmp_path)
+    assert mlpjit_main("train", "xor", "--epochs", 1, "--out", "xor", "-q").code == 0
+    assert mlpjit_main("train", "xor", "--epochs", 1, "--out", "again", "-q").code == 0
+    r = mlpjit_main("train", "again")
+    assert r.code == 2 and r.err == "error: again: is a folder, not a config file; a run folder: " \
+                                    "mlpjit train --resume again\n"
+    (tmp_path / "plain").mkdir()
+    r = mlpjit_main("config", "check", "plain")
+    assert r.code == 2 and r.err == "error: plain: is a folder, not a config file\n"

@@ -523,7 +523,7 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
 # --- the command ----------------------------------------------------------------------------
 
 @click.command("sweep", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("config", type=click.Path(dir_okay=False), required=False)
+@click.argument("config", type=click.Path(), required=False)
 @click.option("--grid", "grid_items", multiple=True, metavar="KEY.PATH=V1,V2,...",
               help="Values to sweep for a config key, read like --set values (repeatable; "
                    "the sweep runs the product of all grids).")
