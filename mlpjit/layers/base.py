@@ -280,7 +280,17 @@ class Layer:
         scratch and draws, then Y and dX), allocated once per batch shape and reused."""
         key = (n, tuple(in_shape), np.dtype(dtype))
         env = self.__dict__.get("_env")
-        if env is None or self.__dict__.get("_env_key") != key:
+        if env is not None and self.__dict__.get("_env_key") == key:
+            return env
+        # a few small namespaces are kept: passes that alternate batch shapes (an epoch's probe
+        # and its test split, say) then allocate nothing; large ones are made afresh, as before
+        envs = self.__dict__.setdefault("_envs", {})
+        if env is not None and self.__dict__.get("_env_key") in envs:
+            envs[self._env_key] = (env, self._drawn)
+        if key in envs:
+            env, self._drawn = envs.pop(key)
+            envs[key] = (env, self._drawn)        # the most recent last
+        else:
             env = {}
             for name, spec in self.buffers(tuple(in_shape)).items():
                 shape, dt = _spec(spec, dtype)
@@ -291,9 +301,13 @@ class Layer:
             draws = self.draws(tuple(in_shape))
             if draws:
                 env["U"] = np.zeros(n * draws, np.float64)
-            self._env_key = key
-            self._env = env
             self._drawn = False
+            if sum(a.nbytes for a in env.values()) <= KEPT_NAMESPACE_BYTES:
+                envs[key] = (env, False)
+                while len(envs) > KEPT_NAMESPACES:
+                    envs.pop(next(iter(envs)))
+        self._env_key = key
+        self._env = env
         return env
 
     def _alias(self, ns, name, target):
@@ -482,12 +496,14 @@ class Layer:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        for key in ("_env", "_env_key", "_ns"):
+        for key in ("_env", "_env_key", "_ns", "_envs"):
             state.pop(key, None)
         return state
 
 
 _ARGS = {}
+KEPT_NAMESPACES = 3                # batch shapes whose arrays a layer keeps between passes
+KEPT_NAMESPACE_BYTES = 1 << 20     # ... when they are this small (larger ones are made afresh)
 
 
 def _plain(value):
