@@ -24,8 +24,7 @@ import multiprocessing
 import os
 import signal
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
-from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable
 
 from ..errors import ConfigError
@@ -91,8 +90,12 @@ class LocalBackend(Backend):
 
 def _run_local_trials(next_task: Callable, jobs: int, finish: Callable, progress,
                       serve: Callable) -> None:
-    """:meth:`LocalBackend.run_trials`: in this process (jobs 1) or ``jobs`` worker processes,
-    each next task asked for as a run ends; Ctrl-C as in :func:`_run_local`."""
+    """Runs from ``next_task()`` ((point, task), or None when there are no more) in this process
+    (jobs 1) or in ``jobs`` worker processes ("spawn": fresh interpreters, no fork of a process
+    that holds Numba or threads), a next task asked for as a run ends; ``serve(seconds)`` waits
+    between looks (a search answers its runs' reports there).  On Ctrl-C or SIGTERM no run
+    starts, the running ones are signalled, checkpoint and are recorded within STOP_GRACE, and
+    a worker still alive after it is ended."""
     if jobs <= 1:
         while True:
             item = next_task()
@@ -169,65 +172,12 @@ SERVE_SECONDS = 0.02   # a search: seconds the client waits for a run's report b
 
 def _run_local(tasks: list, jobs: int, finish: Callable, progress) -> None:
     """Train ``tasks`` ([(point, task)]) in this process (jobs 1) or a pool of ``jobs`` worker
-    processes, calling ``finish(point, result)`` as each ends.  Raises KeyboardInterrupt when
-    interrupted (Ctrl-C, or a run stopped by SIGINT)."""
-    n_workers = min(jobs, len(tasks))
-    if n_workers <= 1:
-        for p, task in tasks:
-            progress.set_running(1)
-            res = execute(task)
-            finish(p, res)
-            if res.get("interrupted"):
-                raise _stop(res)
-        return
-    # "spawn": fresh interpreters, no fork of a process that holds Numba or threads
-    ctx = multiprocessing.get_context("spawn")
-    stop = ctx.Event()   # set on Ctrl-C: a worker starts no run after it
-    ex = ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(stop,))
-    futures = {}
-    interrupted = False
-    procs = []
-    try:
-        with _one_blas_thread_in_children():  # the workers start at the first submits
-            futures = {ex.submit(_execute_unless_stopped, task): p for p, task in tasks}
-        progress.set_running(n_workers)
-        for fut in as_completed(futures):
-            res = _finish_one(fut, futures[fut], finish)
-            progress.set_running(min(n_workers, len(tasks) - progress.done))
-            if res is not None and res.get("interrupted"):
-                raise _stop(res)
-    except KeyboardInterrupt as e:
-        interrupted = True
-        stop.set()
-        for f in futures:
-            f.cancel()
-        # the running runs checkpoint and stop (SIGINT, or SIGTERM for a SIGTERM): each returns
-        # within a second; what they return, and any run that just finished, is recorded
-        sig = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
-        procs = list((getattr(ex, "_processes", None) or {}).values())
-        for proc in procs:
-            try:
-                os.kill(proc.pid, sig)
-            except (OSError, AttributeError, TypeError):
-                pass
-        running = [f for f in futures if not f.cancelled() and f not in _seen]
-        try:
-            for fut in as_completed(running, timeout=STOP_GRACE):
-                _finish_one(fut, futures[fut], finish)
-        except FuturesTimeout:
-            pass
-        raise
-    finally:
-        ex.shutdown(wait=not interrupted, cancel_futures=True)
-        for proc in procs:   # a worker that did not stop within the grace period is ended
-            try:
-                proc.join(STOP_GRACE)
-                if proc.is_alive():
-                    proc.kill()
-            except (OSError, AttributeError, ValueError):
-                pass
-        _seen.clear()
+    processes, calling ``finish(point, result)`` as each ends: :func:`_run_local_trials` with
+    the list as the source of tasks.  Raises KeyboardInterrupt when interrupted (Ctrl-C, or a
+    run stopped by SIGINT)."""
+    pending = iter(tasks)
+    _run_local_trials(lambda: next(pending, None), min(jobs, len(tasks)), finish, progress,
+                      serve=time.sleep)
 
 
 STOP_GRACE = 10.0   # seconds the running runs of an interrupted sweep get to checkpoint and stop

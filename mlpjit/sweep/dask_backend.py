@@ -371,7 +371,6 @@ class DaskBackend(Backend):
 
         if not tasks:
             return
-        from distributed import Event
 
         token = uuid.uuid4().hex[:8]
         stop_name = f"mlpjit-stop-{token}"
@@ -379,39 +378,48 @@ class DaskBackend(Backend):
         watch = _Watch(self.client, names, self.retries, progress)  # before the first task starts
         done = None
         try:
-            for p, task in tasks:
-                run_dir = Path(task["run_dir"])
-                remote = {"cfg": worker_cfg(task["cfg"]), "config_text": task["config_text"],
-                          "name": p.name, "run_dir": task["run_dir"], "resume": task["resume"],
-                          "files": _read_folder(run_dir) if task["resume"] else None,
-                          "stop": stop_name}
-                key = f"mlpjit-train-{token}-{p.index}"
-                names[key] = p.name
-                fut = self.client.submit(train_run, remote, key=key, pure=False,
-                                         retries=self.retries, priority=-p.index)
-                futures[fut] = (p, run_dir)
+            for p, task in tasks:   # all at once: Dask schedules them, and retries a lost worker's
+                self._submit(p, task, token, stop_name, names, futures, priority=-p.index)
             done = as_completed(list(futures), loop=self.client.loop, with_results=True,
                                 raise_errors=False)
             self._collect(done, futures, finish, watch)
         except KeyboardInterrupt:
-            # no run starts now; the running ones checkpoint and come back (within a second or
-            # so), and are recorded with any run that just finished; the rest is cancelled
-            try:
-                Event(stop_name, client=self.client).set()
-                if done is not None:
-                    self._collect(done, futures, finish, watch,
-                                  deadline=time.monotonic() + STOP_GRACE)
-            except KeyboardInterrupt:   # a second Ctrl-C: stop waiting
-                pass
-            except Exception:
-                pass
-            try:
-                self.client.cancel(list(futures))
-            except Exception:
-                pass
+            self._stop_runs(stop_name, futures, lambda deadline: done is not None and self._collect(
+                done, futures, finish, watch, deadline=deadline))
             raise
         finally:
             watch.close()
+
+    def _submit(self, p, task, token, stop_name, names, futures, priority=0, report=None):
+        """One run as a task (its folder's files along when it resumes); returns its future."""
+        run_dir = Path(task["run_dir"])
+        remote = {"cfg": worker_cfg(task["cfg"]), "config_text": task["config_text"],
+                  "name": p.name, "run_dir": task["run_dir"], "resume": task["resume"],
+                  "files": _read_folder(run_dir) if task["resume"] else None,
+                  "stop": stop_name, "report": report}
+        key = f"mlpjit-train-{token}-{p.index}"
+        names[key] = p.name
+        fut = self.client.submit(train_run, remote, key=key, pure=False, retries=self.retries,
+                                 priority=priority)
+        futures[fut] = (p, run_dir)
+        return fut
+
+    def _stop_runs(self, stop_name, futures, collect):
+        """Ctrl-C or SIGTERM: set the sweep's Event (no run starts now; the running ones
+        checkpoint and come back within a second or so), ``collect(deadline)`` what comes back
+        within STOP_GRACE, then cancel the rest.  A second Ctrl-C stops the waiting."""
+        from distributed import Event
+        try:
+            Event(stop_name, client=self.client).set()
+            collect(time.monotonic() + STOP_GRACE)
+        except KeyboardInterrupt:
+            pass
+        except Exception:
+            pass
+        try:
+            self.client.cancel(list(futures))
+        except Exception:
+            pass
 
     def report_channel(self, decide):
         from .pruning import DaskQueues
@@ -422,7 +430,7 @@ class DaskBackend(Backend):
         """Keep as many trials in training as the cluster has threads (at most ``slots``),
         asking ``next_task()`` for the next as one comes back; ``serve()`` between looks.
         Ctrl-C as in :meth:`run`."""
-        from distributed import Event, as_completed
+        from distributed import as_completed
 
         token = uuid.uuid4().hex[:8]
         stop_name = f"mlpjit-stop-{token}"
@@ -437,17 +445,8 @@ class DaskBackend(Backend):
                 if item is None:
                     return
                 p, task = item
-                run_dir = Path(task["run_dir"])
-                remote = {"cfg": worker_cfg(task["cfg"]), "config_text": task["config_text"],
-                          "name": p.name, "run_dir": task["run_dir"], "resume": task["resume"],
-                          "files": _read_folder(run_dir) if task["resume"] else None,
-                          "stop": stop_name, "report": task.get("report")}
-                key = f"mlpjit-train-{token}-{p.index}"
-                names[key] = p.name
-                fut = self.client.submit(train_run, remote, key=key, pure=False,
-                                         retries=self.retries)
-                futures[fut] = (p, run_dir)
-                done.add(fut)
+                done.add(self._submit(p, task, token, stop_name, names, futures,
+                                      report=task.get("report")))
 
         try:
             fill()
@@ -456,20 +455,11 @@ class DaskBackend(Backend):
                 serve(POLL_REPORTS)   # waits there for a run's report rather than sleeping
                 fill()
         except KeyboardInterrupt:
-            try:
-                Event(stop_name, client=self.client).set()
-                deadline = time.monotonic() + STOP_GRACE
+            def collect(deadline):
                 while futures and time.monotonic() < deadline:
                     self._collect(done, futures, finish, watch, once=True, nap=0)
                     serve(POLL_REPORTS)
-            except KeyboardInterrupt:
-                pass
-            except Exception:
-                pass
-            try:
-                self.client.cancel(list(futures))
-            except Exception:
-                pass
+            self._stop_runs(stop_name, futures, collect)
             raise
         finally:
             watch.close()
