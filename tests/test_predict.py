@@ -94,16 +94,7 @@ def test_a_never_trained_model_predicts_its_raw_outputs_and_1d_input_is_refused(
 
 # --- tables: raw columns from Python as from the CLI --------------------------------------------
 
-TABLE = """size,color,weight,kind
-1.0,red,100,apple
-2.0,green,2000,melon
-1.5,red,150,apple
-2.5,blue,2500,melon
-1.2,green,120,apple
-3.0,blue,3100,melon
-1.1,red,90,apple
-2.8,green,2800,melon
-"""
+from test_tables import TABLE   # the fruit table: numbers, a text column, string labels
 
 
 class FrameLike:

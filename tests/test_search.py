@@ -2,8 +2,6 @@
 validation metric, continued by the same command), pruning that stops runs at an epoch's end,
 ``--show``, and one-line errors.  Real runs on 60 spirals points, no mocks of the training."""
 
-import contextlib
-import io
 import json
 import shutil
 import sys
@@ -14,9 +12,9 @@ import yaml
 optuna = pytest.importorskip("optuna")   # the search extra (in the test extra: these tests run)
 
 from mlpjit.search_space import parse_space
-from mlpjit.sweep import run_sweep, sweep
+from mlpjit.sweep import run_sweep
 
-from test_sweep import invoke, read_csv, run_folders
+from test_sweep import invoke, read_csv, run_folders, sweep_once
 
 SPACE = ["--space", "optimizer.lr=loguniform(0.001, 0.5)",
          "--space", "model.layers.0.activation=choice(tanh, relu)"]
@@ -34,15 +32,7 @@ def val_file(tmp_path_factory, helpers):
 def tpe_study(tmp_path_factory, val_file):
     """A 6-trial TPE study, run once for the module; tests copy it to change it."""
     out = tmp_path_factory.mktemp("search") / "tpe"
-    buf = io.StringIO()   # capsys is function-scoped
-    with contextlib.redirect_stdout(buf):
-        ctx = sweep.make_context("sweep", [str(val_file), *TPE, "--trials", "6", "--out", str(out)])
-        try:
-            sweep.invoke(ctx)
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return out, code, buf.getvalue()
+    return (out, *sweep_once(val_file, *TPE, "--trials", "6", "--out", out))
 
 
 def copy_of(study, tmp_path):

@@ -65,15 +65,21 @@ def spirals_file(tmp_path_factory, helpers):
 def base_sweep(tmp_path_factory, spirals_file):
     """The 2x2 grid with 2 seeds, --jobs 1, run once for the module; tests copy it to change it."""
     out = tmp_path_factory.mktemp("sweeps") / "base"
-    buf = io.StringIO()  # capsys is function-scoped
+    return (out, *sweep_once(spirals_file, *GRID, "--out", out))
+
+
+def sweep_once(*args):
+    """(exit code, stdout) of ``mlpjit sweep ARGS`` in-process, for module-scoped fixtures
+    (capsys is function-scoped)."""
+    buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        ctx = sweep.make_context("sweep", [str(spirals_file), *GRID, "--out", str(out)])
+        ctx = sweep.make_context("sweep", [str(a) for a in args])
         try:
             sweep.invoke(ctx)
             code = 0
         except SystemExit as e:
             code = e.code
-    return out, code, buf.getvalue()
+    return code, buf.getvalue()
 
 
 def test_grid_times_seeds_gives_one_run_folder_and_csv_row_each(base_sweep):
