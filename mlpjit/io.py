@@ -127,20 +127,27 @@ def file_kind(mode: int) -> str:
     return "special file"
 
 
-def read_npz(path, kind="mlpjit model"):
-    """All arrays of an ``.npz`` file as a dict, or a ModelFileError naming the file.  The arrays'
-    headers are read first: arrays that would not fit in the memory this process may use are
-    refused before anything is decompressed (a small compressed file can hold a huge array)."""
+def regular_file(path, error=ModelFileError, hint=""):
+    """``path`` (a Path) when it is an existing regular file; else one ``error`` line saying
+    what it is instead (no such file, a folder, a FIFO, a device), with ``hint`` after it."""
     import stat
     path = Path(path)
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
+        raise error(f"{path}: no such file") from None
     except OSError as e:
-        raise ModelFileError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise error(f"{path}: cannot read ({e.strerror or e})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise ModelFileError(f"{path}: not a regular file (a {file_kind(st.st_mode)})")
+        raise error(f"{path}: not a regular file (a {file_kind(st.st_mode)}){hint}")
+    return path
+
+
+def read_npz(path, kind="mlpjit model"):
+    """All arrays of an ``.npz`` file as a dict, or a ModelFileError naming the file.  The arrays'
+    headers are read first: arrays that would not fit in the memory this process may use are
+    refused before anything is decompressed (a small compressed file can hold a huge array)."""
+    path = regular_file(path, ModelFileError)
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as f:
             bare = f.read(6) == b"\x93NUMPY"

@@ -192,20 +192,8 @@ def _table(model, X, label, unknown, missing):
 
 def input_file(path) -> Path:
     """``path`` as an existing regular file, or one DataError line saying what it is instead."""
-    import stat
-    path = Path(path)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise DataError(f"{path}: is a folder, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        from .io import file_kind
-        raise DataError(f"{path}: not a regular file (a {file_kind(st.st_mode)}); give a .npy or .csv file")
-    return path
+    from .io import regular_file
+    return regular_file(path, DataError, "; give a .npy or .csv file")
 
 
 def has_header(path) -> bool:
