@@ -939,7 +939,8 @@ def _apply_override(tree: dict, item: str) -> list[str]:
         elif isinstance(node, dict):
             cls, tagged = _model_at(schema, node)
             fields = _keys_at(cls, node)
-            if part not in node and part not in fields:
+            if part not in node and part not in fields and not (tagged is not None and part == tagged[1]):
+                # (the discriminator of a new entry, schedules.momentum.type, is always a key)
                 options = list(dict.fromkeys(list(node) + fields))
                 where = f"under {here!r}" if done else "at the top level"
                 close = _suggest(part, options)

@@ -340,3 +340,16 @@ def test_the_resume_line_is_shell_quoted(mlpjit_main, cfg_file, xor_cfg, tmp_pat
 def test_error_lines_are_capped(mlpjit_main, tmp_path):
     err = one_line(mlpjit_main("train", "xor", "--set", "seed=" + "9" * 100000, "--out", tmp_path / "r"))
     assert len(err) < 500 and " … " in err
+
+
+def test_a_search_no_machine_could_finish_is_refused_and_a_new_schedule_entry_takes_its_type(mlpjit_main,
+                                                                                              cfg_file, helpers,
+                                                                                              tmp_path):
+    path = cfg_file(helpers.spirals())
+    r = mlpjit_main("sweep", path, "--search", "tpe", "--trials", 10 ** 11, "--space",
+                    "optimizer.lr=loguniform(1e-3,1)", "--metric", "train_loss", "--out", tmp_path / "s")
+    assert r.code == 2 and "--trials" in r.err and "100000" in r.err and not (tmp_path / "s").exists()
+    r = mlpjit_main("config", "show", path, "--set", "schedules.momentum.type=linear",
+                    "--set", "schedules.momentum.start=0.3")
+    assert r.code == 0 and yaml.safe_load(r.out)["schedules"] == \
+        {"momentum": {"type": "linear", "start": 0.3, "over": 10}}, r.text

@@ -27,6 +27,8 @@ from .records import (METRIC_COLUMNS, SWEEP_FORMAT, _Point, _Progress, _display,
                       _write_csv)
 from .search import DIRECTIONS, PRUNERS, SEARCHES
 
+MAX_TRIALS = 100_000   # --sample / --trials: more is a typo, not a sweep (no machine would finish it)
+
 __all__ = ["run_sweep", "parse_grid", "sweep", "METRIC_COLUMNS", "SWEEP_FORMAT"]
 
 _MAX_NAME = 120
@@ -527,7 +529,7 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
 @click.option("--grid", "grid_items", multiple=True, metavar="KEY.PATH=V1,V2,...",
               help="Values to sweep for a config key, read like --set values (repeatable; "
                    "the sweep runs the product of all grids).")
-@click.option("--sample", type=click.IntRange(min=1), metavar="N",
+@click.option("--sample", type=click.IntRange(min=1, max=MAX_TRIALS), metavar="N",
               help="Random search: draw N trials from the --space distributions (seeded by "
                    "the config's seed, so the same command draws the same trials).")
 @click.option("--space", "space_items", multiple=True, metavar="KEY.PATH=DIST",
@@ -539,7 +541,7 @@ def run_sweep(config_path, grids: dict[str, list], seeds: int | None = None, job
               help="An Optuna study instead of a grid: its sampler proposes each trial's values "
                    "from the --space distributions (--grid lists are choices); "
                    "pip install \"mlpjit[search]\".")
-@click.option("--trials", type=click.IntRange(min=1), metavar="N",
+@click.option("--trials", type=click.IntRange(min=1, max=MAX_TRIALS), metavar="N",
               help="--search: trials in the study (the same command with a larger N continues "
                    "it; default for --search grid: every grid point).")
 @click.option("--metric", metavar="NAME",
