@@ -443,13 +443,13 @@ def evaluate(target, data, as_json, trust):
         raise DataError(f"the model has {width} outputs but the data ({where}) has {ds.n_classes} "
                         f"classes: they do not fit")
     names = model.metadata.get("class_names") or ds.class_names
-    from .core import _target_scale_of
+    from .core import _target_scale_of, scaled_target
     target_scale = None if classification else _target_scale_of(model)
     result = {}
     for split in splits:   # the figures of each split, and the details of the last one
         X, y = getattr(ds, f"X_{split}"), getattr(ds, f"y_{split}")
         if target_scale is not None:   # the loss as training reported it: on the scaled target
-            y = (np.asarray(y, np.float64) - target_scale[0]) / target_scale[1]
+            y = scaled_target(y, target_scale)
         try:
             result[split] = M.split_metrics(model, loss, X, y, ds.x_scale, classification, 1000,
                                             detail=split == last, n_classes=ds.n_classes,

@@ -212,6 +212,12 @@ def _target_scale_of(model):
     return np.asarray(meta["y_mean"], np.float64), np.asarray(meta["y_scale"], np.float64)
 
 
+def scaled_target(y, target_scale):
+    """y' = (y − m)/s: a regression target in the units its model was trained in."""
+    m, s = target_scale
+    return ((np.asarray(y, np.float64) - m) / s).astype(np.asarray(y).dtype, copy=False)
+
+
 def _scaled_target(cfg, data, model, previous):
     """(data, (mean, scale) or None): a regression target standardized on the training split,
     y' = (y − m)/s per column (s = 1 for a constant column), when ``data.scale_target`` says so
@@ -236,7 +242,7 @@ def _scaled_target(cfg, data, model, previous):
         s = np.where(s > 0, s, 1.0)
 
     def scaled(y):
-        return None if y is None else ((np.asarray(y, np.float64) - m) / s).astype(y.dtype, copy=False)
+        return None if y is None else scaled_target(y, (m, s))
 
     data = dataclasses.replace(data, y_train=scaled(data.y_train), y_val=scaled(data.y_val),
                                y_test=scaled(data.y_test))

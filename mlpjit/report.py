@@ -439,10 +439,10 @@ def _test_results(run):
         classification = run.ds.task == "classification"
         k = run.ds.n_classes
         names = run.class_names(k) if classification else None
-        from .core import _target_scale_of
+        from .core import _target_scale_of, scaled_target
         target_scale = None if classification else _target_scale_of(run.model)
         if target_scale is not None:   # a target trained scaled: compared in its own units
-            y = (np.asarray(y, np.float64) - target_scale[0]) / target_scale[1]
+            y = scaled_target(y, target_scale)
         r = M.split_metrics(run.model, run.loss, X, y, run.ds.x_scale, classification, detail=True,
                             n_classes=k, class_names=names, target_scale=target_scale)
         if not classification:

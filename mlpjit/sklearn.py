@@ -263,7 +263,10 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X):
         """The model's raw outputs (logits, or values) for X, in prediction mode."""
         X = np.ascontiguousarray(X, dtype=self._model.dtype)
-        return np.asarray(self._model.logits(X), dtype=np.float64)   # raw: sklearn applies its own output rule
+        # the layers' raw outputs (scikit-learn applies its own output rule); X is validated
+        # and cast above, so the prediction path's input checks are not repeated
+        from .predicting import raw
+        return np.asarray(raw(self._model, X), dtype=np.float64)
 
     # --- training ----------------------------------------------------------------------------------
     def _fit(self, X, y, incremental, classes=None):
