@@ -880,7 +880,10 @@ def trace(target, example, batch, precision, overrides, trust):
               help="Where EXPERIMENTS.md, docs/experiments/ and runs/experiments/ go.")
 @click.option("--quick", is_flag=True, help="Shortened budgets, layer by layer (a smoke test; not the reference figures).")
 @click.option("--list", "list_", is_flag=True, help="List the experiments and exit.")
-def reproduce(names, out, quick, list_):
+@click.option("--max-time", metavar="DURATION",
+              help="Stop training after this long (e.g. 50m, 2h), checkpoint kept; the same command "
+                   "continues (exit 75).")
+def reproduce(names, out, quick, list_, max_time):
     """Run the experiments (fifteen classic claims, two papers' tables) and regenerate EXPERIMENTS.md.
 
     Each experiment trains from configs/experiments/, writes its figures to
@@ -892,19 +895,39 @@ def reproduce(names, out, quick, list_):
       mlpjit reproduce                 # all of them (about an hour)
       mlpjit reproduce xor vanishing   # just these two
       mlpjit reproduce glorot srivastava --quick   # the papers, at a smoke-test scale
+      mlpjit reproduce srivastava --max-time 1h    # a long table in pieces
       mlpjit reproduce --list
     """
     from . import experiments
+    from .core import Stopped
+    from .trainer import parse_duration
 
     if list_:
         experiments.names()
         for name, (title, claim, _) in experiments.EXPERIMENTS.items():
             click.echo(f"{name:16} {title}")
         return
+    seconds = None
+    if max_time is not None:
+        try:
+            seconds = parse_duration(max_time)
+        except ValueError as e:
+            raise ConfigError(f"--max-time {max_time}: {e}") from None
     from .plot import _matplotlib
     _matplotlib()   # the experiments draw figures: say so before training, not after
-    experiments.reproduce(names or None, out=Path(out), quick=quick, log=click.echo)
+    try:
+        experiments.reproduce(names or None, out=Path(out), quick=quick, log=click.echo, max_time=seconds)
+    except Stopped as e:
+        again = ["mlpjit", "reproduce", *names, *(["--out", out] if out != "." else []),
+                 *(["--quick"] if quick else []), "--max-time", max_time]
+        click.echo(f"wrote {Path(out) / 'EXPERIMENTS.md'}")
+        click.echo(f"{e}; continue with: {shlex.join(again)}", err=True)
+        sys.exit(e.code)
     click.echo(f"wrote {Path(out) / 'EXPERIMENTS.md'}")
+    kinds = experiments.stored_kinds(Path(out))
+    for kind in ("full", "quick", "partial"):
+        if kinds.get(kind):
+            click.echo(f"  {kind:8} {', '.join(kinds[kind])}")
 
 
 def _register_extra_commands():

@@ -65,4 +65,47 @@ def test_reproduce_again_reuses_the_runs_and_keeps_the_time_that_trained_them(tm
     stored.write_text(json.dumps(first))
     reproduce(["xor"], out=tmp_path, quick=True, log=lambda *a: None)   # every run reused
     assert json.loads(stored.read_text())["seconds"] == 1234.0
-    assert "`mlpjit reproduce xor` (1234 s)" in (tmp_path / "EXPERIMENTS.md").read_text()
+    report = (tmp_path / "EXPERIMENTS.md").read_text()
+    assert "`mlpjit reproduce xor --quick` (1234 s, quick)" in report
+    assert "| [XOR and logic](#1-xor-and-logic) | yes | quick |" in report
+
+
+def test_reproduce_in_pieces_stops_at_max_time_and_the_same_call_continues(tmp_path):
+    """--max-time: the run being trained keeps its checkpoint and the experiment stores a partial
+    result ('partial' in the report); the same call resumes that run and reuses the finished ones."""
+    import json
+
+    from mlpjit.core import Stopped
+    from mlpjit.experiments import stored_kinds
+    with pytest.raises(Stopped, match="time limit"):
+        reproduce(["srivastava"], out=tmp_path, quick=True, log=lambda *a: None, max_time=0.0)
+    stored = tmp_path / "docs" / "experiments" / "srivastava.json"
+    partial = json.loads(stored.read_text())
+    assert partial["complete"] is False and partial["verdict"].startswith("Partial: 0 of 4 runs")
+    assert stored_kinds(tmp_path) == {"partial": ["srivastava"]}
+    assert "| partial |" in (tmp_path / "EXPERIMENTS.md").read_text()
+    # a run stopped part way (as at --max-time) keeps its checkpoint; the next call resumes it
+    from mlpjit.config import apply_overrides, config_from_dict, dump_yaml, resolved_dict
+    from mlpjit.experiments import Context
+    from mlpjit.experiments import train as train_run
+    from mlpjit.experiments.papers import _srivastava_cfg
+    from mlpjit.trainer import Trainer
+    ctx = Context(runs=tmp_path / "runs" / "experiments", figures=tmp_path / "f", quick=True,
+                  log=lambda *a: None)
+    cfg = _srivastava_cfg(ctx, 0.0, 0.0, None, 0, lr=0.1)
+    cfg_obj = apply_overrides(config_from_dict(cfg), ["train.compiled=false"])
+    run = ctx.run_dir("e17_srivastava", "half")
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_yaml(cfg_obj))
+    with pytest.raises(Stopped):
+        Trainer(resolved_dict(cfg_obj), run, log=lambda *a: None, progress=False).fit(stop_after=1)
+    assert not (run / "summary.json").exists() and (run / "checkpoint.npz").exists()
+    lines = []
+    ctx.log = lines.append
+    _, summary, metrics = train_run(ctx, cfg, name="e17_srivastava/half")
+    assert [r["epoch"] for r in metrics] == [1, 2] and ctx.trained == 1
+    assert lines == [f"   resuming {run} at epoch 2"]
+    reproduce(["srivastava"], out=tmp_path, quick=True, log=lambda *a: None)
+    final = json.loads(stored.read_text())
+    assert final["complete"] is True and final["quick"] is True
+    assert stored_kinds(tmp_path) == {"quick": ["srivastava"]}

@@ -16,6 +16,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
+    _load_all()
     return quick_context(tmp_path_factory.mktemp("papers"), seeds=2)
 
 

@@ -272,8 +272,10 @@ def glorot(ctx):
 
 # --- 17. Srivastava et al. (2014) ----------------------------------------------------------------
 
-MAX_NORM = 2.0
-SRIVASTAVA_SEEDS = 2   # 50 epochs of full MNIST per run: two seeds each (the time)
+MAX_NORM = 3.0          # the paper's range is 3-4
+SRIVASTAVA_SEEDS = 2    # 100 epochs of full MNIST at 3 x 1024 per run: two seeds each (the time)
+NO_DROPOUT_LRS = (0.01, 0.03, 0.1)   # the no-dropout networks' learning rate, chosen on validation
+NO_DROPOUT_SEARCH_EPOCHS = 10
 # (label, input dropout, hidden dropout, max-norm, the paper's test error %, where)
 SRIVASTAVA = [
     ("no dropout", 0.0, 0.0, None, 1.62, "Table 9 (L2)"),
@@ -283,20 +285,45 @@ SRIVASTAVA = [
 ]
 
 
-def _srivastava_cfg(ctx, p_in, p_hid, max_norm, seed):
+def _srivastava_cfg(ctx, p_in, p_hid, max_norm, seed, lr=None, epochs=None, validation=False):
+    """The paper's network; dropout networks get the config's recipe (momentum 0.5 → 0.99, an
+    exponentially decaying learning rate), networks without dropout plain momentum 0.9 and the
+    learning rate ``lr`` (chosen on validation) on the same decay."""
     cfg = _config("e17_srivastava")
     for i, layer in enumerate(cfg["model"]["layers"]):
         if layer["type"] == "dropout":
             layer["p"] = p_in if i == 0 else p_hid
         elif ctx.quick and i < len(cfg["model"]["layers"]) - 1:
             layer["units"] = 32
+    if p_hid == 0:
+        cfg["optimizer"].update(lr=lr, momentum=0.9)
+        cfg.pop("schedules")
     if max_norm is not None:
         cfg["optimizer"]["max_norm"] = max_norm
     cfg["seed"] = seed
     if ctx.quick:
         cfg["data"] = {"name": "mnist", "subset": 1000, "test_subset": 300}
         cfg["train"]["epochs"] = 2
+        cfg.get("schedules", {}).get("momentum", {})["over"] = 1
+    if validation:
+        cfg["data"]["validation"] = 200 if ctx.quick else 10000
+    if epochs is not None:
+        cfg["train"]["epochs"] = epochs
     return cfg
+
+
+def _no_dropout_lr(ctx):
+    """The no-dropout networks' learning rate: the lowest validation error (then loss) after a few
+    epochs of seed 0 on 50,000 training images, the last 10,000 held out."""
+    lrs, epochs = ((0.01, 0.1), 1) if ctx.quick else (NO_DROPOUT_LRS, NO_DROPOUT_SEARCH_EPOCHS)
+    scores = {}
+    for lr in lrs:
+        _, summary, m = train(ctx, _srivastava_cfg(ctx, 0.0, 0.0, None, 0, lr=lr, epochs=epochs,
+                                                   validation=True),
+                              name=f"e17_srivastava/search/lr{lr:g}", quiet=ctx.quick)
+        scores[lr] = ((math.inf, math.inf) if "diverged" in summary or not m
+                      else (_error(m, "val"), _final(m, "val_loss")))
+    return min(lrs, key=lambda lr: scores[lr]), scores, epochs
 
 
 def _at_bound(run_dir, c):
@@ -313,42 +340,93 @@ def _at_bound(run_dir, c):
                   "max-norm constraint on each unit's incoming weights lowers it further (Srivastava et "
                   "al., JMLR 2014: 1.62% → 1.35% with max-norm, 1.25% with dropout, 1.05-1.06% with both).")
 def srivastava(ctx):
-    rows, err, curves, bound = [], {}, {}, {}
-    epochs = None
-    seeds = range(min(ctx.seeds, SRIVASTAVA_SEEDS))
-    for label, p_in, p_hid, c, paper, where in SRIVASTAVA:
-        errs, per_epoch, at = [], [], []
+    """Seeds outermost, so that a table stopped at --max-time has every network's first seed
+    before any second one.  A stop returns the partial table (and the curves so far)."""
+    from ..core import Stopped
+    from ..trainer import read_metrics
+    seeds = list(range(min(ctx.seeds, SRIVASTAVA_SEEDS)))
+    err = {label: [] for label, *_ in SRIVASTAVA}
+    curves, bound, seconds = {}, {label: [] for label, *_ in SRIVASTAVA}, []
+    stopped, lr, scores, search_epochs = None, None, {}, None
+    try:
+        lr, scores, search_epochs = _no_dropout_lr(ctx)
         for s in seeds:
-            cfg = _srivastava_cfg(ctx, p_in, p_hid, c, s)
-            epochs = cfg["train"]["epochs"]
-            run_dir, summary, m = train(ctx, cfg, name=f"e17_srivastava/{label.replace(' ', '')}_s{s}")
-            errs.append(100 * _error(m, "test"))
-            per_epoch.append([100 * _error([r], "test") for r in m])
-            if c is not None:
-                at.append(_at_bound(run_dir, c))
-        err[label] = errs
-        curves[label] = (list(range(1, len(per_epoch[0]) + 1)), list(np.mean(per_epoch, axis=0)))
-        bound[label] = float(np.mean(at)) if at else None
+            for label, p_in, p_hid, c, _, _ in SRIVASTAVA:
+                name = f"e17_srivastava/{label.replace(' ', '')}_s{s}"
+                cfg = _srivastava_cfg(ctx, p_in, p_hid, c, s, lr=lr)
+                try:
+                    run_dir, summary, m = train(ctx, cfg, name=name, quiet=ctx.quick)
+                except Stopped as e:
+                    stopped = e
+                    m = read_metrics(ctx.run_dir(name)) if ctx.run_dir(name).exists() else []
+                    if m:
+                        curves[(label, s)] = [100 * _error([r], "test") for r in m]
+                    raise
+                curves[(label, s)] = [100 * _error([r], "test") for r in m]
+                seconds += [r["epoch_seconds"] + r.get("eval_seconds", 0.0) for r in m[1:]]
+                if "diverged" in summary:
+                    continue
+                err[label].append(100 * _error(m, "test"))
+                if c is not None:
+                    bound[label].append(_at_bound(run_dir, c))
+    except Stopped as e:
+        stopped = e
+    epochs = _srivastava_cfg(ctx, 0, 0.5, None, 0)["train"]["epochs"]
+    rows = []
+    for label, _, _, c, paper, where in SRIVASTAVA:
+        runs = [curves[(label, s)] for s in seeds if (label, s) in curves and len(curves[(label, s)]) == epochs]
         rows.append({"network": label, "paper: test error": f"{paper:.2f}%", "paper's table": where,
-                     "mlpjit: test error": mean_std(errs) + " %",
-                     "best epoch's test error": mean_std([min(e) for e in per_epoch]) + " %",
-                     "units at the max-norm bound": "—" if not at else f"{100 * np.mean(at):.0f}%"})
+                     "mlpjit: test error": (mean_std(err[label]) + " %") if err[label] else "—",
+                     "best epoch's test error": (mean_std([min(e) for e in runs]) + " %") if runs else "—",
+                     "seeds": len(err[label]),
+                     "units at the max-norm bound": "—" if not bound[label] else f"{100 * np.mean(bound[label]):.0f}%"})
     out = ctx.figures / "srivastava.png"
+    colors = {label: f"C{i}" for i, (label, *_) in enumerate(SRIVASTAVA)}
 
     def draw(fig):
         ax = fig.add_subplot(1, 1, 1)
-        for label, (ep, e) in curves.items():
-            ax.plot(ep, e, marker="o", markersize=3, label=label)
+        for (label, s), e in curves.items():
+            ax.plot(range(1, len(e) + 1), e, color=colors[label], linestyle="-" if s == 0 else "--",
+                    linewidth=1, label=f"{label}, seed {s}")
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"test error (%), mean of {len(seeds)} seed(s)")
+        ax.set_ylabel("test error (%)")
         _plain_log_ticks(ax)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
         ax.set_title("Srivastava et al. Fig. 4: test error against training, with and without dropout")
-    plots = [str(_figure(out, draw))]
-    m = {k: float(np.mean(v)) for k, v in err.items()}
-    sd = {k: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for k, v in err.items()}
+    plots = [str(_figure(out, draw))] if curves else []
+    data = _srivastava_cfg(ctx, 0, 0, None, 0, lr=0.1)["data"]
+    n_train, n_test = data.get("subset", 60000), data.get("test_subset", 10000)
+    width = 32 if ctx.quick else 1024
+    per_epoch = f"{np.median(seconds):.1f} s per epoch (median, training and evaluation), " if seconds else ""
+    search = ", ".join(f"{k:g}: {100 * v[0]:.2f}%" for k, v in scores.items())
+    notes = (f"Three hidden layers of {width} ReLU units, {epochs} epochs of {n_train // 100} mini-batches of "
+             f"100, {len(seeds)} seed(s) per network, trained on {n_train:,} training images and tested on "
+             f"{n_test:,} test images. Dropout networks: the paper's recipe, SGD with momentum rising "
+             f"linearly from 0.5 to 0.99 over the first 25 epochs (the paper: 500 of up to 3,000) and the "
+             f"learning rate 0.03·0.95^epoch. Networks without dropout: momentum 0.9 and the learning rate "
+             f"chosen on a validation split (the last 10,000 training images held out, seed 0, after "
+             f"{search_epochs} epoch(s); validation error {search}) on the same decay"
+             + (f": {lr:g}" if lr is not None else "") + f". Max-norm c = {MAX_NORM:g} on every "
+             f"unit's incoming weights (the paper's range is 3-4). The paper's no-dropout reference is "
+             f"its L2-regularized network (Table 9); ours has no regularizer. Cost on this machine: "
+             f"{per_epoch}{len(seeds) * len(SRIVASTAVA)} runs for the table. The curves are every run's "
+             f"test error after each epoch (solid: seed 0, dashed: seed 1).")
+    columns = ["network", "paper: test error", "paper's table", "mlpjit: test error", "seeds",
+               "best epoch's test error", "units at the max-norm bound", "row verdict"]
+    if stopped is not None:
+        done = sum(len(v) for v in err.values())
+        verdict = (f"Partial: {done} of {len(seeds) * len(SRIVASTAVA)} runs finished when the time limit "
+                   f"stopped it (`mlpjit reproduce srivastava --max-time ...` continues it).")
+        return Result(table=rows, verdict=verdict, supported=None, plots=plots, notes=notes,
+                      columns=columns, complete=False)
+    m = {k: float(np.mean(v)) for k, v in err.items() if v}
+    sd = {k: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for k, v in err.items() if v}
+    missing = [k for k, v in err.items() if not v]
+    if missing:
+        verdict = f"Not supported: every run of {', '.join(missing)} diverged."
+        return Result(table=rows, verdict=verdict, supported=False, plots=plots, notes=notes, columns=columns)
 
     def beats(a, b):   # a's error below b's by more than the two spreads together
         return m[a] + sd[a] < m[b] - sd[b]
@@ -362,30 +440,17 @@ def srivastava(ctx):
                      if beats("no dropout", label) else
                      "; not different from no dropout beyond the seeds' spread, unlike the paper")
         row["row verdict"] = text
-    dropout_helps = beats("dropout", "no dropout")
-    both = m["dropout + max-norm"] <= m["dropout"]
-    mn_alone = m["max-norm"] < m["no dropout"]
-    supported = dropout_helps and both
+    dropout_helps = beats("dropout", "no dropout") and beats("dropout + max-norm", "no dropout")
+    goal = m["dropout + max-norm"] <= 1.25
+    supported = dropout_helps and goal
+    at = np.mean(bound["dropout + max-norm"]) if bound["dropout + max-norm"] else 0.0
+    gap = m["dropout + max-norm"] - 1.25
+    level = "at or below" if goal else f"{gap:.2f} points above"
     verdict = (f"{'Supported' if supported else 'Not supported'}: test error {m['no dropout']:.2f}% without "
                f"dropout, {m['max-norm']:.2f}% with max-norm alone, {m['dropout']:.2f}% with dropout and "
-               f"{m['dropout + max-norm']:.2f}% with both (paper: 1.62, 1.35, 1.25, 1.06). Dropout "
-               f"{'lowers the error beyond the seeds’ spread' if dropout_helps else 'does not lower the error beyond the seeds’ spread'}; "
-               f"max-norm {'helps' if mn_alone else 'does not help'} alone and "
-               f"{'helps or ties' if both else 'does not help'} with dropout "
-               f"({bound['dropout + max-norm'] * 100:.0f}% of the units at the bound). Our dropout networks "
-               f"stay above the paper's: half the width and {epochs} epochs where the paper trains for "
-               f"hundreds (dropout networks learn more slowly: the paper gives them 10-100 times the "
-               f"learning rate and up to 10⁶ updates).")
-    data = _srivastava_cfg(ctx, 0, 0, None, 0)["data"]
-    n_train, n_test = data.get("subset", 60000), data.get("test_subset", 10000)
-    notes = (f"Scaled down: three hidden layers of {32 if ctx.quick else 512} ReLU units instead of 1,024 "
-             f"and {epochs} epochs of {n_train // 100} mini-batches of 100 (the paper trains for up to 10⁶ updates, "
-             f"with momentum rising to 0.99 and a learning rate decaying from a large start); SGD with "
-             f"momentum 0.9, learning rate 0.05 on a cosine schedule, the same for all four. Max-norm "
-             f"c = {MAX_NORM:g} (the paper's range is 3-4 for its larger learning rates; at ours no unit "
-             f"reached a norm of 3 in 5 epochs, so the constraint would not act). Trained on {n_train:,} "
-             f"training images, tested on {n_test:,} test images; {len(seeds)} seed(s). The paper's "
-             f"no-dropout reference is its L2-regularized network (Table 9); ours has no regularizer.")
-    return Result(table=rows, verdict=verdict, supported=supported, plots=plots, notes=notes,
-                  columns=["network", "paper: test error", "paper's table", "mlpjit: test error",
-                           "best epoch's test error", "units at the max-norm bound", "row verdict"])
+               f"{m['dropout + max-norm']:.2f}% with both (paper: 1.62, 1.35, 1.25, 1.06). Both dropout rows "
+               f"{'are' if dropout_helps else 'are not both'} below no dropout beyond the seeds' spread; "
+               f"dropout with max-norm is {level} "
+               f"the 1.25% of the goal ({at * 100:.0f}% of its units at the bound). {epochs} epochs where the "
+               f"paper trains for up to 3,000: the curves show whether more would close the rest.")
+    return Result(table=rows, verdict=verdict, supported=supported, plots=plots, notes=notes, columns=columns)
