@@ -346,7 +346,7 @@ class Schema:
         self.optimizers = {name: config_model(cls, name, check=getattr(cls, "check_config", None))
                            for name, cls in registry.optimizers.items()}
         self._register("optimizer", "type", *self.optimizers.values())
-        self.schedules = {name: config_model(cls, name) for name, cls in registry.schedules.items()}
+        self.schedules = {name: _with_per(config_model(cls, name)) for name, cls in registry.schedules.items()}
         self._register("schedule", "type", *self.schedules.values())
         losses = tuple(registry.losses.names())
         LossName = Annotated[Literal[losses], _choice("loss", losses)]
@@ -453,6 +453,25 @@ def _check_scheduled(config):
             raise _Issue(f"the {opt.type} optimizer has no hyperparameter {key!r} to schedule "
                          f"(valid: {', '.join(valid)})", f"schedules.{key}")
     return config
+
+
+def _with_per(model):
+    """A schedule's config model with the key ``per: epoch | update`` (what its epoch counts;
+    see mlpjit.schedules), left out of a dump while it is the default ``epoch`` (so a config
+    written before the key existed reads back the same)."""
+    from .schedules import PER
+
+    def _dump(self, handler):
+        out = handler(self)
+        if out.get("per") == "epoch":
+            out.pop("per")
+        return out
+    sub = create_model(model.__name__, __base__=model,
+                       per=(Annotated[Literal[PER], _choice("per", PER)], "epoch"),
+                       __validators__={"_dump": model_serializer(mode="wrap")(_dump)})
+    sub.__doc__ = model.__doc__
+    sub.implementation = model.implementation
+    return sub
 
 
 def _without_empty(model, keys):

@@ -41,7 +41,7 @@ from . import losses as _losses
 from .errors import ConfigError, ModelFileError, TrainingDiverged
 from .io import append_text, atomic_write_npz, atomic_write_text, json_array, read_json_array, read_npz
 from .kernels import misc as KM
-from .optim import clip_grad_norm, clip_grad_value, make_optimizer, scheduled_lr, sum_squares
+from .optim import clip_grad_norm, clip_grad_value, make_optimizer, sum_squares
 
 CHECKPOINT_FORMAT = "mlpjit-checkpoint/1"
 CHUNK_SECONDS = 0.2          # a compiled call returns to Python about this often (signals, --max-time)
@@ -561,24 +561,40 @@ class TrainingCore:
             self._replan(old, new)
 
     def _replan(self, old, new):
-        """The plan grows (or shrinks) on a resume: the schedule is re-planned from the next
-        epoch; say so in one line and record it."""
-        sched = self.cfg["schedule"]
+        """The plan grows (or shrinks) on a resume: the schedules are re-planned from the next
+        epoch; say so in one line and record it.  Whether a schedule's values change is its
+        own registration's answer (measured when it does not say), for the learning rate's
+        schedule and each of ``schedules``."""
+        from .schedules import depends_on_plan, epoch_values
+        cfg = self.cfg
+        sched = cfg["schedule"]
         kind = sched.get("type", "constant")
         start = self.epoch + 1
-        from .schedules import depends_on_plan   # the schedule's registration says
-        depends = depends_on_plan(sched, self.cfg["optimizer"]["lr"], self.epoch, old, new)
-        lrs = ", ".join(f"{scheduled_lr(self.cfg['optimizer']['lr'], sched, e, new):.4g}"
+        n_batches = math.ceil(self.data.n_train / self.batch_size())
+        depends = depends_on_plan(sched, cfg["optimizer"]["lr"], self.epoch, old, new, n_batches)
+        others = [name for name, s in (cfg.get("schedules") or {}).items()
+                  if depends_on_plan(s, float(cfg["optimizer"][name]), self.epoch, old, new, n_batches)]
+        lrs = ", ".join(f"{epoch_values(sched, cfg['optimizer']['lr'], e, new, n_batches)[0]:.4g}"
                         for e in range(self.epoch, min(new, self.epoch + 3)))
+        also = (f"; so {'is' if len(others) == 1 else 'are'} the schedule{'s' if len(others) > 1 else ''} "
+                f"of {', '.join(others)}") if others else ""
         if depends:
             self.log(f"the plan changes from {old} to {new} epochs: the {kind} schedule is re-planned "
-                     f"over {new} epochs from epoch {start} on (learning rates {lrs}, ...); the run "
+                     f"over {new} epochs from epoch {start} on (learning rates {lrs}, ...){also}; the run "
                      f"will differ from one planned for {new} epochs from the start")
+        elif others:
+            self.log(f"the plan changes from {old} to {new} epochs: the learning rates continue as they "
+                     f"were ({lrs}, ...), but the schedule{'s' if len(others) > 1 else ''} of "
+                     f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} re-planned over {new} "
+                     f"epochs from epoch {start} on; the run will differ from one planned for {new} "
+                     f"epochs from the start")
         else:
             self.log(f"the plan changes from {old} to {new} epochs: the {kind} schedule does not "
                      f"depend on the plan, so the learning rates continue as they were ({lrs}, ...)")
-        self.plan_changes.append({"at_epoch": start, "from": old, "to": new, "schedule": kind,
-                                  "lr_changed": depends})
+        change = {"at_epoch": start, "from": old, "to": new, "schedule": kind, "lr_changed": depends}
+        if others:
+            change["changed"] = others
+        self.plan_changes.append(change)
 
     # -- the loop -------------------------------------------------------------------------
     def batch_size(self):
@@ -732,11 +748,19 @@ class TrainingCore:
         X, y = data.X_train, data.y_train
         n, bs = data.n_train, self.batch_size()
         n_batches = math.ceil(n / bs)
-        lr = scheduled_lr(cfg["optimizer"]["lr"], cfg["schedule"], self.epoch, epochs)
-        from .schedules import scheduled_values
-        hyper = scheduled_values(cfg, self.epoch, epochs)   # momentum and the like, this epoch
-        for name, value in hyper.items():
-            setattr(self.optimizer, name, value)   # the layer path reads it in each step
+        from .schedules import epoch_values, per_update
+        # every update's learning rate and scheduled hyperparameters in this epoch (one value
+        # repeated by epoch; by update each batch its own)
+        lrs = epoch_values(cfg["schedule"], cfg["optimizer"]["lr"], self.epoch, epochs, n_batches)
+        lr_per_update = per_update(cfg["schedule"])
+        lr = float(lrs[0])
+        scheduled = cfg.get("schedules") or {}
+        values = {name: epoch_values(sched, float(cfg["optimizer"][name]), self.epoch, epochs, n_batches)
+                  for name, sched in scheduled.items()}
+        hyper = {name: float(v[0]) for name, v in values.items()}   # the epoch's first update's (metrics)
+        by_update = {name: v for name, v in values.items() if per_update(scheduled[name])}
+        for name in values:
+            setattr(self.optimizer, name, float(values[name][self.batch]))   # the layer path reads it
         if self.batch == 0:
             self.acc = self._new_accumulators()
             self.perm = (self.shuffle_rng.permutation(n) if cfg["train"]["shuffle"]
@@ -765,13 +789,15 @@ class TrainingCore:
                     step = self.epoch * n_batches + self.batch
                     stop = min(stop, self.batch + self.probe_every - step % self.probe_every)
                 compiling, t_call = self.fast.compiling, time.perf_counter()
-                done, bad = self.fast.run(perm, self.batch, stop, lr, acc)
+                done, bad = self.fast.run(perm, self.batch, stop,
+                                          lrs[self.batch:stop] if lr_per_update else lr, acc,
+                                          {name: v[self.batch:stop] for name, v in by_update.items()})
                 if not compiling and done:   # how long a batch takes: the next chunk's size
                     spb = (time.perf_counter() - t_call) / done
                     self._spb = spb if self._spb is None else 0.5 * (self._spb + spb)
                 self.batch += done
                 if bad is not None:
-                    raise TrainingDiverged(self._diverged(bad[1], bad[2], bad[0], lr))
+                    raise TrainingDiverged(self._diverged(bad[1], bad[2], bad[0], float(lrs[bad[0] - 1])))
                 if self._probe_due():
                     self._probe()
                 if bar is not None:
@@ -782,6 +808,8 @@ class TrainingCore:
                 apply(self.blas, False)   # the layer path: BLAS's threads, fixed for the run
             while self.batch < n_batches:
                 b = self.batch
+                for name, v in by_update.items():
+                    setattr(self.optimizer, name, float(v[b]))
                 idx = perm[b * bs:(b + 1) * bs]
                 m = idx.size
                 xb, yb = xbuf[:m], ybuf[:m]
@@ -795,7 +823,7 @@ class TrainingCore:
                 sums = [sum_squares(g.reshape(-1)) for _, _, g in self.params]
                 norm = math.sqrt(sum(sums))  # = global_norm(self.params), before clipping
                 if not (math.isfinite(value) and math.isfinite(norm)):
-                    raise TrainingDiverged(self._diverged(value, norm, b + 1, lr))
+                    raise TrainingDiverged(self._diverged(value, norm, b + 1, float(lrs[b])))
                 for (name, _, _), ss in zip(self.params, sums):
                     if name in acc["layer_norms"]:
                         acc["layer_norms"][name] += math.sqrt(ss)
@@ -803,7 +831,7 @@ class TrainingCore:
                     clip_grad_norm(self.params, clip["norm"], norm=norm)
                 elif "value" in clip and clip["value"] is not None:
                     clip_grad_value(self.params, clip["value"])
-                self.optimizer.step(lr)
+                self.optimizer.step(float(lrs[b]))
                 acc["loss"] += value * m
                 acc["seen"] += m
                 acc["grad_norm"] += norm
@@ -824,8 +852,8 @@ class TrainingCore:
         row = {"epoch": self.epoch, "train_loss": acc["loss"] / acc["seen"]}
         if self.classification:
             row["train_accuracy"] = acc["correct"] / acc["seen"]
-        row["lr"] = lr
-        row.update(hyper)   # each scheduled hyperparameter's value in this epoch
+        row["lr"] = lr      # the epoch's first update's (by epoch: the epoch's)
+        row.update(hyper)   # each scheduled hyperparameter's value, likewise
         row["grad_norm"] = acc["grad_norm"] / acc["batches"]
         row["grad_norms"] = {k: v / acc["batches"] for k, v in acc["layer_norms"].items()}
         row["epoch_seconds"] = acc["seconds"]

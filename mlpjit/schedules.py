@@ -11,6 +11,12 @@
 ``schedule`` drives the learning rate; ``schedules: {momentum: {...}}`` drives any other float
 hyperparameter of the optimizer the same way, from its configured value (η above).
 
+Every schedule steps by epoch (``per: epoch``, the default: e counts epochs, E is
+``train.epochs``) or by update (``per: update``: e counts the updates from the start of the run,
+E is ``train.epochs`` times the batches of an epoch, so ``linear(start=0.5, over=1000)`` ramps
+over the first 1,000 updates).  Either way the compiled step reads each batch's values from its
+arguments: nothing recompiles.
+
 A schedule is a registered class: its constructor's arguments are its config keys, and
 ``lr(base, epoch, epochs)`` gives the rate.  ``register_schedule(name, depends_on_plan=...)``
 says whether the rates depend on the planned number of epochs E (only cosine here), which is
@@ -105,22 +111,46 @@ def scheduled_values(cfg, epoch, epochs):
             for name, sched in (cfg.get("schedules") or {}).items()}
 
 
+PER = ("epoch", "update")   # what a schedule's e counts (the config key ``per``)
+
+
 def schedule_from_config(config):
-    """A schedule from ``{"type": "step", "every": 5}`` (or a bare name)."""
+    """A schedule from ``{"type": "step", "every": 5}`` (or a bare name); ``per`` is read by
+    :func:`per_update`, not the schedule."""
     if isinstance(config, str):
         config = {"type": config}
     config = dict(config or {"type": "constant"})
+    config.pop("per", None)
     return _registry.get(config.pop("type", "constant"))(**config)
 
 
-def depends_on_plan(config, lr, epoch, old, new) -> bool:
-    """Whether the schedule of ``config`` gives other rates from ``epoch`` on under a plan of
-    ``new`` epochs than under ``old``: what its registration says, else measured."""
+def per_update(config) -> bool:
+    """Whether the schedule of ``config`` steps by update (``per: update``) rather than by epoch."""
+    return isinstance(config, dict) and config.get("per", "epoch") == "update"
+
+
+def epoch_values(config, base, epoch, epochs, n_batches):
+    """The value of each of the ``n_batches`` updates of epoch ``epoch`` (0-based) out of
+    ``epochs``, from the configured ``base``: by epoch one value repeated; by update, update
+    u = epoch·n_batches + b of a plan of epochs·n_batches updates."""
+    import numpy as np
+    sched = schedule_from_config(config)
+    if not per_update(config):
+        return np.full(n_batches, float(sched.lr(base, epoch, epochs)))
+    u0, total = epoch * n_batches, epochs * n_batches
+    return np.array([sched.lr(base, u0 + b, total) for b in range(n_batches)], dtype=np.float64)
+
+
+def depends_on_plan(config, lr, epoch, old, new, n_batches=1) -> bool:
+    """Whether the schedule of ``config`` gives other values from ``epoch`` on under a plan of
+    ``new`` epochs than under ``old``: what its registration says, else measured (over updates
+    for a schedule by update, ``n_batches`` to an epoch)."""
     sched = schedule_from_config(config)
     declared = getattr(sched, "depends_on_plan", None)
     if declared is not None:
         return bool(declared)
-    return any(sched.lr(lr, e, old) != sched.lr(lr, e, new) for e in range(epoch, new))
+    k = n_batches if per_update(config) else 1
+    return any(sched.lr(lr, e, old * k) != sched.lr(lr, e, new * k) for e in range(epoch * k, new * k))
 
 
 def names():

@@ -23,7 +23,8 @@ from test_trainer import start_training
 REPO = Path(__file__).resolve().parents[1]
 SCHEDULES = [{"type": "constant"}, {"type": "step", "every": 1, "gamma": 0.5},
              {"type": "exponential", "gamma": 0.7}, {"type": "cosine", "min_lr": 0.001},
-             {"type": "linear", "start": 0.01, "over": 2}]
+             {"type": "linear", "start": 0.01, "over": 2},
+             {"type": "cosine", "per": "update"}, {"type": "linear", "start": 0.0, "over": 20, "per": "update"}]
 
 
 def test_the_schedules_tried_are_every_registered_schedule():
@@ -44,7 +45,8 @@ def untimed(run):
 
 # --- the plan and the stop ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("schedule", SCHEDULES, ids=[s["type"] for s in SCHEDULES])
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=[s["type"] + ("_per_update" if "per" in s else "")
+                                                     for s in SCHEDULES])
 def test_stop_after_then_resume_equals_the_straight_run_for_every_schedule(schedule, mlpjit_main, cfg_file,
                                                                             helpers, tmp_path):
     cfg = helpers.spirals(points=90, epochs=4, batch_size=7, dropout=0.2, schedule=schedule)
@@ -60,9 +62,10 @@ def test_stop_after_then_resume_equals_the_straight_run_for_every_schedule(sched
     assert untimed(split) == untimed(straight)
 
 
-def test_max_time_stops_mid_epoch_and_resume_is_exact(mlpjit_main, cfg_file, helpers, tmp_path):
+@pytest.mark.parametrize("per", ["epoch", "update"])
+def test_max_time_stops_mid_epoch_and_resume_is_exact(per, mlpjit_main, cfg_file, helpers, tmp_path):
     # 4,500 batches: well over the first 0.05 s on a fast machine with every kernel cached
-    cfg = helpers.spirals(points=3000, epochs=3, batch_size=2, schedule={"type": "cosine"})
+    cfg = helpers.spirals(points=3000, epochs=3, batch_size=2, schedule={"type": "cosine", "per": per})
     cfg["train"]["compiled"] = False            # a check after every batch
     path = cfg_file(cfg)
     straight, split = tmp_path / "straight", tmp_path / "split"
@@ -487,6 +490,66 @@ def test_a_momentum_ramp_from_code_and_bad_schedules(mlpjit_main, cfg_file, help
     cfg["schedules"] = {"lr": "cosine"}
     r = mlpjit_main("config", "check", cfg_file(cfg, "lr.yaml"))
     assert r.code == 2 and "the learning rate's schedule is the 'schedule' key" in r.err
+
+
+def test_a_schedule_by_update_by_hand():
+    """η(u) = η·min(1, u/2) by update (a warm-up over two updates), plain SGD, batches of one,
+    no shuffling: update 0 has η = 0 and changes nothing, update 1 moves w by (η/2)·g₁ with g₁
+    the gradient on the second example; by epoch both updates would have η(0) = 0."""
+    import mlpjit
+    X = np.array([[1.0], [2.0]])
+    y = np.array([[0.0], [1.0]])
+    lr = 0.1
+    for per, compiled in (("update", True), ("update", False), ("epoch", True)):
+        model = mlpjit.Sequential([mlpjit.Dense(1, 1, dtype=np.float64, seed=0)])
+        A0, b0 = float(model.layers[0].A[0, 0]), float(model.layers[0].b[0])
+        h = model.fit(X, y, loss="mse", optimizer={"type": "sgd", "lr": lr},
+                      schedule={"type": "linear", "start": 0.0, "over": 2, "per": per},
+                      epochs=1, batch_size=1, shuffle=False, compiled=compiled, progress=False)
+        assert h.history["lr"] == [0.0]   # the epoch's first update's
+        A, b = float(model.layers[0].A[0, 0]), float(model.layers[0].b[0])
+        if per == "epoch":
+            assert (A, b) == (A0, b0)
+            continue
+        # mse of one output: E = (s − t)², dE/ds = 2(s − t); s = A·x + b on x = 2, t = 1
+        ds = 2 * (A0 * 2.0 + b0 - 1.0)
+        assert A == pytest.approx(A0 - lr / 2 * ds * 2.0, rel=1e-12)
+        assert b == pytest.approx(b0 - lr / 2 * ds, rel=1e-12)
+
+
+def test_a_momentum_ramp_by_update_is_the_same_compiled_and_layer_by_layer(mlpjit_main, cfg_file, helpers,
+                                                                          tmp_path):
+    """μ ramps 0.5 → 0.9 over the first 25 updates (about three epochs) and η warms up by
+    update; the compiled step reads each batch's values from its arguments, the layer path sets
+    them before each step: the same losses; and not those of the same ramps by epoch."""
+    cfg = helpers.spirals(epochs=3, batch_size=8, optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9},
+                          schedule={"type": "linear", "start": 0.0, "over": 30, "per": "update"})
+    cfg["schedules"] = {"momentum": {"type": "linear", "start": 0.5, "over": 25, "per": "update"}}
+    runs = {}
+    for name, extra in (("compiled", []), ("layers", ["--set", "train.compiled=false"]),
+                        ("by_epoch", ["--set", "schedules.momentum.per=epoch", "--set", "schedule.per=epoch"])):
+        assert mlpjit_main("train", cfg_file(cfg), *extra, "--out", tmp_path / name, "-q").code == 0
+        runs[name] = untimed(tmp_path / name)
+    # 8 batches an epoch: the epochs start at updates 0, 8 and 16
+    assert [r["momentum"] for r in runs["compiled"]] == pytest.approx([0.5, 0.5 + 0.4 * 8 / 25, 0.5 + 0.4 * 16 / 25])
+    assert [r["lr"] for r in runs["compiled"]] == pytest.approx([0.0, 0.05 * 8 / 30, 0.05 * 16 / 30])
+    assert [r["train_loss"] for r in runs["compiled"]] == pytest.approx([r["train_loss"] for r in runs["layers"]],
+                                                                        rel=1e-5)
+    assert runs["by_epoch"][0]["train_loss"] != pytest.approx(runs["compiled"][0]["train_loss"], rel=1e-3)
+
+
+def test_a_plan_dependent_momentum_schedule_is_announced_on_resume(mlpjit_main, cfg_file, helpers, tmp_path):
+    cfg = helpers.spirals(epochs=2, optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9})
+    cfg["schedules"] = {"momentum": {"type": "cosine", "min_lr": 0.5}}
+    run = tmp_path / "run"
+    assert mlpjit_main("train", cfg_file(cfg), "--out", run, "-q").code == 0
+    r = mlpjit_main("train", "--resume", run, "--epochs", 4)
+    assert r.code == 0, r.err
+    assert "the learning rates continue as they were (0.05, 0.05, ...), but the schedule of momentum is " \
+           "re-planned over 4 epochs from epoch 3 on" in r.out, r.out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["plan_changes"] == [{"at_epoch": 3, "from": 2, "to": 4, "schedule": "constant",
+                                        "lr_changed": False, "changed": ["momentum"]}]
 
 
 def test_checkpoints_are_written_at_most_once_a_second_and_at_every_stop(monkeypatch, mlpjit_main, cfg_file,

@@ -448,8 +448,9 @@ def srivastava(ctx):
     level = "at or below" if goal else f"{gap:.2f} points above"
     verdict = (f"{'Supported' if supported else 'Not supported'}: test error {m['no dropout']:.2f}% without "
                f"dropout, {m['max-norm']:.2f}% with max-norm alone, {m['dropout']:.2f}% with dropout and "
-               f"{m['dropout + max-norm']:.2f}% with both (paper: 1.62, 1.35, 1.25, 1.06). Both dropout rows "
-               f"{'are' if dropout_helps else 'are not both'} below no dropout beyond the seeds' spread; "
+               f"{m['dropout + max-norm']:.2f}% with both (paper: 1.62, 1.35, 1.25, 1.06). "
+               f"{'Both dropout rows are' if dropout_helps else 'Not both dropout rows are'} below no dropout "
+               f"beyond the seeds' spread; "
                f"dropout with max-norm is {level} "
                f"the 1.25% of the goal ({at * 100:.0f}% of its units at the bound). {epochs} epochs where the "
                f"paper trains for up to 3,000: the curves show whether more would close the rest.")

@@ -279,7 +279,7 @@ class CompiledStep:
     """The generated step of a model, its arrays allocated once and bound in order.
 
     ``X`` is (N, d): image data comes as rows of C·H·W values, and ``input_shape`` gives the
-    shape of one example, e.g. (1, 28, 28).  ``run(perm, b_start, b_stop, lr, acc)`` trains
+    shape of one example, e.g. (1, 28, 28).  ``run(perm, b_start, b_stop, lr, acc, values)`` trains
     batches [b_start, b_stop) of ``perm``."""
 
     def __init__(self, model, loss, optimizer, X, y, x_scale, task, batch_size, clip,
@@ -305,6 +305,8 @@ class CompiledStep:
                                     shards=self.shards)
         self.shards = plan.shards   # 1 when the model cannot be split by rows
         self.source = plan.source
+        self.constants = {name: float(optimizer.constants()[name]) for name in plan.hyper_names}
+        self._lrs, self._hyper = np.empty(0), np.empty((len(self.constants), 0))
         # targets: class ids for cross-entropy and accuracy, float rows for the other losses
         if task == "classification":
             self.labels = np.ascontiguousarray(y, dtype=np.int64)
@@ -360,18 +362,28 @@ class CompiledStep:
 
     def set_constants(self, values):
         """Set the optimizer's hyperparameters ``values`` ({"momentum": 0.7}) for the next calls:
-        they are arguments of the compiled step (``opt_momentum``), so nothing recompiles."""
-        args = list(self.static_args)
-        index = {arg: i for i, (arg, _) in enumerate(self.plan.args)}
+        each batch reads them from the call's ``hyper`` argument, so nothing recompiles."""
         for name, value in values.items():
-            i = index.get(f"opt_{name}")
-            if i is None:
+            if name not in self.constants:
                 raise KeyError(f"the compiled step has no optimizer constant {name!r}")
-            args[i] = type(args[i])(value)
-        self.static_args = tuple(args)
+            self.constants[name] = float(value)
 
-    def run(self, perm, b_start, b_stop, lr, acc):
+    def _batch_values(self, nb, lr, values):
+        """The call's ``lrs`` (nb,) and ``hyper`` (k, nb): a number repeats, an array (a schedule
+        by update) gives each batch its own."""
+        if self._lrs.shape[0] < nb:
+            self._lrs = np.empty(nb)
+            self._hyper = np.empty((len(self.constants), nb))
+        lrs, hyper = self._lrs[:nb], self._hyper[:, :nb]
+        lrs[:] = lr
+        for k, name in enumerate(self.constants):
+            hyper[k] = values[name] if values and name in values else self.constants[name]
+        return lrs, hyper
+
+    def run(self, perm, b_start, b_stop, lr, acc, values=None):
         """Train batches [b_start, b_stop) of ``perm``; update the trainer's ``acc`` dict.
+        ``lr`` is a number or one per batch; ``values`` ({"momentum": array}) gives optimizer
+        constants per batch (a schedule by update); the others are those of set_constants.
 
         Returns (batches done, None) or, on a NaN/Inf, (batches done, (batch, loss, norm))."""
         n = perm.shape[0]
@@ -386,8 +398,9 @@ class CompiledStep:
         a[:] = 0.0
         a[0], a[1], a[2], a[3], a[4] = acc["loss"], acc["correct"], acc["seen"], acc["grad_norm"], acc["batches"]
         self.layer_norms[:] = [acc["layer_norms"][nm] for nm in self.weight_names]
-        head = (self.X, self.x_scale, self.labels, self.targets, perm, self.bs, b_start, b_stop, lr,
-                self.optimizer.t, self.pred, a, self.layer_norms, self.Xbuf, self.lbuf, self.tbuf,
+        lrs, hyper = self._batch_values(b_stop - b_start, lr, values)
+        head = (self.X, self.x_scale, self.labels, self.targets, perm, self.bs, b_start, b_stop, lrs,
+                hyper, self.optimizer.t, self.pred, a, self.layer_norms, self.Xbuf, self.lbuf, self.tbuf,
                 self.dOut) + ((self.shards,) if self.plan.sharded else ())
         if self.compiling:
             import time

@@ -9,7 +9,9 @@ own argument, named ``l<node>_<name>`` after the layer's names (``l0_A``, ``l0_d
 with the layer written in a comment above its calls.
 
 Sizes are arguments too, never part of the text: two models that differ only in their widths,
-batch size or data share one generated module (and its compiled code in Numba's cache).
+batch size or data share one generated module (and its compiled code in Numba's cache).  So are
+the learning rate and the optimizer's constants, one value per batch of the call (``lrs``,
+``hyper``): a schedule, by epoch or by update, never recompiles.
 
 The plan also lists the arguments in order (:attr:`StepPlan.args`), as arrays that exist (a
 layer's parameters), arrays to allocate (:class:`Alloc`) and numbers, for
@@ -206,6 +208,9 @@ class StepPlan:
         self.pred = pred
         self.kernels = _Kernels()
         self.args = []           # (name, value): value an array, an Alloc, a Draws or a number
+        # the optimizer's constants, in the rows of the call's ``hyper`` (k, batches): each
+        # batch reads its own values, so a schedule by update needs no other step
+        self.hyper_names = list(optimizer.constants())
         self._arg_names = set()
         self.nodes = [node for layer in model.layers for node in layer.nodes()]
         self._shapes()
@@ -311,8 +316,8 @@ class StepPlan:
         L = len(nodes)
         body_f, body_b = [], []
         spaces = {}
-        head_args = ["X", "x_scale", "labels", "targets", "perm", "bs", "b_start", "b_stop", "lr",
-                     "t0", "pred", "acc", "norms", "Xbuf", "lbuf", "tbuf", "dOut"]
+        head_args = ["X", "x_scale", "labels", "targets", "perm", "bs", "b_start", "b_stop", "lrs",
+                     "hyper", "t0", "pred", "acc", "norms", "Xbuf", "lbuf", "tbuf", "dOut"]
         # forward
         x_expr = f"Xbuf{self.rows}"
         if len(self.input_shape) > 1:
@@ -426,9 +431,7 @@ class StepPlan:
         for q, l, name in params:
             for slot in opt.slots:
                 self._arg(f"s{q}_{slot}", _flat_slot(opt, q, slot))
-        consts = {}
-        for cname, value in opt.constants().items():
-            consts[cname] = self._arg(f"opt_{cname}", value)
+        consts = {cname: f"opt_{cname}" for cname in self.hyper_names}   # read per batch (_batch_values)
         clip_mode = "norm" if self.clip.get("norm") is not None else (
             "value" if self.clip.get("value") is not None else None)
         if clip_mode:
@@ -531,7 +534,7 @@ class StepPlan:
         for q, l, name, _ in params:
             for slot in opt.slots:
                 self._arg(f"s{q}_{slot}", _flat_slot(opt, q, slot))
-        consts = {cname: self._arg(f"opt_{cname}", value) for cname, value in opt.constants().items()}
+        consts = {cname: f"opt_{cname}" for cname in self.hyper_names}   # read per batch (_batch_values)
         clip_mode = "norm" if self.clip.get("norm") is not None else (
             "value" if self.clip.get("value") is not None else None)
         if clip_mode:
@@ -624,6 +627,7 @@ class StepPlan:
                 ind + "far = X.size * X.itemsize > PREFETCH_BYTES  # a data set that does not stay in cache",
                 ind + "done = 0",
                 ind + "for b in range(b_start, b_stop):"]
+        out += [i2 + x for x in self._batch_values()]
         out += [i2 + x for x in ["lo = b * bs", "hi = min(lo + bs, n)", "mb = hi - lo",
                                  "idx = perm[lo:hi]", "Sb = min(S, mb)  # shards with rows", "",
                                  "# --- each shard: its rows forward, the loss, backward ---",
@@ -661,6 +665,14 @@ class StepPlan:
                                  "acc[4] += 1", "done += 1"]]
         out.append(ind + "return done")
         return "\n".join(out) + "\n"
+
+    def _batch_values(self):
+        """The lines that read this batch's learning rate and optimizer constants (a schedule
+        by update gives each batch its own; by epoch they repeat)."""
+        lines = ["# this batch's learning rate and optimizer constants (scheduled: arguments, no recompile)",
+                 "lr = lrs[done]"]
+        lines += [f"opt_{cname} = hyper[{k}, done]" for k, cname in enumerate(self.hyper_names)]
+        return lines
 
     def _where_kernels_live(self):
         """``cached``: every kernel the step calls has a module and name, or is a script's own
@@ -741,6 +753,7 @@ class StepPlan:
         out.append(ind + "done = 0")
         out.append(ind + "for b in range(b_start, b_stop):")
         i2 = ind * 2
+        out.extend(i2 + line for line in self._batch_values())
         for line in ["lo = b * bs", "hi = min(lo + bs, n)", "m = hi - lo", "idx = perm[lo:hi]",
                      "gather_rows(X, idx, x_scale, Xbuf[:m])",
                      "if far and b + 1 < b_stop:  # the next batch's rows travel while this one computes",
