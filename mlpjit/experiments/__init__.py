@@ -66,6 +66,7 @@ class Context:
     trained: int = 0    # runs trained by this call
     reused: int = 0     # runs found finished in their run folders
     deadline: float | None = None   # time.monotonic() at which training stops (--max-time)
+    stopped: Exception | None = None   # the stop (time limit or signal) an experiment caught
 
     def time_left(self):
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -146,9 +147,9 @@ def reproduce(selected=None, out=REPO, quick=False, log=print, max_time=None):
             result.plots = [str(Path(p).resolve().relative_to(out.resolve())) for p in result.plots]
             atomic_write_text(stored, json.dumps(dataclasses.asdict(result), indent=1) + "\n")
             log(f"   {result.verdict} ({result.seconds:.0f}s)")
-            if not result.complete:
-                raise Stopped(f"stopped at the time limit (--max-time) in {name}; its partial table is "
-                              f"in {stored}")
+            if not result.complete:   # the stop the experiment caught, a signal's exit code kept
+                stop = ctx.stopped or Stopped("stopped at the time limit (--max-time)")
+                raise type(stop)(f"{name}: {stop}; its partial table is in {stored}", code=stop.code)
     finally:
         write_report(out)
 

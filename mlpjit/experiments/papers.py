@@ -357,7 +357,7 @@ def srivastava(ctx):
                 try:
                     run_dir, summary, m = train(ctx, cfg, name=name, quiet=ctx.quick)
                 except Stopped as e:
-                    stopped = e
+                    stopped = ctx.stopped = e
                     m = read_metrics(ctx.run_dir(name)) if ctx.run_dir(name).exists() else []
                     if m:
                         curves[(label, s)] = [100 * _error([r], "test") for r in m]
@@ -370,7 +370,7 @@ def srivastava(ctx):
                 if c is not None:
                     bound[label].append(_at_bound(run_dir, c))
     except Stopped as e:
-        stopped = e
+        stopped = ctx.stopped = e
     epochs = _srivastava_cfg(ctx, 0, 0.5, None, 0)["train"]["epochs"]
     rows = []
     for label, _, _, c, paper, where in SRIVASTAVA:
@@ -417,8 +417,8 @@ def srivastava(ctx):
                "best epoch's test error", "units at the max-norm bound", "row verdict"]
     if stopped is not None:
         done = sum(len(v) for v in err.values())
-        verdict = (f"Partial: {done} of {len(seeds) * len(SRIVASTAVA)} runs finished when the time limit "
-                   f"stopped it (`mlpjit reproduce srivastava --max-time ...` continues it).")
+        verdict = (f"Partial: {done} of {len(seeds) * len(SRIVASTAVA)} runs finished when it was stopped "
+                   f"(the same `mlpjit reproduce srivastava` continues it).")
         return Result(table=rows, verdict=verdict, supported=None, plots=plots, notes=notes,
                       columns=columns, complete=False)
     m = {k: float(np.mean(v)) for k, v in err.items() if v}
