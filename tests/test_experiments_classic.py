@@ -109,3 +109,20 @@ def test_reproduce_in_pieces_stops_at_max_time_and_the_same_call_continues(tmp_p
     final = json.loads(stored.read_text())
     assert final["complete"] is True and final["quick"] is True
     assert stored_kinds(tmp_path) == {"quick": ["srivastava"]}
+
+
+def test_reproduce_max_time_on_the_command_line(mlpjit_main, monkeypatch, tmp_path):
+    """The time is up before the first run: exit 75, the partial table written, and the line
+    that continues it; the same command without the limit finishes and the report says 'quick'."""
+    from mlpjit.experiments import Context
+    monkeypatch.setattr(Context, "time_left", lambda self: 0.0)
+    r = mlpjit_main("reproduce", "srivastava", "--quick", "--out", tmp_path, "--max-time", "2h")
+    assert r.code == 75, r.err
+    assert f"continue with: mlpjit reproduce srivastava --out {tmp_path} --quick --max-time 2h" in r.err
+    assert "| partial |" in (tmp_path / "EXPERIMENTS.md").read_text()
+    monkeypatch.undo()
+    r = mlpjit_main("reproduce", "srivastava", "--quick", "--out", tmp_path)
+    assert r.code == 0, r.err
+    assert "  quick    srivastava" in r.out
+    r = mlpjit_main("reproduce", "srivastava", "--max-time", "soon")
+    assert r.code == 2 and "--max-time soon:" in r.err
