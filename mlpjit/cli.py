@@ -163,6 +163,17 @@ def _report(summary, run_dir, echo):
 
 # --- train -------------------------------------------------------------------------------
 
+
+def _max_time_seconds(max_time):
+    """--max-time DURATION in seconds (None when not given); a bad duration is one line."""
+    if max_time is None:
+        return None
+    from .trainer import parse_duration
+    try:
+        return parse_duration(max_time)
+    except ValueError as e:
+        raise ConfigError(f"--max-time {max_time}: {e}") from None
+
 @cli.command(cls=_RegistryHelp)
 @click.argument("config", required=False, type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<name>-<timestamp>).")
@@ -218,7 +229,7 @@ def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, r
     import contextlib
 
     from .io import FolderLock, atomic_write_text
-    from .trainer import Stopped, Trainer, parse_duration
+    from .trainer import Stopped, Trainer
 
     echo = (lambda *a, **k: None) if quiet else click.echo
     held = contextlib.ExitStack()   # the run folder's lock, held to the end of the command
@@ -226,12 +237,7 @@ def train(config, out, overrides, epochs, stop_after, max_time, seed, threads, r
         if html_report:
             from .plot import _matplotlib
             _matplotlib()  # say so before training, not after
-        seconds = None
-        if max_time is not None:
-            try:
-                seconds = parse_duration(max_time)
-            except ValueError as e:
-                raise ConfigError(f"--max-time {max_time}: {e}") from None
+        seconds = _max_time_seconds(max_time)
         if resume:
             if config or overrides or seed is not None or out or threads is not None:
                 raise ConfigError("--resume takes only the run folder (and --epochs, --stop-after, "
@@ -900,19 +906,13 @@ def reproduce(names, out, quick, list_, max_time):
     """
     from . import experiments
     from .core import Stopped
-    from .trainer import parse_duration
 
     if list_:
         experiments.names()
         for name, (title, claim, _) in experiments.EXPERIMENTS.items():
             click.echo(f"{name:16} {title}")
         return
-    seconds = None
-    if max_time is not None:
-        try:
-            seconds = parse_duration(max_time)
-        except ValueError as e:
-            raise ConfigError(f"--max-time {max_time}: {e}") from None
+    seconds = _max_time_seconds(max_time)
     from .plot import _matplotlib
     _matplotlib()   # the experiments draw figures: say so before training, not after
     try:
