@@ -466,8 +466,8 @@ def test_nan_stop_keeps_the_last_good_checkpoint(mlpjit_main, cfg_file, sine_cfg
     good = (out / "checkpoint.npz").read_bytes()
     # the same run, resumed with a learning rate that blows up (an edited config.yaml is refused:
     # the schedule gives it instead)
-    import mlpjit.core
-    monkeypatch.setattr(mlpjit.core, "scheduled_lr", lambda lr, sched, epoch, epochs: 1e6)
+    import mlpjit.schedules
+    monkeypatch.setattr(mlpjit.schedules, "epoch_values", lambda config, base, epoch, epochs, n: np.full(n, 1e6))
     res = mlpjit_main("train", "--resume", out, "--epochs", 5, "-q")
     assert res.code == 3, res.text
     lines = [line for line in res.err.splitlines() if line.strip()]

@@ -306,7 +306,7 @@ class CompiledStep:
         self.shards = plan.shards   # 1 when the model cannot be split by rows
         self.source = plan.source
         self.constants = {name: float(optimizer.constants()[name]) for name in plan.hyper_names}
-        self._lrs, self._hyper = np.empty(0), np.empty((len(self.constants), 0))
+        self._lrs, self._hyper = np.empty(0), np.empty((0, len(self.constants)))
         # targets: class ids for cross-entropy and accuracy, float rows for the other losses
         if task == "classification":
             self.labels = np.ascontiguousarray(y, dtype=np.int64)
@@ -369,15 +369,16 @@ class CompiledStep:
             self.constants[name] = float(value)
 
     def _batch_values(self, nb, lr, values):
-        """The call's ``lrs`` (nb,) and ``hyper`` (k, nb): a number repeats, an array (a schedule
-        by update) gives each batch its own."""
+        """The call's ``lrs`` (nb,) and ``hyper`` (nb, k), both C-contiguous whatever nb (one
+        compiled signature): a number repeats, an array (a schedule by update) gives each batch
+        its own."""
         if self._lrs.shape[0] < nb:
             self._lrs = np.empty(nb)
-            self._hyper = np.empty((len(self.constants), nb))
-        lrs, hyper = self._lrs[:nb], self._hyper[:, :nb]
+            self._hyper = np.empty((nb, len(self.constants)))
+        lrs, hyper = self._lrs[:nb], self._hyper[:nb]
         lrs[:] = lr
         for k, name in enumerate(self.constants):
-            hyper[k] = values[name] if values and name in values else self.constants[name]
+            hyper[:, k] = values[name] if values and name in values else self.constants[name]
         return lrs, hyper
 
     def run(self, perm, b_start, b_stop, lr, acc, values=None):

@@ -208,7 +208,7 @@ class StepPlan:
         self.pred = pred
         self.kernels = _Kernels()
         self.args = []           # (name, value): value an array, an Alloc, a Draws or a number
-        # the optimizer's constants, in the rows of the call's ``hyper`` (k, batches): each
+        # the optimizer's constants, in the columns of the call's ``hyper`` (batches, k): each
         # batch reads its own values, so a schedule by update needs no other step
         self.hyper_names = list(optimizer.constants())
         self._arg_names = set()
@@ -671,7 +671,7 @@ class StepPlan:
         by update gives each batch its own; by epoch they repeat)."""
         lines = ["# this batch's learning rate and optimizer constants (scheduled: arguments, no recompile)",
                  "lr = lrs[done]"]
-        lines += [f"opt_{cname} = hyper[{k}, done]" for k, cname in enumerate(self.hyper_names)]
+        lines += [f"opt_{cname} = hyper[done, {k}]" for k, cname in enumerate(self.hyper_names)]
         return lines
 
     def _where_kernels_live(self):
