@@ -187,7 +187,10 @@ def markdown(title, xname, results, libs):
 
 
 def draw(result, path):
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        sys.exit("the plot needs matplotlib: pip install -e '.[plot]' (or pass --no-plot)")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     panels = [k for k in ("rows", "width", "batch", "memory") if k in result]
