@@ -1,13 +1,14 @@
 """Two source trees of mlpjit, alternated: is the new one slower than the old on small and mid?
 
     git worktree add /tmp/old 430f2e8          # the tree to compare against
-    python benchmarks/ab_trees.py /tmp/old .  [--rounds 3] [--cases small,mid] [--step]
+    python benchmarks/ab_trees.py /tmp/old .  [more trees...] [--rounds 3] [--cases small,mid] [--step]
 
 For each round and case, ``mlpjit train`` runs in each tree in turn (old, new, old, new, ...;
 ``PYTHONPATH`` pointing at the tree, the same Python and packages) on the same config: MNIST,
 float32, SGD lr 0.05 momentum 0.9, 3 epochs; small is 784-128-10 relu at batch 32, mid
 784-256-128-10 relu at batch 64.  It prints the fastest of epochs 2–3 (``epoch_seconds``:
-training only) per run and old/new per round: above 1 the new tree is faster.  A first run per
+training only) per run and old/new per round: above 1 the new tree is faster.  With more than two trees, each
+after the first is compared with the first, and all of them alternate within a round.  A first run per
 tree and case compiles (not counted).  ``--step`` times the compiled call alone instead (µs per
 batch over one epoch's batches, four times per run): where the two differ there, the difference
 is inside the step, not in the epoch around it.
@@ -78,7 +79,7 @@ def once(tree, cfg, step, epochs=None):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("old", type=Path)
-    p.add_argument("new", type=Path)
+    p.add_argument("new", type=Path, nargs="+")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cases", default="small,mid")
     p.add_argument("--step", action="store_true", help="time the compiled call alone (µs a batch)")
@@ -87,20 +88,25 @@ def main():
     unit = "µs a batch" if a.step else "s an epoch"
     with tempfile.TemporaryDirectory() as d:
         cfgs = {c: config(c, d) for c in cases}
+    trees = [("old", a.old)] + [("new" if len(a.new) == 1 else f"new{i + 1}", t) for i, t in enumerate(a.new)]
+    with tempfile.TemporaryDirectory() as d:
+        cfgs = {c: config(c, d) for c in cases}
         for c in cases:        # compile (or load) each tree's step first: not counted
-            for tree in (a.old, a.new):
+            for _, tree in trees:
                 once(tree.resolve(), cfgs[c], False, epochs=1)
         res = {}
         for r in range(a.rounds):
             for c in cases:
-                for label, tree in (("old", a.old), ("new", a.new)):
+                for label, tree in trees:
                     v = once(tree.resolve(), cfgs[c], a.step)
                     res.setdefault((c, label), []).append(v)
                     print(f"round {r} {c:5} {label} {v:.4g} {unit}", flush=True)
     for c in cases:
-        o, n = res[(c, "old")], res[(c, "new")]
-        print(f"{c}: old {', '.join(f'{x:.4g}' for x in o)}; new {', '.join(f'{x:.4g}' for x in n)}; "
-              f"old/new per round {', '.join(f'{x / y:.2f}' for x, y in zip(o, n))}")
+        o = res[(c, "old")]
+        for label, tree in trees[1:]:
+            n = res[(c, label)]
+            print(f"{c}: old {', '.join(f'{x:.4g}' for x in o)}; {label} ({tree}) {', '.join(f'{x:.4g}' for x in n)}; "
+                  f"old/{label} per round {', '.join(f'{x / y:.2f}' for x, y in zip(o, n))}")
 
 
 if __name__ == "__main__":

@@ -343,7 +343,8 @@ class Schema:
                 model.model_rebuild(_types_namespace={"LayerConfig": layer_union}, force=True)
         self.LayerConfig = layer_union
         self._register("layer type", "type", *self.layers.values())
-        self.optimizers = {name: config_model(cls, name, check=getattr(cls, "check_config", None))
+        self.optimizers = {name: _without_values(config_model(cls, name, check=getattr(cls, "check_config", None)),
+                                                 getattr(cls, "quiet_defaults", {}))
                            for name, cls in registry.optimizers.items()}
         self._register("optimizer", "type", *self.optimizers.values())
         self.schedules = {name: _with_per(config_model(cls, name)) for name, cls in registry.schedules.items()}
@@ -476,15 +477,29 @@ def _with_per(model):
 
 def _without_empty(model, keys):
     """``model`` whose dump leaves out the keys in ``keys`` while they are empty (lists, dicts)."""
+    return _without_values(model, {k: ([], {}) for k in keys})
+
+
+def _without_values(model, values):
+    """``model`` whose dump leaves out each key of ``values`` while it holds that value (or one
+    of a tuple of values): a key added after configs were written, at its default, so that
+    those configs (and run folders' resolved configs) read back the same."""
+    if not values:
+        return model
+    quiet = {k: v if isinstance(v, tuple) else (v,) for k, v in values.items()}
+
     def _dump(self, handler):
         out = handler(self)
-        for k in keys:
-            if out.get(k) in ([], {}):
-                out.pop(k, None)
+        for k, vs in quiet.items():
+            if k in out and any(out[k] == v and type(out[k]) is type(v) for v in vs):
+                out.pop(k)
         return out
     sub = create_model(model.__name__, __base__=model,
                        __validators__={"_dump": model_serializer(mode="wrap")(_dump)})
     sub.__doc__ = model.__doc__
+    for attr in ("implementation",):
+        if hasattr(model, attr):
+            setattr(sub, attr, getattr(model, attr))
     return sub
 
 

@@ -234,18 +234,21 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
-# (θ, g, velocity: (N,), lr, momentum, weight_decay: float, nesterov: bool) -> None
+# (θ, g, velocity: (N,), lr, momentum, dampening, weight_decay: float, nesterov: bool, t: int) -> None
 @jit
-def sgd_update(theta, g, velocity, lr, momentum, weight_decay, nesterov):
+def sgd_update(theta, g, velocity, lr, momentum, dampening, weight_decay, nesterov, t):
     """SGD with momentum and L2 weight decay, as torch.optim.SGD:
 
-    g' = g + λθ;  v ← μv + g';  step = g' + μv (Nesterov) or v;  θ ← θ − η·step.
-    With μ = 0 this is plain θ ← θ − η(g + λθ).
+    g' = g + λθ;  v ← μv + (1 − τ)g' (v ← g' at the first step, t = 1);
+    step = g' + μv (Nesterov) or v;  θ ← θ − η·step.
+    With μ = 0 this is plain θ ← θ − η(g + λθ).  Dampening τ = μ makes v an average of the
+    gradients (Hinton et al. 2012's Δw ← μΔw − (1 − μ)εg, with η = ε).
     """
+    keep = 1.0 if t <= 1 else 1.0 - dampening
     for i in range(theta.shape[0]):
         gi = g[i] + weight_decay * theta[i]
         if momentum != 0.0:
-            velocity[i] = momentum * velocity[i] + gi
+            velocity[i] = momentum * velocity[i] + keep * gi
             if nesterov:
                 gi = gi + momentum * velocity[i]
             else:
@@ -258,29 +261,42 @@ def _check_nesterov(values):
     if values.get("nesterov") and values.get("momentum", 0.0) == 0:
         raise ConfigIssue(f"true requires momentum > 0 (got momentum={values.get('momentum', 0.0)!r})",
                           "nesterov")
+    if values.get("nesterov") and values.get("dampening", 0.0) != 0:
+        raise ConfigIssue(f"true requires dampening 0 (got dampening={values.get('dampening')!r}), "
+                          f"as in torch.optim.SGD", "nesterov")
 
 
 @register_optimizer("sgd")
 class SGD(Optimizer):
-    """Stochastic gradient descent with momentum μ, Nesterov option and L2 weight decay λ
-    (the update of ``torch.optim.SGD``):
+    """Stochastic gradient descent with momentum μ, dampening τ, Nesterov option and L2 weight
+    decay λ (the update of ``torch.optim.SGD``):
 
-    g' = g + λθ;  v ← μv + g';  θ ← θ − η·(g' + μv if nesterov else v)   (θ ← θ − ηg' if μ = 0);
+    g' = g + λθ;  v ← μv + (1 − τ)g' (v ← g' at the first step);
+    θ ← θ − η·(g' + μv if nesterov else v)   (θ ← θ − ηg' if μ = 0);
     then, with ``max_norm`` c, each unit's incoming weights w ← w·min(1, c/‖w‖).
+
+    Dampening equal to the momentum (both scheduled alike) is the momentum of Hinton et al.
+    (2012) and Srivastava et al. (2014): Δw ← μΔw − (1 − μ)ηg, whose step stays about η·g as μ
+    rises, where plain momentum's grows to η·g/(1 − μ).
     """
 
     slots = ("velocity",)
     update_kernel = sgd_update
     elementwise = True
     check_config = staticmethod(_check_nesterov)
+    quiet_defaults = {"dampening": 0.0}   # left out of a dumped config (added after configs existed)
 
     @validated
     def __init__(self, params, lr: Positive = 0.01, momentum: Unit = 0.0, nesterov: Bool = False,
-                 weight_decay: NonNegative = 0.0, max_norm: Optional[Positive] = None):
+                 weight_decay: NonNegative = 0.0, max_norm: Optional[Positive] = None,
+                 dampening: Unit = 0.0):
         super().__init__(params, lr, max_norm)
         if nesterov and momentum == 0:
             raise ValueError("nesterov momentum needs momentum > 0")
+        if nesterov and dampening != 0:
+            raise ValueError("nesterov momentum needs dampening 0 (as torch.optim.SGD)")
         self.momentum, self.nesterov, self.weight_decay = float(momentum), bool(nesterov), float(weight_decay)
+        self.dampening = float(dampening)
 
 
 # (θ, g, m, v: (N,), lr, beta1, beta2, eps, weight_decay: float, t: int) -> None

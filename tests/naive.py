@@ -243,16 +243,16 @@ def clip_norm(g, c):
     return (g * (c / norm) if norm > c else g), norm
 
 
-def sgd_step(theta, g, v, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-    """One torch.optim.SGD step (dampening 0), returning new (θ, v).
+def sgd_step(theta, g, v, lr, momentum=0.0, weight_decay=0.0, nesterov=False, dampening=0.0, t=1):
+    """One torch.optim.SGD step (t counts from 1), returning new (θ, v).
 
-    d = g + λθ;  if μ ≠ 0: buf = μ·buf + d (buf starts at 0, so the first buf is d),
+    d = g + λθ;  if μ ≠ 0: buf = d at the first step, else μ·buf + (1 − τ)·d,
     d = d + μ·buf (Nesterov) or buf;  θ ← θ − η·d.
     """
     theta, g, v = (np.array(a, np.float64) for a in (theta, g, v))
     d = g + weight_decay * theta
     if momentum != 0.0:
-        v = momentum * v + d
+        v = d.copy() if t == 1 else momentum * v + (1.0 - dampening) * d
         d = d + momentum * v if nesterov else v
     return theta - lr * d, v
 

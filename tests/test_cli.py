@@ -744,7 +744,7 @@ def test_the_first_hours_small_things(mlpjit_main, cfg_file, xor_cfg, tmp_path):
     # help() shows plain types, the validators stay behind the constructor
     assert str(inspect.signature(mlpjit.optim.SGD)) == \
         "(params, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, " \
-        "weight_decay: float = 0.0, max_norm: Optional[float] = None)"
+        "weight_decay: float = 0.0, max_norm: Optional[float] = None, dampening: float = 0.0)"
     with pytest.raises(ValueError, match=r"SGD: lr must be > 0 \(got -1\)"):
         mlpjit.optim.SGD([], lr=-1)
     # `mlpjit config` alone: its help, exit 0, no "error:"

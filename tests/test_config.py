@@ -237,6 +237,23 @@ def test_nesterov_needs_momentum():
     assert "optimizer.nesterov" in msg and "momentum" in msg and "0.0" in msg
 
 
+def test_nesterov_needs_zero_dampening():
+    d = example_dict()
+    d["optimizer"].update(nesterov=True, momentum=0.9, dampening=0.5)
+    msg = error_of(config_from_dict, d, "c.yaml")
+    assert "optimizer.nesterov" in msg and "dampening" in msg and "0.5" in msg
+
+
+def test_sgd_dampening_is_left_out_of_a_dump_at_its_default():
+    """A key added after run folders existed: at 0 a resolved config reads as before."""
+    d = example_dict()
+    assert "dampening" not in dump_yaml(config_from_dict(d))
+    d["optimizer"]["dampening"] = 0.9
+    text = dump_yaml(config_from_dict(d))
+    assert "dampening: 0.9" in text
+    assert dump_yaml(config_from_dict(yaml.safe_load(text))) == text
+
+
 def test_option_of_other_optimizer_is_named():
     d = example_dict()
     d["optimizer"]["beta1"] = 0.9

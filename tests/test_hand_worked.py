@@ -111,7 +111,7 @@ def test_one_sgd_step_by_hand():
     model.backward(loss.backward())
     for _, param, grad in model.parameters():   # θ ← θ − η·g, η = 0.5, no momentum or decay
         velocity = np.zeros(param.size)
-        sgd_update(param.reshape(-1), grad.reshape(-1), velocity, 0.5, 0.0, 0.0, False)
+        sgd_update(param.reshape(-1), grad.reshape(-1), velocity, 0.5, 0.0, 0.0, 0.0, False, 1)
         assert not velocity.any()                # plain SGD leaves the momentum buffer alone
     l1, l2 = model.layers
     close(l2.A, [[2.007451872758211], [-0.9972586092140286]])
@@ -132,10 +132,24 @@ def test_sgd_with_momentum_two_steps_by_hand():
     Weight decay λ = 0.5 adds λθ to g (plain SGD): θ = 1 − 0.1·(2 + 0.5·1) = 0.75."""
     for nesterov, expected in ((False, [0.8, 0.72]), (True, [0.62, 0.648])):
         theta, v = np.array([1.0]), np.zeros(1)
-        for g, e in zip((2.0, -1.0), expected):
-            sgd_update(theta, np.array([g]), v, 0.1, 0.9, 0.0, nesterov)
+        for t, (g, e) in enumerate(zip((2.0, -1.0), expected), start=1):
+            sgd_update(theta, np.array([g]), v, 0.1, 0.9, 0.0, 0.0, nesterov, t)
             close(theta, [e])
         close(v, [0.8])
     theta = np.array([1.0])
-    sgd_update(theta, np.array([2.0]), np.zeros(1), 0.1, 0.0, 0.5, False)
+    sgd_update(theta, np.array([2.0]), np.zeros(1), 0.1, 0.0, 0.0, 0.5, False, 1)
     close(theta, [0.75])
+
+
+def test_sgd_with_dampening_three_steps_by_hand():
+    """torch.optim.SGD with μ = τ = 0.9 (dampening equal to the momentum: Hinton et al.'s
+    Δw ← μΔw − (1 − μ)εg), η = 0.1, θ = 1, gradients 2, −1, 2:
+    step 1: v = 2 (the first step takes g whole, as PyTorch), θ = 1 − 0.1·2 = 0.8
+    step 2: v = 0.9·2 + 0.1·(−1) = 1.7,                        θ = 0.8 − 0.17 = 0.63
+    step 3: v = 0.9·1.7 + 0.1·2 = 1.73,                        θ = 0.63 − 0.173 = 0.457
+    (without dampening step 3 would move by 0.1·(0.9·0.8 + 2) = 0.272: v grows as 1/(1 − μ))."""
+    theta, v = np.array([1.0]), np.zeros(1)
+    for t, (g, ev, e) in enumerate(zip((2.0, -1.0, 2.0), (2.0, 1.7, 1.73), (0.8, 0.63, 0.457)), start=1):
+        sgd_update(theta, np.array([g]), v, 0.1, 0.9, 0.9, 0.0, False, t)
+        close(v, [ev])
+        close(theta, [e])

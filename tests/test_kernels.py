@@ -432,19 +432,20 @@ def test_clipping_kernels(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("momentum,nesterov,weight_decay",
-                         [(0.0, False, 0.0), (0.0, False, 0.01), (0.9, False, 0.0), (0.9, True, 0.0),
-                          (0.5, True, 0.1)])
+@pytest.mark.parametrize("momentum,nesterov,weight_decay,dampening",
+                         [(0.0, False, 0.0, 0.0), (0.0, False, 0.01, 0.0), (0.9, False, 0.0, 0.0),
+                          (0.9, True, 0.0, 0.0), (0.5, True, 0.1, 0.0), (0.9, False, 0.0, 0.9),
+                          (0.7, False, 0.05, 0.3)])
 @pytest.mark.parametrize("size", [1, 50])
-def test_sgd_update(size, momentum, nesterov, weight_decay, dtype):
+def test_sgd_update(size, momentum, nesterov, weight_decay, dampening, dtype):
     rng = np.random.default_rng(size)
     theta = rng.standard_normal(size).astype(dtype)
     v = np.zeros(size, dtype)
     r_theta, r_v = theta.astype(np.float64), np.zeros(size)
-    for _ in range(3):
+    for t in range(1, 4):
         g = rng.standard_normal(size).astype(dtype)
-        KO.sgd_update(theta, g, v, 0.1, momentum, weight_decay, nesterov)
-        r_theta, r_v = naive.sgd_step(r_theta, g, r_v, 0.1, momentum, weight_decay, nesterov)
+        KO.sgd_update(theta, g, v, 0.1, momentum, dampening, weight_decay, nesterov, t)
+        r_theta, r_v = naive.sgd_step(r_theta, g, r_v, 0.1, momentum, weight_decay, nesterov, dampening, t)
         assert_close(theta, r_theta, dtype)
         if momentum:
             assert_close(v, r_v, dtype)

@@ -44,7 +44,8 @@ def run_steps(opt, params, n=3, lrs=None):
     return history
 
 
-def sgd_by_hand(theta, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0, lrs=None):
+def sgd_by_hand(theta, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0, lrs=None,
+                dampening=0.0):
     theta = theta.astype(np.float64).copy()
     v = np.zeros_like(theta)
     out = []
@@ -52,7 +53,7 @@ def sgd_by_hand(theta, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0
         eta = lr if lrs is None else lrs[k]
         gp = g + weight_decay * theta
         if momentum:
-            v = momentum * v + gp
+            v = momentum * v + (1.0 if k == 0 else 1.0 - dampening) * gp
             step = gp + momentum * v if nesterov else v
         else:
             step = gp
@@ -92,6 +93,8 @@ SGD_CASES = {
     "weight_decay": dict(lr=0.1, weight_decay=0.01),
     "momentum_weight_decay": dict(lr=0.05, momentum=0.5, weight_decay=0.1),
     "nesterov_weight_decay": dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.02),
+    "dampening": dict(lr=0.1, momentum=0.9, dampening=0.9),
+    "dampening_weight_decay": dict(lr=0.05, momentum=0.5, dampening=0.2, weight_decay=0.1),
 }
 
 
@@ -137,7 +140,8 @@ def test_sgd_float32_parameters():
 
 
 @pytest.mark.parametrize("kw", [dict(lr=0.0), dict(lr=-0.1), dict(lr=0.1, momentum=1.0),
-                                dict(lr=0.1, nesterov=True)])
+                                dict(lr=0.1, nesterov=True), dict(lr=0.1, dampening=1.0),
+                                dict(lr=0.1, momentum=0.9, nesterov=True, dampening=0.5)])
 def test_sgd_rejects_bad_hyperparameters(kw):
     with pytest.raises(ValueError):
         SGD(make_params(), **kw)

@@ -538,6 +538,30 @@ def test_a_momentum_ramp_by_update_is_the_same_compiled_and_layer_by_layer(mlpji
     assert runs["by_epoch"][0]["train_loss"] != pytest.approx(runs["compiled"][0]["train_loss"], rel=1e-3)
 
 
+def test_hintons_momentum_ramp_with_dampening_is_the_same_compiled_and_layer_by_layer(mlpjit_main, cfg_file,
+                                                                                     helpers, tmp_path):
+    """Srivastava et al.'s recipe: momentum and dampening ramp together 0.5 → 0.9 (Δw ← μΔw −
+    (1 − μ)ηg), by epoch: the compiled step reads τ per batch like μ; the same losses as the
+    layer path, and other losses than the same ramp without dampening."""
+    cfg = helpers.spirals(epochs=3, batch_size=8,
+                          optimizer={"type": "sgd", "lr": 0.5, "momentum": 0.9, "dampening": 0.9})
+    ramp = {"type": "linear", "start": 0.5, "over": 2}
+    cfg["schedules"] = {"momentum": ramp, "dampening": dict(ramp)}
+    undamped = dict(cfg, optimizer={"type": "sgd", "lr": 0.5, "momentum": 0.9}, schedules={"momentum": ramp})
+    runs = {}
+    for name, c, extra in (("compiled", cfg, []), ("layers", cfg, ["--set", "train.compiled=false"]),
+                           ("undamped", undamped, [])):
+        r = mlpjit_main("train", cfg_file(c), *extra, "--out", tmp_path / name, "-q")
+        assert r.code == 0, r.err
+        runs[name] = untimed(tmp_path / name)
+    assert [r["dampening"] for r in runs["compiled"]] == pytest.approx([0.5, 0.7, 0.9])
+    assert [r["train_loss"] for r in runs["compiled"]] == pytest.approx([r["train_loss"] for r in runs["layers"]],
+                                                                        rel=1e-5)
+    assert runs["undamped"][1]["train_loss"] != pytest.approx(runs["compiled"][1]["train_loss"], rel=1e-3)
+    assert "dampening: 0.9" in (tmp_path / "compiled" / "config.yaml").read_text()
+    assert "dampening" not in (tmp_path / "undamped" / "config.yaml").read_text()   # 0: left out
+
+
 def test_a_plan_dependent_momentum_schedule_is_announced_on_resume(mlpjit_main, cfg_file, helpers, tmp_path):
     cfg = helpers.spirals(epochs=2, optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9})
     cfg["schedules"] = {"momentum": {"type": "cosine", "min_lr": 0.5}}

@@ -287,8 +287,8 @@ SRIVASTAVA = [
 
 
 def _srivastava_cfg(ctx, p_in, p_hid, max_norm, seed, lr=None, epochs=None, validation=False):
-    """The paper's network; dropout networks get the config's recipe (momentum 0.5 → 0.99, an
-    exponentially decaying learning rate), networks without dropout plain momentum 0.9 and the
+    """The paper's network; dropout networks get the config's recipe (momentum 0.5 → 0.99 with
+    dampening equal to it, an exponentially decaying learning rate), networks without dropout plain momentum 0.9 and the
     learning rate ``lr`` (chosen on validation) decaying by NO_DROPOUT_GAMMA an epoch."""
     cfg = _config("e17_srivastava")
     for i, layer in enumerate(cfg["model"]["layers"]):
@@ -298,6 +298,7 @@ def _srivastava_cfg(ctx, p_in, p_hid, max_norm, seed, lr=None, epochs=None, vali
             layer["units"] = 32
     if p_hid == 0:
         cfg["optimizer"].update(lr=lr, momentum=0.9)
+        cfg["optimizer"].pop("dampening", None)
         cfg["schedule"]["gamma"] = NO_DROPOUT_GAMMA
         cfg.pop("schedules")
     if max_norm is not None:
@@ -306,7 +307,8 @@ def _srivastava_cfg(ctx, p_in, p_hid, max_norm, seed, lr=None, epochs=None, vali
     if ctx.quick:
         cfg["data"] = {"name": "mnist", "subset": 1000, "test_subset": 300}
         cfg["train"]["epochs"] = 2
-        cfg.get("schedules", {}).get("momentum", {})["over"] = 1
+        for sched in cfg.get("schedules", {}).values():
+            sched["over"] = 1
     if validation:
         cfg["data"]["validation"] = 200 if ctx.quick else 10000
     if epochs is not None:
@@ -409,7 +411,9 @@ def srivastava(ctx):
              f"100, {len(seeds)} seed(s) per network, trained on {n_train:,} training images and tested on "
              f"{n_test:,} test images. Dropout networks: the paper's recipe, SGD with momentum rising "
              f"linearly from {ramp['start']:g} to {recipe['optimizer']['momentum']:g} over the first "
-             f"{ramp['over']} epochs (the paper: 500 of up to 3,000) and the learning rate "
+             f"{ramp['over']} epochs (the paper: 500 of up to 3,000), the paper's (Hinton et al.'s) "
+             f"momentum Δw ← μΔw − (1 − μ)ηg (SGD's dampening equal to μ, ramped with it), and the "
+             f"learning rate "
              f"{recipe['optimizer']['lr']:g}·{recipe['schedule']['gamma']:g}^epoch. Networks without dropout: "
              f"momentum 0.9 and the learning rate chosen on a validation split (the last 10,000 training "
              f"images held out, seed 0, after {search_epochs} epoch(s); validation error {search}), "
