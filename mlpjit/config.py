@@ -965,7 +965,10 @@ def _apply_override(tree: dict, item: str) -> list[str]:
             # a mapping of free keys (schedules: {momentum: ...}): any key, each a value schema
             child_schema = _mapping_values(schema)
             if last:
-                node[part] = value
+                if value is None:    # schedules.momentum=null: no schedule for momentum
+                    node.pop(part, None)
+                else:
+                    node[part] = value
                 break
             child = _prepare_child(node.get(part), child_schema, prefix, done + [part])
             node[part] = child

@@ -162,6 +162,8 @@ class Optimizer:
     update_kernel = None
     elementwise = False   # whether the update of each element needs that element alone (then a
                           # sharded step updates blocks of a parameter in parallel)
+    quiet_defaults = {}   # {key: value}: left out of a dumped config while at that value (a key
+                          # added after configs were written, so that they read back the same)
 
     def __init__(self, params, lr, max_norm=None):
         if not lr > 0:
@@ -284,7 +286,7 @@ class SGD(Optimizer):
     update_kernel = sgd_update
     elementwise = True
     check_config = staticmethod(_check_nesterov)
-    quiet_defaults = {"dampening": 0.0}   # left out of a dumped config (added after configs existed)
+    quiet_defaults = {"dampening": 0.0}
 
     @validated
     def __init__(self, params, lr: Positive = 0.01, momentum: Unit = 0.0, nesterov: Bool = False,

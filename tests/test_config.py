@@ -254,6 +254,13 @@ def test_sgd_dampening_is_left_out_of_a_dump_at_its_default():
     assert dump_yaml(config_from_dict(yaml.safe_load(text))) == text
 
 
+def test_a_schedule_of_schedules_is_removed_by_setting_it_to_null():
+    d = example_dict()
+    d["schedules"] = {"momentum": {"type": "linear", "start": 0.5, "over": 3}}
+    c = apply_overrides(config_from_dict(d), ["schedules.momentum=null"])
+    assert "schedules" not in dump_yaml(c)
+
+
 def test_option_of_other_optimizer_is_named():
     d = example_dict()
     d["optimizer"]["beta1"] = 0.9
