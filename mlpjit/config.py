@@ -444,8 +444,8 @@ def _check_scheduled(config):
     if not config.schedules:
         return config
     opt = config.optimizer
-    valid = [k for k, v in opt.model_dump().items()
-             if k not in ("type", "lr", "max_norm") and isinstance(v, float)]
+    valid = [k for k in type(opt).model_fields
+             if k not in ("type", "lr", "max_norm") and isinstance(getattr(opt, k), float)]
     for key in config.schedules:
         if key == "lr":
             raise _Issue("the learning rate's schedule is the 'schedule' key (schedules is for "
@@ -453,7 +453,18 @@ def _check_scheduled(config):
         if key not in valid:
             raise _Issue(f"the {opt.type} optimizer has no hyperparameter {key!r} to schedule "
                          f"(valid: {', '.join(valid)})", f"schedules.{key}")
+        if key == "dampening" and getattr(opt, "nesterov", False):
+            raise _Issue("nesterov momentum needs dampening 0 (as torch.optim.SGD): it cannot be "
+                         "scheduled", "schedules.dampening")
     return config
+
+
+def optimizer_value(optimizer: dict, name: str) -> float:
+    """Hyperparameter ``name`` of a resolved config's ``optimizer`` section; one left out of the
+    dump at its default (an optimizer's ``quiet_defaults``) reads as that default."""
+    if name in optimizer:
+        return float(optimizer[name])
+    return float(schema().optimizers[optimizer["type"]].model_fields[name].default)
 
 
 def _with_per(model):

@@ -38,6 +38,7 @@ import numpy as np
 
 from . import __version__
 from . import losses as _losses
+from .config import optimizer_value
 from .errors import ConfigError, ModelFileError, TrainingDiverged
 from .io import append_text, atomic_write_npz, atomic_write_text, json_array, read_json_array, read_npz
 from .kernels import misc as KM
@@ -573,7 +574,7 @@ class TrainingCore:
         n_batches = math.ceil(self.data.n_train / self.batch_size())
         depends = depends_on_plan(sched, cfg["optimizer"]["lr"], self.epoch, old, new, n_batches)
         others = [name for name, s in (cfg.get("schedules") or {}).items()
-                  if depends_on_plan(s, float(cfg["optimizer"][name]), self.epoch, old, new, n_batches)]
+                  if depends_on_plan(s, optimizer_value(cfg["optimizer"], name), self.epoch, old, new, n_batches)]
         lrs = ", ".join(f"{epoch_values(sched, cfg['optimizer']['lr'], e, new, n_batches)[0]:.4g}"
                         for e in range(self.epoch, min(new, self.epoch + 3)))
         also = (f"; so {'is' if len(others) == 1 else 'are'} the schedule{'s' if len(others) > 1 else ''} "
@@ -755,7 +756,7 @@ class TrainingCore:
         lr_per_update = per_update(cfg["schedule"])
         lr = float(lrs[0])
         scheduled = cfg.get("schedules") or {}
-        values = {name: epoch_values(sched, float(cfg["optimizer"][name]), self.epoch, epochs, n_batches)
+        values = {name: epoch_values(sched, optimizer_value(cfg["optimizer"], name), self.epoch, epochs, n_batches)
                   for name, sched in scheduled.items()}
         hyper = {name: float(v[0]) for name, v in values.items()}   # the epoch's first update's (metrics)
         by_update = {name: v for name, v in values.items() if per_update(scheduled[name])}

@@ -244,7 +244,8 @@ def sgd_update(theta, g, velocity, lr, momentum, dampening, weight_decay, nester
     g' = g + λθ;  v ← μv + (1 − τ)g' (v ← g' at the first step, t = 1);
     step = g' + μv (Nesterov) or v;  θ ← θ − η·step.
     With μ = 0 this is plain θ ← θ − η(g + λθ).  Dampening τ = μ makes v an average of the
-    gradients (Hinton et al. 2012's Δw ← μΔw − (1 − μ)εg, with η = ε).
+    gradients (Hinton et al. 2012's Δw ← μΔw − (1 − μ)εg, with η = ε).  PyTorch's "first step"
+    is the first with μ ≠ 0: the two differ only for a momentum scheduled up from 0 with τ ≠ 0.
     """
     keep = 1.0 if t <= 1 else 1.0 - dampening
     for i in range(theta.shape[0]):

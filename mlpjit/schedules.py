@@ -107,7 +107,8 @@ class Linear(Schedule):
 def scheduled_values(cfg, epoch, epochs):
     """{hyperparameter: its value in ``epoch``} of the config's ``schedules`` (the optimizer's
     hyperparameters other than the learning rate), each from the optimizer section's value."""
-    return {name: schedule_from_config(sched).lr(float(cfg["optimizer"][name]), epoch, epochs)
+    from .config import optimizer_value
+    return {name: schedule_from_config(sched).lr(optimizer_value(cfg["optimizer"], name), epoch, epochs)
             for name, sched in (cfg.get("schedules") or {}).items()}
 
 

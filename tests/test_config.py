@@ -254,6 +254,21 @@ def test_sgd_dampening_is_left_out_of_a_dump_at_its_default():
     assert dump_yaml(config_from_dict(yaml.safe_load(text))) == text
 
 
+def test_dampening_at_its_default_can_be_scheduled_and_reads_as_its_default():
+    """dampening: 0 is left out of the dump, yet it is a hyperparameter to schedule (from 0)."""
+    from mlpjit.config import optimizer_value
+    from mlpjit.schedules import scheduled_values
+    d = example_dict()
+    d["optimizer"] = {"type": "sgd", "lr": 0.1, "momentum": 0.9}
+    d["schedules"] = {"dampening": {"type": "linear", "start": 0.5, "over": 2}}
+    r = resolved_dict(config_from_dict(d))
+    assert "dampening" not in r["optimizer"] and optimizer_value(r["optimizer"], "dampening") == 0.0
+    assert scheduled_values(r, 1, 3) == {"dampening": pytest.approx(0.25)}
+    d["optimizer"]["nesterov"] = True
+    msg = error_of(config_from_dict, d, "c.yaml")
+    assert "schedules.dampening" in msg and "nesterov" in msg
+
+
 def test_a_schedule_of_schedules_is_removed_by_setting_it_to_null():
     d = example_dict()
     d["schedules"] = {"momentum": {"type": "linear", "start": 0.5, "over": 3}}
