@@ -219,17 +219,26 @@ def plan_shards(model, loss, optimizer, batch_size, input_shape, threads):
     set, or a batch too small to pay for the threads (SHARD_WORK multiply-adds and SHARD_ROWS
     rows per shard, SHARD_PER_PARAM multiply-adds per parameter and shard: each shard writes a
     whole gradient, and the shards' gradients are summed); else up to ``threads``."""
+    return _plan(model, loss, batch_size, input_shape, threads)[0]
+
+
+def _plan(model, loss, batch_size, input_shape, threads):
+    """(shards, why a single shard: None, "one thread", "rows" (BatchNorm, soft F1), "blas" or
+    "work")."""
     from ..threads import blas_control
     from .codegen import shardable
     if threads <= 1:
-        return 1
+        return 1, "one thread"
     nodes = [node for layer in model.layers for node in layer.nodes()]
-    if not shardable(nodes, loss) or not blas_control():
-        return 1
+    if not shardable(nodes, loss):
+        return 1, "rows"
+    if not blas_control():
+        return 1, "blas"
     work = batch_work(model, batch_size, input_shape)
     params = max(1, sum(arr.size for _, arr, _ in model.parameters()))
-    return int(max(1, min(threads, work // SHARD_WORK, int(batch_size) // SHARD_ROWS,
-                          work // (SHARD_PER_PARAM * params))))
+    shards = int(max(1, min(threads, work // SHARD_WORK, int(batch_size) // SHARD_ROWS,
+                            work // (SHARD_PER_PARAM * params))))
+    return shards, ("work" if shards == 1 else None)
 
 
 def _compile_in_child(module, fn, args):
@@ -283,13 +292,15 @@ class CompiledStep:
         n = X.shape[0]
         kind = loss.target_kind(k) if task == "classification" else "T"
         pred = loss.pred_rule(k) if task == "classification" else KM.PRED_NONE
+        planned, why = _plan(model, loss, self.bs, shape, threads)
         if shards is None:
-            shards = plan_shards(model, loss, optimizer, self.bs, shape, threads)
+            shards = planned
         self.shards = int(shards)
-        # a serial step's BLAS threads: the run's share of the cores when it starts, fixed for the
-        # run (BLAS's sums depend on them).  Also for a batch too small to split: the mid MLP's
-        # step takes 564-573 µs a batch on two against 602-619 on one (docs/performance.md)
-        self.run_threads = int(threads if blas_threads is None else blas_threads)
+        # a serial step's BLAS threads, fixed for a run (BLAS's sums depend on them): one for a
+        # batch too small to split (measured, docs/performance.md: two gained 0-6% on mid alone,
+        # and lost 35-45% when a second run started beside it; two runs at once with
+        # MLPJIT_SHARE=0 kept 49% of their throughput), else the run's
+        self.run_threads = 1 if why == "work" else int(threads if blas_threads is None else blas_threads)
         self.threads = int(threads)       # threads for the shards now (lowered to share the cores)
         self.plan = plan = StepPlan(model, loss, optimizer, self.bs, shape, clip, kind, pred,
                                     shards=self.shards)
