@@ -459,14 +459,6 @@ def _check_scheduled(config):
     return config
 
 
-def optimizer_value(optimizer: dict, name: str) -> float:
-    """Hyperparameter ``name`` of a resolved config's ``optimizer`` section; one left out of the
-    dump at its default (an optimizer's ``quiet_defaults``) reads as that default."""
-    if name in optimizer:
-        return float(optimizer[name])
-    return float(schema().optimizers[optimizer["type"]].model_fields[name].default)
-
-
 def _with_per(model):
     """A schedule's config model with the key ``per: epoch | update`` (what its epoch counts;
     see mlpjit.schedules), left out of a dump while it is the default ``epoch`` (so a config

@@ -38,11 +38,11 @@ import numpy as np
 
 from . import __version__
 from . import losses as _losses
-from .config import optimizer_value
 from .errors import ConfigError, ModelFileError, TrainingDiverged
 from .io import append_text, atomic_write_npz, atomic_write_text, json_array, read_json_array, read_npz
 from .kernels import misc as KM
 from .optim import clip_grad_norm, clip_grad_value, make_optimizer, sum_squares
+from .registry import optimizer_value
 
 CHECKPOINT_FORMAT = "mlpjit-checkpoint/1"
 CHUNK_SECONDS = 0.2          # a compiled call returns to Python about this often (signals, --max-time)

@@ -146,3 +146,13 @@ def register_schedule(name, obj=None, *, aliases=(), depends_on_plan=None):
                                 f"got {depends_on_plan!r}")
         obj.depends_on_plan = depends_on_plan
     return schedules.register(name, obj, aliases=aliases)
+
+
+def optimizer_value(optimizer, name):
+    """Hyperparameter ``name`` of a resolved config's ``optimizer`` section (a dict); one left out
+    of the dump at its default (an optimizer's ``quiet_defaults``) reads as the registered
+    class's default."""
+    import inspect
+    if name in optimizer:
+        return float(optimizer[name])
+    return float(inspect.signature(optimizers.get(optimizer["type"]).__init__).parameters[name].default)

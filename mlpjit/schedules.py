@@ -28,7 +28,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .registry import register_schedule
+from .registry import optimizer_value, register_schedule
 from .registry import schedules as _registry
 from .schema import Float, Int, NonNegative, validated
 
@@ -107,7 +107,6 @@ class Linear(Schedule):
 def scheduled_values(cfg, epoch, epochs):
     """{hyperparameter: its value in ``epoch``} of the config's ``schedules`` (the optimizer's
     hyperparameters other than the learning rate), each from the optimizer section's value."""
-    from .config import optimizer_value
     return {name: schedule_from_config(sched).lr(optimizer_value(cfg["optimizer"], name), epoch, epochs)
             for name, sched in (cfg.get("schedules") or {}).items()}
 

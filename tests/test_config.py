@@ -256,7 +256,7 @@ def test_sgd_dampening_is_left_out_of_a_dump_at_its_default():
 
 def test_dampening_at_its_default_can_be_scheduled_and_reads_as_its_default():
     """dampening: 0 is left out of the dump, yet it is a hyperparameter to schedule (from 0)."""
-    from mlpjit.config import optimizer_value
+    from mlpjit.registry import optimizer_value
     from mlpjit.schedules import scheduled_values
     d = example_dict()
     d["optimizer"] = {"type": "sgd", "lr": 0.1, "momentum": 0.9}
