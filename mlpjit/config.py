@@ -453,9 +453,20 @@ def _check_scheduled(config):
         if key not in valid:
             raise _Issue(f"the {opt.type} optimizer has no hyperparameter {key!r} to schedule "
                          f"(valid: {', '.join(valid)})", f"schedules.{key}")
-        if key == "dampening" and getattr(opt, "nesterov", False):
-            raise _Issue("nesterov momentum needs dampening 0 (as torch.optim.SGD): it cannot be "
-                         "scheduled", "schedules.dampening")
+    # the optimizer's own check, on the values of the first update too (nesterov refuses a
+    # dampening that a schedule starts away from 0)
+    check = getattr(registry.optimizers.get(opt.type), "check_config", None)
+    if check is not None:
+        from .schedules import schedule_from_config
+        values = {k: getattr(opt, k) for k in type(opt).model_fields if k != "type"}
+        for key, sched in config.schedules.items():
+            first = schedule_from_config(sched.model_dump()).lr(values[key], 0, 1)
+            try:
+                check(dict(values, **{key: first}))
+            except ConfigIssue as e:
+                where = f"optimizer.{e.key} " if e.key else ""
+                raise _Issue(f"{where}{e.message} (schedules.{key} starts at {first:g})",
+                             f"schedules.{key}") from None
     return config
 
 
@@ -500,9 +511,6 @@ def _without_values(model, values):
     sub = create_model(model.__name__, __base__=model,
                        __validators__={"_dump": model_serializer(mode="wrap")(_dump)})
     sub.__doc__ = model.__doc__
-    for attr in ("implementation",):
-        if hasattr(model, attr):
-            setattr(sub, attr, getattr(model, attr))
     return sub
 
 

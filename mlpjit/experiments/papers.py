@@ -294,8 +294,9 @@ SRIVASTAVA = [
 
 def _srivastava_cfg(ctx, p_in, p_hid, max_norm, seed, lr=None, epochs=None, validation=False):
     """The paper's network; dropout networks get the config's recipe (momentum 0.5 → 0.99 with
-    dampening equal to it, an exponentially decaying learning rate), networks without dropout plain momentum 0.9 and the
-    learning rate ``lr`` (chosen on validation) decaying by NO_DROPOUT_GAMMA an epoch."""
+    dampening equal to it, an exponentially decaying learning rate), networks without dropout
+    plain momentum 0.9 and the learning rate ``lr`` (chosen on validation) decaying by
+    NO_DROPOUT_GAMMA an epoch."""
     cfg = _config("e17_srivastava")
     for i, layer in enumerate(cfg["model"]["layers"]):
         if layer["type"] == "dropout":

@@ -298,7 +298,7 @@ class CompiledStep:
         self.shards = int(shards)
         # a serial step's BLAS threads, fixed for a run (BLAS's sums depend on them): one for a
         # batch too small to split (measured, docs/performance.md: two gained 0-6% on mid alone,
-        # and lost 35-45% when a second run started beside it; two runs at once with
+        # and lost 38-47% when a second run started beside it; two runs at once with
         # MLPJIT_SHARE=0 kept 49% of their throughput), else the run's
         self.run_threads = 1 if why == "work" else int(threads if blas_threads is None else blas_threads)
         self.threads = int(threads)       # threads for the shards now (lowered to share the cores)
