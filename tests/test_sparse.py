@@ -112,6 +112,36 @@ def test_the_rule_needs_a_large_product_and_few_nonzeros():
     assert KL.nonzero_fraction(np.zeros((0, 3))) == 0.0
 
 
+def test_the_rule_counts_across_its_blocks():
+    """The count stops early a block (1024 entries) at a time: a batch whose nonzeros sit in its
+    last, partial block is decided on all of them.  32 × 100 = 3,200 entries (blocks of 1024,
+    1024, 1024 and 128); SPARSE·3200 = 704 nonzeros is the limit."""
+    X = np.zeros((32, 100))
+    X.reshape(-1)[-703:] = 1.0                              # 703 < 704, all in the last blocks
+    assert KL.sparse_pays(X, 10)
+    X.reshape(-1)[-704:] = 1.0                              # 704: the limit, BLAS
+    assert not KL.sparse_pays(X, 10)
+    X[:] = 1.0                                              # dense: decided in the first block
+    assert not KL.sparse_pays(X, 10)
+
+
+def test_the_rule_reads_x_with_vector_loads():
+    """sparse_pays runs once per batch over the whole input: its count must vectorize.  With a
+    signed index Numba wraps negative indices, and LLVM turned the loop into gathers, 7-10×
+    slower (the first layer of small and mid: 11-33 µs a batch, found in #27); the unsigned
+    index gives contiguous vector loads.  Compiled fresh (a cached kernel cannot be inspected)."""
+    import re
+    import numba
+    from numba import types
+    from mlpjit._jit import FASTMATH
+    fn = numba.njit(fastmath=set(FASTMATH), error_model="numpy")(KL.sparse_pays.py_func)
+    sig = (types.Array(types.float32, 2, "C"), types.int64)
+    fn.compile(sig)
+    ir = fn.inspect_llvm(sig)
+    assert re.search(r"load <\d+ x float>", ir), "the count is not vectorized"
+    assert "masked.gather" not in ir, "the count reads X through gathers"
+
+
 def _sparse_input(n, k, seed, density=0.15):
     rng = np.random.default_rng(seed)
     return rng.random((n, k)) * (rng.random((n, k)) < density)

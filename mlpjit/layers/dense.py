@@ -91,7 +91,10 @@ def nonzero_fraction(X):
 def sparse_pays(X, m):
     """Whether X·A (A with m columns) and Xᵀ·dS should skip X's zeros: a product large enough
     for BLAS whose X has fewer than SPARSE nonzeros.  The count stops as soon as it reaches
-    that share (checked every 256 entries), so a dense X is decided after about a fifth of it."""
+    that share (checked every 1024 entries), so a dense X is decided after about a fifth of it.
+    The index is unsigned (``U``): with a signed one Numba wraps negative indices, and the branch
+    keeps LLVM from vectorizing the count (7-10× slower, the small and mid networks' regression
+    against 430f2e8: docs/performance.md)."""
     n, k = X.shape
     if n * k * m <= SMALL:
         return False
@@ -99,11 +102,16 @@ def sparse_pays(X, m):
     size = Xf.shape[0]
     limit = SPARSE * size
     count = 0
-    for start in range(0, size, 256):
-        for i in range(start, min(start + 256, size)):
-            count += np.int64(Xf[i] != 0)
+    start = 0
+    while start < size:
+        stop = min(start + 1024, size)
+        c = 0
+        for i in range(start, stop):
+            c += np.int64(Xf[U(i)] != 0)
+        count += c
         if count >= limit:
             return False
+        start = stop
     return True
 
 
