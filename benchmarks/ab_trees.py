@@ -2,6 +2,7 @@
 
     git worktree add /tmp/old 430f2e8          # the tree to compare against
     python benchmarks/ab_trees.py /tmp/old .  [more trees...] [--rounds 3] [--cases small,mid] [--step]
+    python benchmarks/ab_trees.py /tmp/old . .@train.threads=2      # a tree with config overrides
 
 For each round and case, ``mlpjit train`` runs in each tree in turn (old, new, old, new, ...;
 ``PYTHONPATH`` pointing at the tree, the same Python and packages) on the same config: MNIST,
@@ -30,7 +31,7 @@ import json, sys, tempfile, time
 import numpy as np
 from mlpjit.config import load_config, resolved_dict
 from mlpjit.trainer import Trainer
-cfg = resolved_dict(load_config(sys.argv[1], ["train.epochs=1"]))
+cfg = resolved_dict(load_config(sys.argv[1], ["train.epochs=1"] + sys.argv[2:]))
 with tempfile.TemporaryDirectory() as d:
     t = Trainer(cfg, d, log=lambda *a, **k: None, progress=False)
     t.fit(1)
@@ -59,14 +60,16 @@ def config(case, folder):
     return path
 
 
-def once(tree, cfg, step, epochs=None):
+def once(tree, cfg, step, epochs=None, sets=()):
     env = dict(os.environ, PYTHONPATH=str(tree))
     with tempfile.TemporaryDirectory() as d:
         if step:
-            cmd = [sys.executable, "-c", _STEP, str(cfg)]
+            cmd = [sys.executable, "-c", _STEP, str(cfg), *sets]
         else:
             cmd = [sys.executable, "-m", "mlpjit", "train", str(cfg), "--out", f"{d}/run", "-q"]
             cmd += ["--epochs", str(epochs)] if epochs else []
+            for kv in sets:
+                cmd += ["--set", kv]
         p = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
         if p.returncode:
             sys.exit(f"{tree}: {' '.join(cmd[:4])} failed: {p.stderr.strip()[-1000:]}")
@@ -79,7 +82,8 @@ def once(tree, cfg, step, epochs=None):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("old", type=Path)
-    p.add_argument("new", type=Path, nargs="+")
+    p.add_argument("new", nargs="+", help="trees, each optionally with config overrides: "
+                   "PATH@train.threads=2[@KEY=VALUE...]")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cases", default="small,mid")
     p.add_argument("--step", action="store_true", help="time the compiled call alone (µs a batch)")
@@ -88,24 +92,25 @@ def main():
     unit = "µs a batch" if a.step else "s an epoch"
     with tempfile.TemporaryDirectory() as d:
         cfgs = {c: config(c, d) for c in cases}
-    trees = [("old", a.old)] + [("new" if len(a.new) == 1 else f"new{i + 1}", t) for i, t in enumerate(a.new)]
+    trees = [("old", a.old, [])] + [("new" if len(a.new) == 1 else f"new{i + 1}", Path(t.split("@")[0]),
+                                     t.split("@")[1:]) for i, t in enumerate(a.new)]
     with tempfile.TemporaryDirectory() as d:
         cfgs = {c: config(c, d) for c in cases}
         for c in cases:        # compile (or load) each tree's step first: not counted
-            for _, tree in trees:
-                once(tree.resolve(), cfgs[c], False, epochs=1)
+            for _, tree, sets in trees:
+                once(tree.resolve(), cfgs[c], False, epochs=1, sets=sets)
         res = {}
         for r in range(a.rounds):
             for c in cases:
-                for label, tree in trees:
-                    v = once(tree.resolve(), cfgs[c], a.step)
+                for label, tree, sets in trees:
+                    v = once(tree.resolve(), cfgs[c], a.step, sets=sets)
                     res.setdefault((c, label), []).append(v)
                     print(f"round {r} {c:5} {label} {v:.4g} {unit}", flush=True)
     for c in cases:
         o = res[(c, "old")]
-        for label, tree in trees[1:]:
+        for label, tree, sets in trees[1:]:
             n = res[(c, label)]
-            print(f"{c}: old {', '.join(f'{x:.4g}' for x in o)}; {label} ({tree}) {', '.join(f'{x:.4g}' for x in n)}; "
+            print(f"{c}: old {', '.join(f'{x:.4g}' for x in o)}; {label} ({'@'.join([str(tree), *sets])}) {', '.join(f'{x:.4g}' for x in n)}; "
                   f"old/{label} per round {', '.join(f'{x / y:.2f}' for x, y in zip(o, n))}")
 
 

@@ -21,7 +21,9 @@ a share of a NumPy float32 sgemm measured in the same run.
 
 ``--threads`` caps every thread pool (OpenBLAS / MKL / OpenMP / Numba through environment
 variables set before NumPy is imported, threadpoolctl when installed, and
-``torch.set_num_threads``).  ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are left as found
+``torch.set_num_threads``), and is mlpjit's ``train.threads``: a number given, so a serial step
+uses that many BLAS threads as PyTorch does (left at ``auto``, mlpjit keeps one BLAS thread for a
+batch too small to split, for the sake of a second run on the machine).  ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are left as found
 and printed in the header.  PyTorch and scikit-learn are optional: a missing one prints
 "not installed" in its columns.
 
@@ -208,8 +210,9 @@ class Start:
         self.perms = [rng.permutation(trainer.data.n_train) for _ in range(epochs)]
 
 
-def run_mlpjit(data, hidden, activation, batch, epochs, seed, acc_epoch, compiled=True):
-    """(median s/epoch, test accuracy after epoch ``acc_epoch``, Start)."""
+def run_mlpjit(data, hidden, activation, batch, epochs, seed, acc_epoch, compiled=True, threads="auto"):
+    """(median s/epoch, test accuracy after epoch ``acc_epoch``, Start).  ``threads``: the
+    config's ``train.threads`` (the bench passes ``--threads``, as PyTorch gets it)."""
     if hidden == CNN:
         layers = CNN_LAYERS
     else:
@@ -225,7 +228,8 @@ def run_mlpjit(data, hidden, activation, batch, epochs, seed, acc_epoch, compile
         "optimizer": {"type": "sgd", "lr": LR, "momentum": MOMENTUM, "nesterov": False,
                       "weight_decay": 0.0},
         "schedule": {"type": "constant"},
-        "train": {"epochs": epochs, "batch_size": batch, "shuffle": True, "compiled": compiled},
+        "train": {"epochs": epochs, "batch_size": batch, "shuffle": True, "compiled": compiled,
+                  "threads": threads},
     }, source="bench"))
     with tempfile.TemporaryDirectory(prefix="mlpjit-bench-") as run_dir:
         trainer = Trainer(cfg, run_dir, dataset=data.ds, log=lambda *a, **k: None, progress=False)
@@ -615,10 +619,11 @@ def main(args):
 
         if threadpool_limits is not None:
             threadpool_limits(args.threads)
-        m_s, m_acc, start = run_mlpjit(data, hidden, activation, batch, epochs, args.seed, args.epochs)
+        m_s, m_acc, start = run_mlpjit(data, hidden, activation, batch, epochs, args.seed, args.epochs,
+                                       threads=args.threads)
         print(f"  mlpjit compiled {m_s:.3f} s/epoch", file=sys.stderr, flush=True)
         l_s, _, _ = run_mlpjit(data, hidden, activation, batch, epochs, args.seed, args.epochs,
-                               compiled=False)
+                               compiled=False, threads=args.threads)
         print(f"  mlpjit layers   {l_s:.3f} s/epoch", file=sys.stderr, flush=True)
         if torch is not None:
             t_s, t_acc = run_torch(data, hidden, activation, batch, start, args.threads, args.epochs)

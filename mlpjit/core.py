@@ -779,7 +779,8 @@ class TrainingCore:
             from .step import CompiledStep
             self.fast = CompiledStep(self.model, self.loss, self.optimizer, rows, y, data.x_scale,
                                      data.task, bs, clip, input_shape=X.shape[1:], notice=self.log,
-                                     threads=self.threads, blas_threads=self.blas)
+                                     threads=self.threads, blas_threads=self.blas,
+                                     auto_threads=self.auto_threads)
         if self.fast is not None and hyper:
             self.fast.set_constants(hyper)        # arguments of the compiled step: no recompile
         try:

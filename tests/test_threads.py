@@ -241,6 +241,31 @@ def test_a_run_started_beside_another_takes_its_share_of_blas_threads(monkeypatc
     assert fixed.blas == 2
 
 
+
+def test_a_serial_step_keeps_one_blas_thread_unless_threads_are_given(monkeypatch, tmp_path, cfg_file, helpers):
+    """A batch too small to split runs serially.  With threads chosen automatically its BLAS
+    keeps one thread (a second run started beside it would otherwise lose its core); with
+    train.threads given, the run uses the threads it was given."""
+    from mlpjit.config import load_config, resolved_dict
+    from mlpjit.trainer import Trainer
+    if not T.blas_control():
+        pytest.skip("no BLAS whose threads can be set")
+    monkeypatch.setenv("MLPJIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MLPJIT_SHARE", "0")
+    monkeypatch.setattr(T, "cores", lambda: 2)
+    cfg = resolved_dict(load_config(cfg_file(helpers.spirals(points=200, epochs=1))))
+    runs = {}
+    for threads in ("auto", 2):
+        cfg["train"]["threads"] = threads
+        (tmp_path / str(threads)).mkdir()
+        t = Trainer(cfg, tmp_path / str(threads), log=lambda *a, **k: None, progress=False)
+        t.fit()
+        runs[threads] = t
+    for t in runs.values():
+        assert t.fast.shards == 1 and t.blas == 2        # serial: too little work to split
+    assert runs["auto"].fast.run_threads == 1
+    assert runs[2].fast.run_threads == 2
+
 def test_threads_on_the_command_line(mlpjit_main, cfg_file, helpers, tmp_path):
     path = cfg_file(helpers.spirals(points=200, epochs=1))
     bad = mlpjit_main("train", path, "--threads", "0", "-q")

@@ -283,7 +283,8 @@ class CompiledStep:
     batches [b_start, b_stop) of ``perm``."""
 
     def __init__(self, model, loss, optimizer, X, y, x_scale, task, batch_size, clip,
-                 input_shape=None, notice=None, threads=1, shards=None, blas_threads=None):
+                 input_shape=None, notice=None, threads=1, shards=None, blas_threads=None,
+                 auto_threads=True):
         dtype = np.dtype(model.dtype)
         self.model, self.optimizer, self.loss = model, optimizer, loss
         self.X, self.x_scale, self.bs = X, float(x_scale), int(batch_size)
@@ -296,11 +297,13 @@ class CompiledStep:
         if shards is None:
             shards = planned
         self.shards = int(shards)
-        # a serial step's BLAS threads, fixed for a run (BLAS's sums depend on them): one for a
-        # batch too small to split (measured, docs/performance.md: two gained 0-6% on mid alone,
-        # and lost 38-47% when a second run started beside it; two runs at once with
-        # MLPJIT_SHARE=0 kept 49% of their throughput), else the run's
-        self.run_threads = 1 if why == "work" else int(threads if blas_threads is None else blas_threads)
+        # a serial step's BLAS threads, fixed for a run (BLAS's sums depend on them): with
+        # threads chosen automatically, one for a batch too small to split (measured,
+        # docs/performance.md: two gained 8-9% on mid alone, and lost 38-47% when a second run
+        # started beside it; two runs at once with MLPJIT_SHARE=0 kept 49% of their throughput);
+        # else the run's (train.threads given as a number is taken at its word)
+        run = int(threads if blas_threads is None else blas_threads)
+        self.run_threads = 1 if why == "work" and auto_threads else run
         self.threads = int(threads)       # threads for the shards now (lowered to share the cores)
         self.plan = plan = StepPlan(model, loss, optimizer, self.bs, shape, clip, kind, pred,
                                     shards=self.shards)
