@@ -7,7 +7,7 @@
 For each round and case, ``mlpjit train`` runs in each tree in turn (old, new, old, new, ...;
 ``PYTHONPATH`` pointing at the tree, the same Python and packages) on the same config: MNIST,
 float32, SGD lr 0.05 momentum 0.9, 3 epochs; small is 784-128-10 relu at batch 32, mid
-784-256-128-10 relu at batch 64.  It prints the fastest of epochs 2–3 (``epoch_seconds``:
+784-256-128-10 relu at batch 64, wide (`--cases wide`) 784-512-512-10 relu at batch 128.  It prints the fastest of epochs 2–3 (``epoch_seconds``:
 training only) per run and old/new per round: above 1 the new tree is faster.  With more than two trees, each
 after the first is compared with the first, and all of them alternate within a round.  A first run per
 tree and case compiles (not counted).  ``--step`` times the compiled call alone instead (µs per
@@ -23,8 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-CASES = {"small": [128], "mid": [256, 128]}
-BATCH = {"small": 32, "mid": 64}
+CASES = {"small": [128], "mid": [256, 128], "wide": [512, 512]}
+BATCH = {"small": 32, "mid": 64, "wide": 128}
 
 _STEP = r"""
 import json, sys, tempfile, time
