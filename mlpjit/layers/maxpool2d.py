@@ -47,8 +47,8 @@ def maxpool2x2_backward(Xf, Yf, Gf, NC, H, W, OH, OW, Df):
     gets dY: the windows do not overlap, so each input is written once, without branches (and
     only an odd last row or column, in no window, needs zeroing first).  The windows' top and
     bottom rows are written by two loops (each a pair of interleaved stores): one loop writing
-    all four took 616 µs on conv 1's 32 × 32 × 26 × 26, where LLVM stored through vectors of
-    pointers; the two, 466 µs (docs/performance.md)."""
+    all four took 616 µs on conv 1's 32 × 32 × 26 × 26, LLVM going through 14 vectors of
+    pointers; the two, 466 µs with 4 (docs/performance.md, benchmarks/gathers.py)."""
     if H != 2 * OH or W != 2 * OW:
         for t in range(NC * H * W):
             Df[U(t)] = 0.0
