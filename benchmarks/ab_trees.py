@@ -85,15 +85,22 @@ def main():
     p.add_argument("new", nargs="+", help="trees, each optionally with config overrides: "
                    "PATH@train.threads=2[@KEY=VALUE...]")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--cases", default="small,mid")
+    p.add_argument("--cases", default="small,mid", help="small, mid and/or wide")
     p.add_argument("--step", action="store_true", help="time the compiled call alone (µs a batch)")
     a = p.parse_args()
     cases = [c for c in a.cases.split(",") if c]
     unit = "µs a batch" if a.step else "s an epoch"
-    with tempfile.TemporaryDirectory() as d:
-        cfgs = {c: config(c, d) for c in cases}
     trees = [("old", a.old, [])] + [("new" if len(a.new) == 1 else f"new{i + 1}", Path(t.split("@")[0]),
                                      t.split("@")[1:]) for i, t in enumerate(a.new)]
+    for _, tree, sets in trees:
+        if not (tree / "mlpjit" / "__init__.py").is_file():
+            p.error(f"{tree}: not a tree of mlpjit (no mlpjit/__init__.py there)")
+        for kv in sets:
+            if "=" not in kv or not kv.split("=")[0]:
+                p.error(f"{tree}@{kv}: an override is KEY=VALUE (e.g. train.threads=2)")
+    unknown = [c for c in cases if c not in CASES]
+    if unknown or not cases:
+        p.error(f"--cases {a.cases!r}: choose from {', '.join(CASES)}")
     with tempfile.TemporaryDirectory() as d:
         cfgs = {c: config(c, d) for c in cases}
         for c in cases:        # compile (or load) each tree's step first: not counted

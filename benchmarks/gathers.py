@@ -13,13 +13,17 @@ The generated steps themselves list their kernels' vectors too (they inline them
 a batch gathers from the data set, which are gathers by nature.
 """
 
+import atexit
 import os
 import re
+import shutil
 import sys
 import tempfile
 
-os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlpjit-gathers-numba-")
-os.environ["MLPJIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlpjit-gathers-")
+ROOT = tempfile.mkdtemp(prefix="mlpjit-gathers-")   # caches, configs and runs: removed at exit
+atexit.register(shutil.rmtree, ROOT, True)           # (also after Ctrl-C)
+os.environ["NUMBA_CACHE_DIR"] = os.path.join(ROOT, "numba")
+os.environ["MLPJIT_CACHE_DIR"] = os.path.join(ROOT, "mlpjit")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ab_trees import config   # noqa: E402
@@ -29,13 +33,14 @@ from mlpjit.trainer import Trainer   # noqa: E402
 
 def main():
     from numba.core.registry import CPUDispatcher
-    folder = tempfile.mkdtemp(prefix="mlpjit-gathers-cfg-")
-    runs = [(str(config("small", folder)), []),
+    runs = [(str(config("small", ROOT)), []),
             ("mnist_cnn", ["data.subset=6000", "train.batch_size=64"])]
-    for cfg, extra in runs:
+    for i, (cfg, extra) in enumerate(runs):
         print(f"training {cfg} for one epoch ...", file=sys.stderr, flush=True)
         cfg = resolved_dict(load_config(cfg, ["train.epochs=1"] + extra))
-        Trainer(cfg, tempfile.mkdtemp(), log=lambda *a, **k: None, progress=False).fit(1)
+        run_dir = os.path.join(ROOT, f"run{i}")
+        os.makedirs(run_dir)
+        Trainer(cfg, run_dir, log=lambda *a, **k: None, progress=False).fit(1)
     seen, found = set(), 0
     for name, module in sorted(sys.modules.items()):
         if not name.startswith("mlpjit"):
@@ -53,4 +58,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from mlpjit.core import Interrupted
+    try:
+        main()
+    except (KeyboardInterrupt, Interrupted):
+        sys.exit("gathers.py: interrupted (nothing kept)")

@@ -125,21 +125,25 @@ def test_the_rule_counts_across_its_blocks():
     assert not KL.sparse_pays(X, 10)
 
 
-def test_the_rule_reads_x_with_vector_loads():
-    """sparse_pays runs once per batch over the whole input: its count must vectorize.  With a
-    signed index Numba wraps negative indices, and LLVM turned the loop into gathers, 7-10×
-    slower (the first layer of small and mid: 11-33 µs a batch, found in #27); the unsigned
-    index gives contiguous vector loads.  Compiled fresh (a cached kernel cannot be inspected)."""
+def test_the_count_reads_x_with_vector_loads():
+    """sparse_pays counts X's nonzeros once per batch over the whole input: the count must
+    vectorize.  With a signed index Numba wraps negative indices, and LLVM turned the loop into
+    gathers, 7-10× slower (the first layer of small and mid: 11-33 µs a batch, found in #27);
+    the unsigned index gives contiguous vector loads.  Compiled fresh (a cached kernel cannot be
+    inspected)."""
     import re
     import numba
     from numba import types
     from mlpjit._jit import FASTMATH
-    fn = numba.njit(fastmath=set(FASTMATH), error_model="numpy")(KL.sparse_pays.py_func)
-    sig = (types.Array(types.float32, 2, "C"), types.int64)
+    fn = numba.njit(fastmath=set(FASTMATH), error_model="numpy")(KL.count_nonzero.py_func)
+    sig = (types.Array(types.float32, 1, "C"), types.int64, types.int64)
     fn.compile(sig)
     ir = fn.inspect_llvm(sig)
     assert re.search(r"load <\d+ x float>", ir), "the count is not vectorized"
     assert "masked.gather" not in ir, "the count reads X through gathers"
+    X = np.array([[0.0, 1.0, np.nan], [0.0, 0.0, -2.0]], np.float32)
+    assert KL.count_nonzero(X.reshape(-1), 0, 6) == 3                # NaN counts as nonzero
+    assert KL.count_nonzero(X.reshape(-1), 2, 5) == 1                # X[2], X[3], X[4]: nan, 0, 0
 
 
 def _sparse_input(n, k, seed, density=0.15):

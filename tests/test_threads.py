@@ -241,7 +241,6 @@ def test_a_run_started_beside_another_takes_its_share_of_blas_threads(monkeypatc
     assert fixed.blas == 2
 
 
-
 def test_a_serial_step_keeps_one_blas_thread_unless_threads_are_given(monkeypatch, tmp_path, cfg_file, helpers):
     """A batch too small to split runs serially.  With threads chosen automatically its BLAS
     keeps one thread (a second run started beside it would otherwise lose its core); with
@@ -265,6 +264,7 @@ def test_a_serial_step_keeps_one_blas_thread_unless_threads_are_given(monkeypatc
         assert t.fast.shards == 1 and t.blas == 2        # serial: too little work to split
     assert runs["auto"].fast.run_threads == 1
     assert runs[2].fast.run_threads == 2
+
 
 def test_threads_on_the_command_line(mlpjit_main, cfg_file, helpers, tmp_path):
     path = cfg_file(helpers.spirals(points=200, epochs=1))

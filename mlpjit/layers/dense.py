@@ -75,15 +75,25 @@ def dense_backward_input(dS, A, dX):
 
 # --- sparse input ----------------------------------------------------------------------------
 
+# (Xf: flat, start, stop) -> int
+@jit
+def count_nonzero(Xf, start, stop):
+    """How many of Xf[start:stop] are not zero (NaN counts as nonzero).  The index is unsigned
+    (``U``): with a signed one Numba wraps negative indices, and that branch made LLVM count
+    through gathers, 7-10× slower (the small and mid networks' regression against 430f2e8:
+    docs/performance.md; tests/test_sparse.py checks the vector loads)."""
+    c = 0
+    for i in range(start, stop):
+        c += np.int64(Xf[U(i)] != 0)
+    return c
+
+
 # (X: (n, k)) -> float
 @jit
 def nonzero_fraction(X):
     """The fraction of entries of X that are not zero (NaN counts as nonzero)."""
     Xf = X.reshape(-1)
-    count = 0
-    for i in range(Xf.shape[0]):
-        count += np.int64(Xf[i] != 0)
-    return count / max(Xf.shape[0], 1)
+    return count_nonzero(Xf, 0, Xf.shape[0]) / max(Xf.shape[0], 1)
 
 
 # (X: (n, k), m: int) -> bool
@@ -91,10 +101,7 @@ def nonzero_fraction(X):
 def sparse_pays(X, m):
     """Whether X·A (A with m columns) and Xᵀ·dS should skip X's zeros: a product large enough
     for BLAS whose X has fewer than SPARSE nonzeros.  The count stops as soon as it reaches
-    that share (checked every 1024 entries), so a dense X is decided after about a fifth of it.
-    The index is unsigned (``U``): with a signed one Numba wraps negative indices, and the branch
-    keeps LLVM from vectorizing the count (7-10× slower, the small and mid networks' regression
-    against 430f2e8: docs/performance.md)."""
+    that share (checked every 1024 entries), so a dense X is decided after about a fifth of it."""
     n, k = X.shape
     if n * k * m <= SMALL:
         return False
@@ -102,16 +109,10 @@ def sparse_pays(X, m):
     size = Xf.shape[0]
     limit = SPARSE * size
     count = 0
-    start = 0
-    while start < size:
-        stop = min(start + 1024, size)
-        c = 0
-        for i in range(start, stop):
-            c += np.int64(Xf[U(i)] != 0)
-        count += c
+    for start in range(0, size, 1024):
+        count += count_nonzero(Xf, start, min(start + 1024, size))
         if count >= limit:
             return False
-        start = stop
     return True
 
 

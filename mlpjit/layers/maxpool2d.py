@@ -40,6 +40,13 @@ def maxpool2x2_forward(Xf, NC, H, W, OH, OW, Yf):
                 Yf[out + U(j)] = best
 
 
+# (x, y: float, nan: y != y) -> bool
+@jit
+def _is_max(x, y, nan):
+    """Whether input x is the window's maximum y, a NaN matching a NaN y (bitwise: no branch)."""
+    return (x == y) | (nan & (x != x))
+
+
 # (Xf, Yf, Gf: dY flat, NC, H, W, OH, OW, Df: dX flat) -> None
 @jit
 def maxpool2x2_backward(Xf, Yf, Gf, NC, H, W, OH, OW, Df):
@@ -60,19 +67,16 @@ def maxpool2x2_backward(Xf, Yf, Gf, NC, H, W, OH, OW, Df):
             for j in range(OW):   # the top row: a, b
                 y, g = Yf[out + U(j)], Gf[out + U(j)]
                 nan = y != y
-                a, b = Xf[top + U(2 * j)], Xf[top + U(2 * j + 1)]
-                ea = (a == y) | (nan & (a != a))   # bitwise: no branches in the loop
-                eb = (b == y) | (nan & (b != b))
+                ea = _is_max(Xf[top + U(2 * j)], y, nan)
+                eb = _is_max(Xf[top + U(2 * j + 1)], y, nan)
                 Df[top + U(2 * j)] = g if ea else 0.0
                 Df[top + U(2 * j + 1)] = g if eb & ~ea else 0.0
             for j in range(OW):   # the bottom row: c, d, after a and b
                 y, g = Yf[out + U(j)], Gf[out + U(j)]
                 nan = y != y
-                a, b = Xf[top + U(2 * j)], Xf[top + U(2 * j + 1)]
-                c = Xf[bottom + U(2 * j)]
-                ea = (a == y) | (nan & (a != a))
-                eb = (b == y) | (nan & (b != b))
-                ec = (c == y) | (nan & (c != c))
+                ea = _is_max(Xf[top + U(2 * j)], y, nan)
+                eb = _is_max(Xf[top + U(2 * j + 1)], y, nan)
+                ec = _is_max(Xf[bottom + U(2 * j)], y, nan)
                 Df[bottom + U(2 * j)] = g if ec & ~(ea | eb) else 0.0
                 Df[bottom + U(2 * j + 1)] = g if ~(ea | eb | ec) else 0.0
 
@@ -130,7 +134,7 @@ def maxpool2d_backward(X, Y, dY, KH, KW, sh, sw, dX):
                     for q in range(KW):
                         k = corner + U(p * W + q)
                         v = Xf[k]
-                        if v == target or (nan and v != v):
+                        if _is_max(v, target, nan):
                             Df[k] += Gf[out + U(j)]
                             found = True
                             break

@@ -299,8 +299,9 @@ class CompiledStep:
         self.shards = int(shards)
         # a serial step's BLAS threads, fixed for a run (BLAS's sums depend on them): with
         # threads chosen automatically, one for a batch too small to split (measured,
-        # docs/performance.md: two gained 8-9% on mid alone, and lost 38-47% when a second run
-        # started beside it; two runs at once with MLPJIT_SHARE=0 kept 49% of their throughput);
+        # docs/performance.md: mid alone took 536 µs a batch on two, 572-596 on one, but two
+        # cost a run 38-47% when a second started beside it, and two runs at once with
+        # MLPJIT_SHARE=0 kept 49% of their throughput);
         # else the run's (train.threads given as a number is taken at its word)
         run = int(threads if blas_threads is None else blas_threads)
         self.run_threads = 1 if why == "work" and auto_threads else run
