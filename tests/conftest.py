@@ -173,13 +173,18 @@ def mlpjit_proc(tmp_path):
     return run
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def no_runs_folder_in_repo():
-    """No test may leave a ``runs/`` folder in the checkout (use with ``usefixtures``)."""
+    """No test may leave a ``runs/`` folder in the checkout: a command run in-process without
+    ``--out`` writes ``./runs/NAME-TIME``, and the cwd of an in-process test is the checkout.
+    The folder's names are in the message, since another worker's test may be the one that made
+    it: the run's name says which config (and so which test) it was."""
     existed = (REPO / "runs").exists()
     yield
-    if not existed:
-        assert not (REPO / "runs").exists(), "a test created runs/ in the repository"
+    if not existed and (REPO / "runs").exists():
+        made = sorted(p.name for p in (REPO / "runs").iterdir())
+        pytest.fail(f"a test created runs/ in the repository (this one, or one running beside it "
+                    f"on another worker): {made}", pytrace=False)
 
 
 # --- run folders ---------------------------------------------------------------------------

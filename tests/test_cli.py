@@ -21,7 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 MNIST_DIR = REPO / "data" / "mnist"
 
-pytestmark = pytest.mark.usefixtures("no_runs_folder_in_repo")
 
 
 def invoke(*args):

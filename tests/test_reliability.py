@@ -282,8 +282,10 @@ def test_the_whole_run_is_checked_against_the_memory_limit(mlpjit_main, cfg_file
     assert r.code == 0 and "of memory to train" in r.out
 
 
-def test_a_memory_error_anywhere_is_one_line(mlpjit_main, cfg_file, helpers, monkeypatch):
+def test_a_memory_error_anywhere_is_one_line(mlpjit_main, cfg_file, helpers, monkeypatch, tmp_path):
     import mlpjit.trainer
+
+    monkeypatch.chdir(tmp_path)             # no --out: the run folder goes under ./runs
 
     def boom(self, *a, **k):
         raise MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000)")

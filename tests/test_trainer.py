@@ -21,7 +21,6 @@ from mlpjit.cli import cli
 from mlpjit.config import load_config, resolved_dict
 from mlpjit.io import atomic_write, atomic_write_npz, atomic_write_text, read_npz
 
-pytestmark = pytest.mark.usefixtures("no_runs_folder_in_repo")
 
 from conftest import read_metrics, without_timing as untimed  # noqa: E402  (tests/ is on sys.path)
 
