@@ -220,6 +220,36 @@ def test_blas_threads_can_be_set_and_restored():
     assert T.blas_threads() == before
 
 
+def _tasks():
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc (Linux)")
+def test_the_shards_stop_openblas_s_spinning_pool_and_blas_starts_it_again():
+    """After a product on several threads OpenBLAS's pool threads spin for 0.1-0.3 s; a sharded
+    step taking the cores stops them (quiet_blas), setting a BLAS to the count it has already does
+    not start them again, and the next product on several threads starts them, same sums."""
+    pools = [lib for lib in T._find_blas() if lib.shutdown is not None]
+    if not pools or T.cores() < 2:
+        pytest.skip("needs OpenBLAS on its own threads (pthreads build) and two cores")
+    T.set_numba_threads(1)          # Numba's pool starts now, not inside the count below
+    A = np.random.default_rng(0).random((400, 400))
+    with T.pools(2, sharded=False):
+        expected = A @ A            # NumPy's BLAS on two threads: its pool runs
+        started = _tasks()
+        T.apply(2, sharded=True)    # what a sharded step does before its shards
+        assert T.blas_threads() == 1
+        assert _tasks() < started, "OpenBLAS's pool threads should have been stopped"
+        quiet = _tasks()
+        T.set_blas_threads(1)       # already one thread: the pool stays stopped
+        single = A @ A
+        assert _tasks() == quiet
+        T.apply(2, sharded=False)   # two BLAS threads again, as an evaluation does
+        np.testing.assert_array_equal(A @ A, expected)
+        np.testing.assert_allclose(single, expected, rtol=1e-12)
+    T.set_numba_threads(1)
+
+
 def test_a_run_started_beside_another_takes_its_share_of_blas_threads(monkeypatch, tmp_path, cfg_file, helpers):
     """Outside a sharded step BLAS's threads change its sums, so a run fixes them when it starts:
     its share of the cores among the runs then training (here: this test's parent process)."""
