@@ -22,6 +22,7 @@ import ctypes
 import json
 import math
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -180,7 +181,10 @@ def set_blas_threads(n):
 
 def quiet_blas():
     """Stop OpenBLAS's idle pool threads (BLAS must be on one thread, and no other thread of the
-    process in a BLAS call: mlpjit owns the process's BLAS while it trains).
+    process in a BLAS call: mlpjit owns the process's BLAS while it trains).  Skipped while
+    another training of this process is inside :class:`pools` (trainings in threads of one
+    process, as a threading joblib backend would run them): its evaluation may be in a BLAS
+    call on the pool, which a stop would leave waiting.
 
     After a call on several threads, OpenBLAS's pool threads spin, waiting for the next call, for
     about 0.1–0.3 s before they sleep; a sharded step that starts meanwhile (the epoch after an
@@ -190,6 +194,9 @@ def quiet_blas():
     stopped here 1,114–1,288; ``Trainer.fit``'s epochs took 137–192 ms, now 87–103 (BLAS on one
     thread throughout: 86–88).  Called when the shards take the cores (:func:`apply`); OpenBLAS
     starts the pool again at its next call on several threads."""
+    with _TRAINING_LOCK:
+        if _TRAINING[0] > 1:
+            return
     for lib in _find_blas():
         if lib.awake and lib.shutdown is not None and (lib.getter is None or lib.getter() == 1):
             lib.shutdown()
@@ -213,14 +220,22 @@ class pools:
         self.threads, self.sharded = int(threads), bool(sharded)
 
     def __enter__(self):
+        with _TRAINING_LOCK:
+            _TRAINING[0] += 1
         self.before = blas_threads()
         apply(self.threads, self.sharded)
         return self
 
     def __exit__(self, *exc):
+        with _TRAINING_LOCK:
+            _TRAINING[0] -= 1
         if self.before is not None:
             set_blas_threads(self.before)
         return False
+
+
+_TRAINING = [0]   # trainings of this process inside pools (each training is one)
+_TRAINING_LOCK = threading.Lock()
 
 
 def apply(threads, sharded):

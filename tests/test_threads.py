@@ -247,6 +247,11 @@ def test_the_shards_stop_openblas_s_spinning_pool_and_blas_starts_it_again():
         T.apply(2, sharded=False)   # two BLAS threads again, as an evaluation does
         np.testing.assert_array_equal(A @ A, expected)
         np.testing.assert_allclose(single, expected, rtol=1e-12)
+        with T.pools(2, sharded=False):   # a second training of this process, in another thread
+            A @ A
+            running = _tasks()
+            T.apply(2, sharded=True)        # its evaluation may be using the pool: not stopped
+            assert _tasks() == running
     T.set_numba_threads(1)
 
 
