@@ -113,8 +113,9 @@ class _Blas:
 
 def _pool_shutdown(lib, set_name):
     """OpenBLAS's ``blas_thread_shutdown_`` when ``lib`` is OpenBLAS built on its own pthreads
-    pool (``openblas_get_parallel() == 1``), else None."""
-    if "openblas" not in set_name:
+    pool (``openblas_get_parallel() == 1``), else None (also on Windows, where OpenBLAS's stop
+    terminates its threads after 5 ms instead of joining them)."""
+    if "openblas" not in set_name or os.name != "posix":
         return None
     parallel = getattr(lib, set_name.replace("set_num_threads", "get_parallel"), None)
     shutdown = getattr(lib, "blas_thread_shutdown_", None)
