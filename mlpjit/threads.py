@@ -108,7 +108,6 @@ class _Blas:
 
     def __init__(self, path, setter, getter, shutdown=None):
         self.path, self.setter, self.getter, self.shutdown = path, setter, getter, shutdown
-        self.awake = shutdown is not None   # its pool may be running (unknown at first)
 
 
 def _pool_shutdown(lib, set_name):
@@ -175,8 +174,6 @@ def set_blas_threads(n):
         if lib.getter is not None and lib.getter() == n:
             continue
         lib.setter(n)
-        if n > 1 and lib.shutdown is not None:
-            lib.awake = True
     return bool(libs)
 
 
@@ -193,15 +190,15 @@ def quiet_blas():
     ``python benchmarks/after_blas.py``, 256-256-256-4 at batch 128): its sharded step took
     1,717–2,238 µs a batch after such a call against 1,078–1,118 without, and with the pool
     stopped here 1,114–1,288; ``Trainer.fit``'s epochs took 137–192 ms, now 87–103 (BLAS on one
-    thread throughout: 86–88).  Called when the shards take the cores (:func:`apply`); OpenBLAS
-    starts the pool again at its next call on several threads."""
+    thread throughout: 86–88).  Called when the shards take the cores (:func:`apply`), at each
+    chunk of batches: on a stopped pool it returns at once (about 2 µs).  OpenBLAS starts the
+    pool again at its next call on several threads."""
     with _TRAINING_LOCK:
         if _TRAINING[0] > 1:
             return
     for lib in _find_blas():
-        if lib.awake and lib.shutdown is not None and (lib.getter is None or lib.getter() == 1):
+        if lib.shutdown is not None and (lib.getter is None or lib.getter() == 1):
             lib.shutdown()
-            lib.awake = False
 
 
 def set_numba_threads(n):
