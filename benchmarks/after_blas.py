@@ -12,8 +12,9 @@ compiled step (``CompiledStep.run``, µs a batch) after each of:
 * the same products with BLAS on one thread;
 * the products on its threads, then 0.3 s of sleep.
 
-and then the epochs of the same training through ``Trainer.fit`` as mlpjit runs it, and with
-BLAS kept on one thread for everything (``--no-fit`` skips these).  Prints a line per case.
+and then the epochs of the same training through ``Trainer.fit`` as mlpjit runs it (a sharded
+run evaluates between epochs with BLAS on one thread) and with the evaluation on BLAS's threads,
+as before 2026-12-07 (``--no-fit`` skips these).  Prints a line per case.
 """
 
 import argparse
@@ -52,19 +53,16 @@ def config(data, units, batch, epochs):
         "train": {"epochs": epochs, "batch_size": batch, "threads": THREADS}}, source="after_blas"))
 
 
-def fit_epochs(data, units, batch, epochs, blas_one_thread):
+def fit_epochs(data, units, batch, epochs, eval_on_blas_threads):
     """ms per epoch of Trainer.fit (training only, as metrics.jsonl's epoch_seconds)."""
-    setter = threads.set_blas_threads
-    if blas_one_thread:
-        threads.set_blas_threads = lambda n: setter(1)
-    try:
-        with tempfile.TemporaryDirectory() as run:
-            Trainer(config(data, units, batch, epochs), run, dataset=data.ds, log=lambda *a, **k: None,
-                    progress=False).fit(epochs)
-            rows = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()
-                    if line.strip()]
-    finally:
-        threads.set_blas_threads = setter
+    with tempfile.TemporaryDirectory() as run:
+        trainer = Trainer(config(data, units, batch, epochs), run, dataset=data.ds,
+                          log=lambda *a, **k: None, progress=False)
+        if eval_on_blas_threads:   # the rule before 2026-12-07: the run's BLAS threads
+            trainer._eval_threads = lambda: trainer.blas or trainer.threads
+        trainer.fit(epochs)
+        rows = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()
+                if line.strip()]
     return [round(r["epoch_seconds"] * 1e3, 1) for r in rows]
 
 
@@ -75,7 +73,16 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=5, help="epochs timed per case")
     p.add_argument("--no-fit", action="store_true", help="only the step, not Trainer.fit")
     args = p.parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="after-blas-")
+    for name in ("units", "batch", "rounds"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1")
+    if args.batch > 10_000:
+        p.error("--batch must be at most 10000 (the table's rows)")
+    with tempfile.TemporaryDirectory(prefix="after-blas-") as tmp:
+        run(args, tmp)
+
+
+def run(args, tmp):
     data = bench.Data(cost_curve.table(os.path.join(tmp, "table.npz"), 10_000, 256), 0)
     trainer = Trainer(config(data, args.units, args.batch, 1), tmp, dataset=data.ds,
                       log=lambda *a, **k: None, progress=False)
@@ -117,8 +124,8 @@ def main(argv=None):
     if not args.no_fit:
         epochs = args.rounds + 1
         print(f"Trainer.fit, {epochs} epochs, ms each (the first loads the step):")
-        print(f"  {'as mlpjit runs (evaluation on BLAS threads)':44s} {fit_epochs(data, args.units, args.batch, epochs, False)}")
-        print(f"  {'BLAS on one thread throughout':44s} {fit_epochs(data, args.units, args.batch, epochs, True)}")
+        print(f"  {'as mlpjit runs (evaluation on one thread)':44s} {fit_epochs(data, args.units, args.batch, epochs, False)}")
+        print(f"  {'evaluation on BLAS threads (before)':44s} {fit_epochs(data, args.units, args.batch, epochs, True)}")
 
 
 if __name__ == "__main__":

@@ -716,6 +716,19 @@ class TrainingCore:
             return max(1, min(most, FIRST_CHUNK_EXAMPLES // self.batch_size()))
         return max(1, min(most, int(CHUNK_SECONDS / max(self._spb, 1e-9))))
 
+    def _eval_threads(self):
+        """BLAS's threads for the evaluation between epochs: the run's (fixed: the sums depend on
+        them), but one when the training step is sharded.  After a call on several threads,
+        OpenBLAS's pool threads spin for 0.1-0.3 s waiting for the next one, and the next epoch's
+        shards shared the cores with them: measured on the 2-core machine (2026-12-07,
+        ``python benchmarks/after_blas.py``, 256-256-256-4 at batch 128), the sharded step took
+        1,717-2,238 µs a batch after such a call against 1,078-1,118 without, and the epochs
+        137-192 ms against 86-88; the evaluation itself took as long on one thread (the CNN's
+        15,000 images 2.35-2.88 s against 2.49-2.72, mnist_mlp's 0.06-0.08 s either way)."""
+        if self.fast is not None and self.fast.plan.sharded:
+            return 1
+        return self.blas or self.threads
+
     def _threads_now(self):
         """Threads for the next chunk of a sharded step: this run's share of the cores, at most
         train.threads (the result does not depend on it)."""
@@ -864,7 +877,7 @@ class TrainingCore:
             row["replanned"] = {"from": change["from"], "to": change["to"]}
         t1 = time.perf_counter()
         from .threads import apply
-        apply(self.blas or self.threads, False)   # evaluation: BLAS's threads, fixed (its sums depend on them)
+        apply(self._eval_threads(), False)   # evaluation: BLAS's threads, fixed (its sums depend on them)
         for split in ("val", "test"):
             Xs, ys = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
             if Xs is not None and len(Xs):

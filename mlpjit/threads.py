@@ -22,12 +22,11 @@ import ctypes
 import json
 import math
 import os
-import threading
 import time
 from pathlib import Path
 
-__all__ = ["cores", "share", "blas_threads", "set_blas_threads", "quiet_blas", "blas_control",
-           "pools", "Presence", "resolve_threads"]
+__all__ = ["cores", "share", "blas_threads", "set_blas_threads", "blas_control", "pools",
+           "Presence", "resolve_threads"]
 
 
 # --- the cores this process may use --------------------------------------------------------
@@ -101,30 +100,6 @@ def _loaded_libraries():
     return paths
 
 
-class _Blas:
-    """One BLAS library: its thread-count setter and getter, and for OpenBLAS's own thread pool
-    (its pthreads build) the function that stops the pool's threads (OpenBLAS calls it at fork;
-    the next call that needs the pool starts it again)."""
-
-    def __init__(self, path, setter, getter, shutdown=None):
-        self.path, self.setter, self.getter, self.shutdown = path, setter, getter, shutdown
-
-
-def _pool_shutdown(lib, set_name):
-    """OpenBLAS's ``blas_thread_shutdown_`` when ``lib`` is OpenBLAS built on its own pthreads
-    pool (``openblas_get_parallel() == 1``), else None (also on Windows, where OpenBLAS's stop
-    terminates its threads after 5 ms instead of joining them)."""
-    if "openblas" not in set_name or os.name != "posix":
-        return None
-    parallel = getattr(lib, set_name.replace("set_num_threads", "get_parallel"), None)
-    shutdown = getattr(lib, "blas_thread_shutdown_", None)
-    if parallel is None or shutdown is None:
-        return None
-    parallel.argtypes, parallel.restype = [], ctypes.c_int
-    shutdown.argtypes, shutdown.restype = [], ctypes.c_int
-    return shutdown if parallel() == 1 else None
-
-
 def _find_blas():
     global _BLAS
     if _BLAS is not None:
@@ -147,7 +122,7 @@ def _find_blas():
             setter.argtypes, setter.restype = [ctypes.c_int], None
             if getter is not None:
                 getter.argtypes, getter.restype = [], ctypes.c_int
-            found.append(_Blas(path, setter, getter, _pool_shutdown(lib, set_name)))
+            found.append((path, setter, getter))
             break
     _BLAS = found
     return found
@@ -155,50 +130,21 @@ def _find_blas():
 
 def blas_control():
     """The BLAS libraries whose threads can be set (their paths); empty if none."""
-    return [lib.path for lib in _find_blas()]
+    return [path for path, _, _ in _find_blas()]
 
 
 def blas_threads():
     """BLAS's thread count now (the largest among the libraries), or None if unknown."""
-    counts = [lib.getter() for lib in _find_blas() if lib.getter is not None]
+    counts = [getter() for _, _, getter in _find_blas() if getter is not None]
     return max(counts) if counts else None
 
 
 def set_blas_threads(n):
-    """Set every controllable BLAS to ``n`` threads; returns whether any could be set.  A library
-    already at ``n`` is left alone: OpenBLAS's setter starts its pool again if it was stopped
-    (:func:`quiet_blas`), and its new threads spin."""
-    n = int(n)
+    """Set every controllable BLAS to ``n`` threads; returns whether any could be set."""
     libs = _find_blas()
-    for lib in libs:
-        if lib.getter is not None and lib.getter() == n:
-            continue
-        lib.setter(n)
+    for _, setter, _ in libs:
+        setter(int(n))
     return bool(libs)
-
-
-def quiet_blas():
-    """Stop OpenBLAS's idle pool threads (BLAS must be on one thread, and no other thread of the
-    process in a BLAS call: mlpjit owns the process's BLAS while it trains).  Skipped while
-    another training of this process is inside :class:`pools` (trainings in threads of one
-    process, as a threading joblib backend would run them): its evaluation may be in a BLAS
-    call on the pool, which a stop would leave waiting.
-
-    After a call on several threads, OpenBLAS's pool threads spin, waiting for the next call, for
-    about 0.1–0.3 s before they sleep; a sharded step that starts meanwhile (the epoch after an
-    evaluation) shares its cores with them.  Measured on the 2-core machine (2026-12-07,
-    ``python benchmarks/after_blas.py``, 256-256-256-4 at batch 128): its sharded step took
-    1,717–2,238 µs a batch after such a call against 1,078–1,118 without, and with the pool
-    stopped here 1,114–1,288; ``Trainer.fit``'s epochs took 137–192 ms, now 87–103 (BLAS on one
-    thread throughout: 86–88).  Called when the shards take the cores (:func:`apply`), at each
-    chunk of batches: on a stopped pool it returns at once (about 2 µs).  OpenBLAS starts the
-    pool again at its next call on several threads."""
-    with _TRAINING_LOCK:
-        if _TRAINING[0] > 1:
-            return
-    for lib in _find_blas():
-        if lib.shutdown is not None and (lib.getter is None or lib.getter() == 1):
-            lib.shutdown()
 
 
 def set_numba_threads(n):
@@ -218,29 +164,20 @@ class pools:
         self.threads, self.sharded = int(threads), bool(sharded)
 
     def __enter__(self):
-        with _TRAINING_LOCK:
-            _TRAINING[0] += 1
         self.before = blas_threads()
         apply(self.threads, self.sharded)
         return self
 
     def __exit__(self, *exc):
-        with _TRAINING_LOCK:
-            _TRAINING[0] -= 1
         if self.before is not None:
             set_blas_threads(self.before)
         return False
-
-
-_TRAINING = [0]   # trainings of this process inside pools (each training is one)
-_TRAINING_LOCK = threading.Lock()
 
 
 def apply(threads, sharded):
     """Size the pools for ``threads`` threads (see :class:`pools`)."""
     if sharded:
         set_blas_threads(1)
-        quiet_blas()
         set_numba_threads(threads)
     else:
         set_blas_threads(threads)

@@ -220,39 +220,37 @@ def test_blas_threads_can_be_set_and_restored():
     assert T.blas_threads() == before
 
 
-def _tasks():
-    return len(os.listdir("/proc/self/task"))
+def test_a_sharded_run_evaluates_on_one_blas_thread(monkeypatch, tmp_path, cfg_file, helpers):
+    """Between epochs a sharded run evaluates with BLAS on one thread (OpenBLAS's pool threads,
+    woken by a call on several, spin for 0.1-0.3 s and took the next epoch's cores); a serial run
+    evaluates on its BLAS threads, here the two it was given."""
+    import mlpjit.core
+    import mlpjit.step
+    from mlpjit.config import load_config, resolved_dict
+    from mlpjit.trainer import Trainer
+    if T.blas_threads() is None:
+        pytest.skip("no BLAS whose threads can be read")
+    seen = []
+    real = mlpjit.core.evaluate
 
-
-@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc (Linux)")
-def test_the_shards_stop_openblas_s_spinning_pool_and_blas_starts_it_again():
-    """After a product on several threads OpenBLAS's pool threads spin for 0.1-0.3 s; a sharded
-    step taking the cores stops them (quiet_blas), setting a BLAS to the count it has already does
-    not start them again, and the next product on several threads starts them, same sums."""
-    pools = [lib for lib in T._find_blas() if lib.shutdown is not None]
-    if not pools or T.cores() < 2:
-        pytest.skip("needs OpenBLAS on its own threads (pthreads build) and two cores")
-    T.set_numba_threads(1)          # Numba's pool starts now, not inside the count below
-    A = np.random.default_rng(0).random((400, 400))
-    with T.pools(2, sharded=False):
-        expected = A @ A            # NumPy's BLAS on two threads: its pool runs
-        started = _tasks()
-        T.apply(2, sharded=True)    # what a sharded step does before its shards
-        assert T.blas_threads() == 1
-        assert _tasks() < started, "OpenBLAS's pool threads should have been stopped"
-        quiet = _tasks()
-        T.set_blas_threads(1)       # already one thread: the pool stays stopped
-        single = A @ A
-        assert _tasks() == quiet
-        T.apply(2, sharded=False)   # two BLAS threads again, as an evaluation does
-        np.testing.assert_array_equal(A @ A, expected)
-        np.testing.assert_allclose(single, expected, rtol=1e-12)
-        with T.pools(2, sharded=False):   # a second training of this process, in another thread
-            A @ A
-            running = _tasks()
-            T.apply(2, sharded=True)        # its evaluation may be using the pool: not stopped
-            assert _tasks() == running
-    T.set_numba_threads(1)
+    def evaluate(*args, **kwargs):
+        seen.append(T.blas_threads())
+        return real(*args, **kwargs)
+    monkeypatch.setattr(mlpjit.core, "evaluate", evaluate)
+    monkeypatch.setattr(T, "cores", lambda: 2)
+    monkeypatch.setenv("MLPJIT_SHARE", "0")
+    cfg = resolved_dict(load_config(cfg_file(helpers.spirals(points=256, batch_size=16, epochs=2))))
+    cfg["train"]["threads"] = 2
+    for sharded in (True, False):
+        # the small network shards when the rule asks for no work at all
+        monkeypatch.setattr(mlpjit.step, "SHARD_WORK", 1 if sharded else 2 ** 21)
+        monkeypatch.setattr(mlpjit.step, "SHARD_PER_PARAM", 1 if sharded else 128)
+        seen.clear()
+        (tmp_path / str(sharded)).mkdir()
+        trainer = Trainer(cfg, tmp_path / str(sharded), log=lambda *a, **k: None, progress=False)
+        trainer.fit()
+        assert trainer.fast.plan.sharded == sharded
+        assert seen == [1 if sharded else 2] * 2, seen       # the test split, after each epoch
 
 
 def test_a_run_started_beside_another_takes_its_share_of_blas_threads(monkeypatch, tmp_path, cfg_file, helpers):
