@@ -175,16 +175,19 @@ def mlpjit_proc(tmp_path):
 
 @pytest.fixture(autouse=True)
 def no_runs_folder_in_repo():
-    """No test may leave a ``runs/`` folder in the checkout: a command run in-process without
+    """No test may write a run folder into the checkout's ``runs/``: a command run in-process without
     ``--out`` writes ``./runs/NAME-TIME``, and the cwd of an in-process test is the checkout.
     The folder's names are in the message, since another worker's test may be the one that made
     it: the run's name says which config (and so which test) it was."""
-    existed = (REPO / "runs").exists()
+    def folders():
+        runs = REPO / "runs"
+        return {p.name for p in runs.iterdir()} if runs.is_dir() else set()
+    before = folders()
     yield
-    if not existed and (REPO / "runs").exists():
-        made = sorted(p.name for p in (REPO / "runs").iterdir())
-        pytest.fail(f"a test created runs/ in the repository (this one, or one running beside it "
-                    f"on another worker): {made}", pytrace=False)
+    made = sorted(folders() - before)
+    if made:
+        pytest.fail(f"a test wrote into runs/ in the repository (this one, or one running beside "
+                    f"it on another worker): {made}", pytrace=False)
 
 
 # --- run folders ---------------------------------------------------------------------------

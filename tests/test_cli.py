@@ -22,7 +22,6 @@ CONFIGS = REPO / "configs"
 MNIST_DIR = REPO / "data" / "mnist"
 
 
-
 def invoke(*args):
     """Run the click group in-process (a success path); returns click's Result."""
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)

@@ -21,8 +21,7 @@ from mlpjit.cli import cli
 from mlpjit.config import load_config, resolved_dict
 from mlpjit.io import atomic_write, atomic_write_npz, atomic_write_text, read_npz
 
-
-from conftest import read_metrics, without_timing as untimed  # noqa: E402  (tests/ is on sys.path)
+from conftest import read_metrics, without_timing as untimed  # (tests/ is on sys.path)
 
 
 def model_bytes(run_dir):
