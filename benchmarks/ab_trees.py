@@ -98,6 +98,8 @@ def main():
         for kv in sets:
             if "=" not in kv or not kv.split("=")[0]:
                 p.error(f"{tree}@{kv}: an override is KEY=VALUE (e.g. train.threads=2)")
+    if a.rounds < 1:
+        p.error(f"--rounds {a.rounds}: at least 1")
     unknown = [c for c in cases if c not in CASES]
     if unknown or not cases:
         p.error(f"--cases {a.cases!r}: choose from {', '.join(CASES)}")

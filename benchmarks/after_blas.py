@@ -78,8 +78,15 @@ def main(argv=None):
             p.error(f"--{name} must be at least 1")
     if args.batch > 10_000:
         p.error("--batch must be at most 10000 (the table's rows)")
-    with tempfile.TemporaryDirectory(prefix="after-blas-") as tmp:
-        run(args, tmp)
+    from mlpjit.core import Interrupted
+    from mlpjit.errors import MlpjitError
+    try:
+        with tempfile.TemporaryDirectory(prefix="after-blas-") as tmp:
+            run(args, tmp)
+    except (KeyboardInterrupt, Interrupted):
+        sys.exit("after_blas.py: interrupted (nothing kept)")
+    except MlpjitError as e:   # a network too large for this machine, say
+        sys.exit(f"after_blas.py: {e}")
 
 
 def run(args, tmp):
@@ -87,7 +94,7 @@ def run(args, tmp):
     trainer = Trainer(config(data, args.units, args.batch, 1), tmp, dataset=data.ds,
                       log=lambda *a, **k: None, progress=False)
     trainer.fit(1)   # compiles (or loads) the step
-    step = getattr(trainer, "core", trainer).fast
+    step = trainer.fast
     if not step.plan.sharded:
         sys.exit(f"after_blas.py: {args.units} units at batch {args.batch} keep the serial step; "
                  f"pick a larger network or batch")
@@ -109,7 +116,8 @@ def run(args, tmp):
         step.run(perm, 0, nb, 0.001, acc)
         return round((time.perf_counter() - t) / nb * 1e6)
 
-    print(f"{args.units}-unit network, batch {args.batch}, {step.shards} shards on {THREADS} threads; "
+    print(f"{args.units}-unit network, batch {args.batch}, {step.shards} shards on "
+          f"{threads.set_numba_threads(THREADS)} threads; "
           f"µs a batch over one epoch of the compiled step, {args.rounds} epochs a case:")
     cases = [("right after the last epoch", lambda: None),
              (f"after products with BLAS on {THREADS} threads", lambda: products(THREADS)),
